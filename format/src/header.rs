@@ -1,0 +1,202 @@
+//! The fixed record header, carried in a zstd skippable frame.
+
+/// Version of the format this crate writes. Readers refuse newer versions.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Magic number of the zstd skippable frame that carries a record header
+/// (one of the sixteen skippable-frame magics, 0x184D2A50..=0x184D2A5F).
+pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
+
+/// Signature at the start of every header, after the skippable-frame prefix.
+pub const SIGNATURE: [u8; 4] = *b"HRPL";
+
+/// Length of the header content inside the skippable frame.
+pub const HEADER_LEN: usize = 44;
+
+/// Bytes from the start of a record to its payload: the 8-byte skippable
+/// frame prefix (magic, length) plus the header.
+pub const RECORD_PREFIX_LEN: usize = 8 + HEADER_LEN;
+
+/// Largest payload a record may declare; anything larger is damage.
+pub const MAX_PAYLOAD_LEN: u32 = 64 << 20;
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// Process and recording metadata ([`crate::FileInfo`]); always first.
+    FileInfo = 1,
+    /// A run of one thread's events in sequence order.
+    Events = 2,
+    /// Newly interned stacks: id and return addresses.
+    Stacks = 3,
+    /// The text of `/proc/self/maps` as of sequence number `first_seq`.
+    Maps = 4,
+    /// Clock samples mapping sequence numbers to time.
+    Clock = 5,
+    /// Clean end of recording ([`crate::EndInfo`]).
+    End = 6,
+}
+
+impl RecordKind {
+    /// Decodes a kind byte; `None` for kinds this version does not know.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::FileInfo,
+            2 => Self::Events,
+            3 => Self::Stacks,
+            4 => Self::Maps,
+            5 => Self::Clock,
+            6 => Self::End,
+            _ => return None,
+        })
+    }
+}
+
+/// The decoded header of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// What the payload holds.
+    pub kind: RecordKind,
+    /// Format version the writer used.
+    pub version: u16,
+    /// Bytes of the zstd frame that follows the header.
+    pub payload_len: u32,
+    /// Bytes of the payload once decompressed.
+    pub raw_len: u32,
+    /// First sequence number covered (events, maps, clock).
+    pub first_seq: u64,
+    /// Last sequence number covered.
+    pub last_seq: u64,
+    /// Kernel thread id of the events' thread (events records only).
+    pub tid: u32,
+    /// Number of items in the payload (events, stacks or clock samples).
+    pub count: u32,
+}
+
+/// Why a header could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Fewer bytes than a header remain.
+    Short,
+    /// The bytes are not a heapreplay record header.
+    NotAHeader,
+    /// The header checksum does not match its contents.
+    Checksum,
+    /// The record kind byte is unknown to this version.
+    UnknownKind(u8),
+    /// The writer used a newer format version.
+    NewerVersion(u16),
+    /// A length field is out of range.
+    BadLength,
+}
+
+/// FNV-1a over `bytes`: a cheap check that a header was not damaged.
+fn checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+impl RecordHeader {
+    /// Encodes the header with its skippable-frame prefix.
+    pub fn encode(&self) -> [u8; RECORD_PREFIX_LEN] {
+        let mut out = [0u8; RECORD_PREFIX_LEN];
+        out[0..4].copy_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+        out[4..8].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        let h = &mut out[8..];
+        h[0..4].copy_from_slice(&SIGNATURE);
+        h[4] = self.kind as u8;
+        h[5] = 0;
+        h[6..8].copy_from_slice(&self.version.to_le_bytes());
+        h[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
+        h[12..16].copy_from_slice(&self.raw_len.to_le_bytes());
+        h[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
+        h[24..32].copy_from_slice(&self.last_seq.to_le_bytes());
+        h[32..36].copy_from_slice(&self.tid.to_le_bytes());
+        h[36..40].copy_from_slice(&self.count.to_le_bytes());
+        let sum = checksum(&h[0..40]);
+        h[40..44].copy_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Decodes a header from the start of `bytes` (prefix included).
+    pub fn decode(bytes: &[u8]) -> Result<Self, HeaderError> {
+        if bytes.len() < RECORD_PREFIX_LEN {
+            return Err(HeaderError::Short);
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+        if u32_at(0) != SKIPPABLE_MAGIC
+            || u32_at(4) != HEADER_LEN as u32
+            || bytes[8..12] != SIGNATURE
+        {
+            return Err(HeaderError::NotAHeader);
+        }
+        if checksum(&bytes[8..48]) != u32_at(48) {
+            return Err(HeaderError::Checksum);
+        }
+        let version = u16_at(14);
+        if version > FORMAT_VERSION {
+            return Err(HeaderError::NewerVersion(version));
+        }
+        let kind = RecordKind::from_u8(bytes[12]).ok_or(HeaderError::UnknownKind(bytes[12]))?;
+        let header = Self {
+            kind,
+            version,
+            payload_len: u32_at(16),
+            raw_len: u32_at(20),
+            first_seq: u64_at(24),
+            last_seq: u64_at(32),
+            tid: u32_at(40),
+            count: u32_at(44),
+        };
+        if header.payload_len > MAX_PAYLOAD_LEN || header.raw_len > MAX_PAYLOAD_LEN {
+            return Err(HeaderError::BadLength);
+        }
+        Ok(header)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RecordHeader {
+        RecordHeader {
+            kind: RecordKind::Events,
+            version: FORMAT_VERSION,
+            payload_len: 1234,
+            raw_len: 5678,
+            first_seq: 42,
+            last_seq: 99,
+            tid: 7,
+            count: 3,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let bytes = sample().encode();
+        assert_eq!(RecordHeader::decode(&bytes).unwrap(), sample());
+    }
+
+    #[test]
+    fn flipped_bit_is_caught() {
+        let mut bytes = sample().encode();
+        bytes[30] ^= 1;
+        assert_eq!(RecordHeader::decode(&bytes), Err(HeaderError::Checksum));
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let mut h = sample();
+        h.version = FORMAT_VERSION + 1;
+        let bytes = h.encode();
+        assert_eq!(
+            RecordHeader::decode(&bytes),
+            Err(HeaderError::NewerVersion(FORMAT_VERSION + 1))
+        );
+    }
+}

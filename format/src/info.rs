@@ -1,0 +1,114 @@
+//! Small structured payloads: file metadata, end-of-trace summary, clock samples.
+
+use crate::varint::{push, Reader, VarintError};
+use serde::{Deserialize, Serialize};
+
+/// Metadata about the recorded process, the payload of the first record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FileInfo {
+    /// Process id of the recorded process.
+    pub pid: u32,
+    /// Parent process id (the parent's trace, after a fork).
+    pub ppid: u32,
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// Monotonic clock at start, nanoseconds; clock samples are relative to it.
+    pub start_mono_ns: u64,
+    /// Path of the executable (`/proc/self/exe`).
+    pub exe: String,
+    /// Command line, arguments separated by spaces.
+    pub cmdline: String,
+    /// Version of the recorder that wrote the trace.
+    pub recorder_version: String,
+}
+
+/// Summary written when recording ends cleanly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EndInfo {
+    /// One past the last sequence number handed out.
+    pub next_seq: u64,
+    /// Events recorded (allocations plus frees).
+    pub events: u64,
+    /// Allocation calls that could not be recorded (made while the same thread
+    /// was already inside the recorder, e.g. from a signal handler).
+    pub unrecorded: u64,
+    /// Monotonic time at the end, nanoseconds since `start_mono_ns`.
+    pub end_ns: u64,
+}
+
+/// Encodes a bincode payload.
+pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).unwrap_or_default()
+}
+
+/// Decodes a bincode payload.
+pub fn from_bytes<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    bincode::deserialize(bytes).ok()
+}
+
+/// One clock sample: the sequence number handed out next at monotonic time
+/// `ns` (nanoseconds since the start of recording).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSample {
+    /// Next sequence number at the time of the sample.
+    pub seq: u64,
+    /// Nanoseconds since the start of recording.
+    pub ns: u64,
+}
+
+/// Encodes clock samples (ascending) as delta pairs.
+pub fn encode_clock(samples: &[ClockSample]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples.len() * 4);
+    let (mut seq, mut ns) = (0u64, 0u64);
+    for s in samples {
+        push(&mut out, s.seq.wrapping_sub(seq));
+        push(&mut out, s.ns.wrapping_sub(ns));
+        seq = s.seq;
+        ns = s.ns;
+    }
+    out
+}
+
+/// Decodes `count` clock samples.
+pub fn decode_clock(payload: &[u8], count: u32) -> Result<Vec<ClockSample>, VarintError> {
+    let mut r = Reader::new(payload);
+    let mut out = Vec::with_capacity(count.min(1 << 20) as usize);
+    let (mut seq, mut ns) = (0u64, 0u64);
+    for _ in 0..count {
+        seq = seq.wrapping_add(r.u64()?);
+        ns = ns.wrapping_add(r.u64()?);
+        out.push(ClockSample { seq, ns });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_round_trips() {
+        let s = vec![
+            ClockSample { seq: 0, ns: 0 },
+            ClockSample {
+                seq: 10,
+                ns: 1_000_000,
+            },
+            ClockSample {
+                seq: 10,
+                ns: 2_000_000,
+            },
+        ];
+        assert_eq!(decode_clock(&encode_clock(&s), 3).unwrap(), s);
+    }
+
+    #[test]
+    fn file_info_round_trips() {
+        let info = FileInfo {
+            pid: 5,
+            exe: "/bin/true".into(),
+            ..Default::default()
+        };
+        assert_eq!(from_bytes::<FileInfo>(&to_bytes(&info)).unwrap(), info);
+    }
+}

@@ -1,0 +1,19 @@
+//! The heapreplay trace format, shared by the recorder and the replayer.
+//!
+//! A trace is a sequence of *records*. Each record is a zstd skippable frame
+//! holding a fixed 44-byte header, followed by one ordinary zstd frame holding
+//! the payload. `zstd -d` therefore reads a trace (and ignores our headers),
+//! and a reader that meets damage can resynchronise on the next header.
+//! The byte-level specification is `FORMAT.md` beside this crate.
+
+pub mod events;
+pub mod header;
+pub mod info;
+pub mod reader;
+pub mod stacks;
+pub mod varint;
+
+pub use events::{Event, EventKind};
+pub use header::{RecordHeader, RecordKind, FORMAT_VERSION, HEADER_LEN, RECORD_PREFIX_LEN};
+pub use info::{ClockSample, EndInfo, FileInfo};
+pub use reader::{Damage, RawRecord, Scan};

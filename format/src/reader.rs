@@ -1,0 +1,206 @@
+//! Splitting a trace into records, resynchronising after damage.
+
+use crate::header::{
+    HeaderError, RecordHeader, RecordKind, HEADER_LEN, RECORD_PREFIX_LEN, SIGNATURE,
+    SKIPPABLE_MAGIC,
+};
+
+/// One record found in a trace, payload still compressed.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    /// The decoded header.
+    pub header: RecordHeader,
+    /// Byte offset of the record in the file.
+    pub offset: u64,
+    /// The compressed payload (one zstd frame).
+    pub payload: &'a [u8],
+}
+
+/// A byte range of the trace that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Offset where the damage starts.
+    pub offset: u64,
+    /// Number of bytes skipped.
+    pub len: u64,
+    /// What was wrong, in words.
+    pub what: String,
+}
+
+/// The result of scanning a trace: its records in file order and any damage.
+#[derive(Debug, Default)]
+pub struct Scan<'a> {
+    /// Records in file order.
+    pub records: Vec<RawRecord<'a>>,
+    /// Damaged or truncated byte ranges, in file order.
+    pub damage: Vec<Damage>,
+    /// Set when a record was written by a newer format version.
+    pub newer_version: Option<u16>,
+}
+
+impl RawRecord<'_> {
+    /// Decompresses the payload and checks its length against the header.
+    pub fn decompress(&self) -> Result<Vec<u8>, String> {
+        let raw = zstd::bulk::decompress(self.payload, self.header.raw_len as usize)
+            .map_err(|e| format!("payload does not decompress ({e})"))?;
+        if raw.len() != self.header.raw_len as usize {
+            return Err(format!(
+                "payload is {} bytes, header says {}",
+                raw.len(),
+                self.header.raw_len
+            ));
+        }
+        Ok(raw)
+    }
+}
+
+fn is_header_start(bytes: &[u8]) -> bool {
+    bytes.len() >= 12
+        && bytes[0..4] == SKIPPABLE_MAGIC.to_le_bytes()
+        && bytes[4..8] == (HEADER_LEN as u32).to_le_bytes()
+        && bytes[8..12] == SIGNATURE
+}
+
+/// Finds the next plausible header start at or after `from`.
+fn resync(bytes: &[u8], from: usize) -> usize {
+    (from..bytes.len())
+        .find(|&i| is_header_start(&bytes[i..]))
+        .unwrap_or(bytes.len())
+}
+
+/// Splits `bytes` into records. Never fails: what cannot be read is reported
+/// as [`Damage`] and skipped up to the next valid header.
+pub fn scan(bytes: &[u8]) -> Scan<'_> {
+    let mut out = Scan::default();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        match RecordHeader::decode(&bytes[pos..]) {
+            Ok(header) => {
+                let start = pos + RECORD_PREFIX_LEN;
+                let end = start + header.payload_len as usize;
+                if end > bytes.len() {
+                    out.damage.push(Damage {
+                        offset: pos as u64,
+                        len: (bytes.len() - pos) as u64,
+                        what: format!(
+                            "truncated {:?} record: needs {} bytes, file ends after {}",
+                            header.kind,
+                            end - pos,
+                            bytes.len() - pos
+                        ),
+                    });
+                    break;
+                }
+                out.records.push(RawRecord {
+                    header,
+                    offset: pos as u64,
+                    payload: &bytes[start..end],
+                });
+                pos = end;
+            }
+            Err(err) => {
+                if let HeaderError::NewerVersion(v) = err {
+                    out.newer_version = Some(v);
+                }
+                let next = resync(bytes, pos + 1);
+                let what = match err {
+                    HeaderError::Short => "truncated record header".to_string(),
+                    HeaderError::NotAHeader => "not a record header".to_string(),
+                    HeaderError::Checksum => "record header checksum mismatch".to_string(),
+                    HeaderError::UnknownKind(k) => format!("unknown record kind {k}"),
+                    HeaderError::NewerVersion(v) => format!("record of newer format version {v}"),
+                    HeaderError::BadLength => "record length out of range".to_string(),
+                };
+                out.damage.push(Damage {
+                    offset: pos as u64,
+                    len: (next - pos) as u64,
+                    what,
+                });
+                pos = next;
+            }
+        }
+    }
+    out
+}
+
+/// Builds one complete record: header plus zstd-compressed payload.
+pub fn encode_record(
+    compressor: &mut zstd::bulk::Compressor<'_>,
+    mut header: RecordHeader,
+    raw: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let compressed = compressor.compress(raw)?;
+    header.payload_len = compressed.len() as u32;
+    header.raw_len = raw.len() as u32;
+    let mut out = Vec::with_capacity(RECORD_PREFIX_LEN + compressed.len());
+    out.extend_from_slice(&header.encode());
+    out.extend_from_slice(&compressed);
+    Ok(out)
+}
+
+/// A zstd compressor set up the way records are written (content checksums on).
+pub fn record_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    Ok(c)
+}
+
+/// A header for `kind` with every other field zero, to fill in.
+pub fn blank_header(kind: RecordKind) -> RecordHeader {
+    RecordHeader {
+        kind,
+        version: crate::FORMAT_VERSION,
+        payload_len: 0,
+        raw_len: 0,
+        first_seq: 0,
+        last_seq: 0,
+        tid: 0,
+        count: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: RecordKind, raw: &[u8]) -> Vec<u8> {
+        let mut c = record_compressor(1).unwrap();
+        encode_record(&mut c, blank_header(kind), raw).unwrap()
+    }
+
+    #[test]
+    fn scan_finds_records_and_skips_damage() {
+        let mut file = record(RecordKind::Maps, b"first");
+        let second_at = file.len();
+        file.extend(record(RecordKind::Maps, b"second"));
+        let third_at = file.len();
+        file.extend(record(RecordKind::Maps, b"third"));
+        file[second_at + 20] ^= 0xff; // break the second header
+        let scan = scan(&file);
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.records[1].offset, third_at as u64);
+        assert_eq!(scan.records[1].decompress().unwrap(), b"third");
+        assert_eq!(scan.damage.len(), 1);
+        assert_eq!(scan.damage[0].offset, second_at as u64);
+    }
+
+    #[test]
+    fn truncation_is_reported() {
+        let mut file = record(RecordKind::Maps, b"first");
+        let whole = file.len();
+        file.extend(record(RecordKind::Maps, b"second"));
+        file.truncate(file.len() - 3);
+        let scan = scan(&file);
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!(scan.damage[0].offset, whole as u64);
+        assert!(scan.damage[0].what.contains("truncated"));
+    }
+
+    #[test]
+    fn plain_zstd_tools_see_concatenated_payloads() {
+        let mut file = record(RecordKind::Maps, b"ab");
+        file.extend(record(RecordKind::Maps, b"cd"));
+        let out = zstd::stream::decode_all(&file[..]).unwrap();
+        assert_eq!(out, b"abcd");
+    }
+}

@@ -1,0 +1,77 @@
+//! Stack records: each newly interned stack once, as an id and its return addresses.
+
+use crate::varint::{push, unzigzag, zigzag, Reader, VarintError};
+
+/// The most frames a stack may hold.
+pub const MAX_FRAMES: usize = 128;
+
+/// Appends one stack to a stacks payload.
+pub fn encode_stack(out: &mut Vec<u8>, id: u32, frames: &[u64]) {
+    push(out, u64::from(id));
+    push(out, frames.len() as u64);
+    let mut prev = 0u64;
+    for &f in frames {
+        push(out, zigzag(f.wrapping_sub(prev) as i64));
+        prev = f;
+    }
+}
+
+/// Decodes `count` stacks, calling `sink(id, frames)` for each.
+pub fn decode_stacks(
+    payload: &[u8],
+    count: u32,
+    mut sink: impl FnMut(u32, &[u64]),
+) -> Result<(), VarintError> {
+    let mut r = Reader::new(payload);
+    let mut frames = Vec::with_capacity(64);
+    for _ in 0..count {
+        let id = r.u32()?;
+        let n = r.u64()? as usize;
+        if n > MAX_FRAMES {
+            return Err(VarintError {
+                offset: r.position(),
+            });
+        }
+        frames.clear();
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
+            frames.push(prev);
+        }
+        sink(id, &frames);
+    }
+    if !r.is_empty() {
+        return Err(VarintError {
+            offset: r.position(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_round_trip() {
+        let mut out = Vec::new();
+        encode_stack(
+            &mut out,
+            1,
+            &[0x5555_0000_1234, 0x7fff_0000_0001, 0x5555_0000_0010],
+        );
+        encode_stack(&mut out, 2, &[]);
+        let mut seen = Vec::new();
+        decode_stacks(&out, 2, |id, f| seen.push((id, f.to_vec()))).unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    1,
+                    vec![0x5555_0000_1234, 0x7fff_0000_0001, 0x5555_0000_0010]
+                ),
+                (2, vec![])
+            ]
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! LEB128 variable-length integers and zigzag signed encoding.
+
+/// The most bytes one encoded `u64` can take.
+pub const MAX_VARINT_LEN: usize = 10;
+
+/// Appends `value` as LEB128 to `out` at `pos`, returning the new position.
+/// The caller guarantees `out` has `MAX_VARINT_LEN` bytes free at `pos`.
+#[inline]
+pub fn put(out: &mut [u8], mut pos: usize, mut value: u64) -> usize {
+    while value >= 0x80 {
+        out[pos] = (value as u8) | 0x80;
+        value >>= 7;
+        pos += 1;
+    }
+    out[pos] = value as u8;
+    pos + 1
+}
+
+/// Appends `value` as LEB128 to a growable vector.
+pub fn push(out: &mut Vec<u8>, value: u64) {
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    let n = put(&mut buf, 0, value);
+    out.extend_from_slice(&buf[..n]);
+}
+
+/// Maps a signed value to an unsigned one so that small magnitudes stay small.
+#[inline]
+pub fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+/// Inverse of [`zigzag`].
+#[inline]
+pub fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// A cursor that reads LEB128 values from a byte slice.
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+/// Decoding ran past the end of the data or met an over-long varint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VarintError {
+    /// Offset within the decoded payload where decoding failed.
+    pub offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// Starts reading at the beginning of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    /// True when every byte has been consumed.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    /// Current offset into the slice.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Reads one raw byte.
+    #[inline]
+    pub fn byte(&mut self) -> Result<u8, VarintError> {
+        let b = *self
+            .bytes
+            .get(self.pos)
+            .ok_or(VarintError { offset: self.pos })?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    /// Reads one LEB128 `u64`.
+    #[inline]
+    pub fn u64(&mut self) -> Result<u64, VarintError> {
+        let start = self.pos;
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let b = *self
+                .bytes
+                .get(self.pos)
+                .ok_or(VarintError { offset: start })?;
+            self.pos += 1;
+            if shift == 63 && b > 1 {
+                return Err(VarintError { offset: start });
+            }
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(VarintError { offset: start });
+            }
+        }
+    }
+
+    /// Reads a LEB128 value that must fit in `u32`.
+    pub fn u32(&mut self) -> Result<u32, VarintError> {
+        let start = self.pos;
+        u32::try_from(self.u64()?).map_err(|_| VarintError { offset: start })
+    }
+
+    /// Reads `len` raw bytes.
+    pub fn bytes(&mut self, len: usize) -> Result<&'a [u8], VarintError> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or(VarintError { offset: self.pos })?;
+        let out = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn varint_round_trips(values in proptest::collection::vec(any::<u64>(), 0..50)) {
+            let mut out = Vec::new();
+            for &v in &values { push(&mut out, v); }
+            let mut r = Reader::new(&out);
+            for &v in &values { prop_assert_eq!(r.u64().unwrap(), v); }
+            prop_assert!(r.is_empty());
+        }
+
+        #[test]
+        fn zigzag_round_trips(v in any::<i64>()) {
+            prop_assert_eq!(unzigzag(zigzag(v)), v);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut r = Reader::new(&bytes);
+            while r.u64().is_ok() && !r.is_empty() {}
+        }
+    }
+
+    #[test]
+    fn small_values_take_one_byte() {
+        let mut out = Vec::new();
+        push(&mut out, 127);
+        assert_eq!(out, [127]);
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
+    }
+}
