@@ -29,9 +29,6 @@ pub struct EndInfo {
     pub next_seq: u64,
     /// Events recorded (allocations plus frees).
     pub events: u64,
-    /// Allocation calls that could not be recorded (made while the same thread
-    /// was already inside the recorder, e.g. from a signal handler).
-    pub unrecorded: u64,
     /// Monotonic time at the end, nanoseconds since `start_mono_ns`.
     pub end_ns: u64,
 }

@@ -1,0 +1,271 @@
+//! The interposed allocation functions.
+//!
+//! Each forwards to the real allocator and records the event. Sequence
+//! numbers are taken so that the global order is always possible: an
+//! allocation takes its number after the real call returns (the block cannot
+//! be freed before then), a free takes its number before the real call (the
+//! block cannot be handed out again before then).
+
+#![allow(clippy::missing_safety_doc)] // each hook has exactly the C contract of the function it replaces
+
+use crate::guard::{ErrnoKeeper, Guard};
+use crate::real::{bootstrap_alloc, bootstrap_size, is_bootstrap, real};
+use crate::{stacks, thread, unwind, writer, ACTIVE, MAX_DEPTH, SEQ};
+use heapreplay_format::stacks::MAX_FRAMES;
+use std::ffi::c_void;
+use std::ptr::null_mut;
+use std::sync::atomic::Ordering;
+
+/// The recording work of one hook, entered only when recording is on and
+/// this thread is not already inside the recorder.
+struct Recording {
+    _guard: Guard,
+    _errno: ErrnoKeeper,
+    state: &'static thread::ThreadState,
+}
+
+impl Recording {
+    #[inline]
+    fn begin() -> Option<Self> {
+        if !ACTIVE.load(Ordering::Relaxed) {
+            return None;
+        }
+        let guard = Guard::enter()?;
+        let errno = ErrnoKeeper::save();
+        Some(Self {
+            _guard: guard,
+            _errno: errno,
+            state: thread::current(),
+        })
+    }
+
+    #[inline]
+    fn stack(&self) -> u32 {
+        let mut frames = [0u64; MAX_FRAMES];
+        let n = unwind::capture(&mut frames, MAX_DEPTH);
+        stacks::intern(self.state.cache(), &frames[..n])
+    }
+
+    #[inline]
+    fn next_seq() -> u64 {
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn alloc(&self, seq: u64, ptr: *mut c_void, size: usize, stack: u32) {
+        self.state.record(seq, |enc, buf, pos| {
+            enc.alloc(buf, pos, seq, ptr as u64, size as u64, stack)
+        });
+    }
+
+    #[inline]
+    fn free(&self, seq: u64, ptr: *mut c_void) {
+        self.state
+            .record(seq, |enc, buf, pos| enc.free(buf, pos, seq, ptr as u64));
+    }
+
+    #[inline]
+    fn end(self) {
+        if writer::finished() {
+            writer::flush(true);
+        }
+    }
+}
+
+#[inline]
+fn record_alloc(ptr: *mut c_void, size: usize) {
+    if ptr.is_null() {
+        return;
+    }
+    if let Some(r) = Recording::begin() {
+        let stack = r.stack();
+        r.alloc(Recording::next_seq(), ptr, size, stack);
+        r.end();
+    }
+}
+
+/// `malloc`.
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let Some(real) = real() else {
+        return bootstrap_alloc(size, 16);
+    };
+    // SAFETY: forwarding the caller's arguments to the real function.
+    let p = unsafe { (real.malloc)(size) };
+    record_alloc(p, size);
+    p
+}
+
+/// `calloc`.
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let Some(real) = real() else {
+        return n
+            .checked_mul(size)
+            .map_or(null_mut(), |total| bootstrap_alloc(total, 16));
+    };
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { (real.calloc)(n, size) };
+    record_alloc(p, n.wrapping_mul(size));
+    p
+}
+
+/// `free`.
+#[no_mangle]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if ptr.is_null() || is_bootstrap(ptr) {
+        return;
+    }
+    let Some(real) = real() else { return };
+    if let Some(r) = Recording::begin() {
+        r.free(Recording::next_seq(), ptr);
+        // SAFETY: forwarding the caller's pointer.
+        unsafe { (real.free)(ptr) };
+        r.end();
+        return;
+    }
+    // SAFETY: forwarding the caller's pointer.
+    unsafe { (real.free)(ptr) };
+}
+
+unsafe fn realloc_impl(ptr: *mut c_void, size: usize) -> *mut c_void {
+    if ptr.is_null() {
+        // SAFETY: same contract as malloc.
+        return unsafe { malloc(size) };
+    }
+    let Some(real) = real() else {
+        let p = bootstrap_alloc(size, 16);
+        if !p.is_null() && is_bootstrap(ptr) {
+            // SAFETY: both are arena blocks of at least the copied length.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    ptr as *const u8,
+                    p as *mut u8,
+                    bootstrap_size(ptr).min(size),
+                )
+            };
+        }
+        return p;
+    };
+    if is_bootstrap(ptr) {
+        // A block from before the real allocator was known: move it out.
+        // SAFETY: same contract as malloc.
+        let p = unsafe { malloc(size) };
+        if !p.is_null() {
+            // SAFETY: the arena block holds bootstrap_size bytes; p holds size.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    ptr as *const u8,
+                    p as *mut u8,
+                    bootstrap_size(ptr).min(size),
+                )
+            };
+        }
+        return p;
+    }
+    let Some(r) = Recording::begin() else {
+        // SAFETY: forwarding the caller's arguments.
+        return unsafe { (real.realloc)(ptr, size) };
+    };
+    let stack = r.stack();
+    let free_seq = Recording::next_seq();
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { (real.realloc)(ptr, size) };
+    // realloc(p, 0) may free and return NULL; a NULL for a non-zero size
+    // means failure, and the old block is untouched.
+    if !p.is_null() || size == 0 {
+        r.free(free_seq, ptr);
+    }
+    if !p.is_null() {
+        r.alloc(Recording::next_seq(), p, size, stack);
+    }
+    r.end();
+    p
+}
+
+/// `realloc`, recorded as a free of the old block and an allocation of the new.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: same contract.
+    unsafe { realloc_impl(ptr, size) }
+}
+
+/// `reallocarray`.
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: same contract as realloc.
+        Some(total) => unsafe { realloc_impl(ptr, total) },
+        None => {
+            // SAFETY: setting this thread's errno.
+            unsafe { *libc::__errno_location() = libc::ENOMEM };
+            null_mut()
+        }
+    }
+}
+
+macro_rules! aligned_hook {
+    ($(#[$doc:meta])* $name:ident, ($($arg:ident: $ty:ty),*), $align:expr, $size:expr) => {
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+            let Some(real) = real() else {
+                return bootstrap_alloc($size, $align);
+            };
+            // SAFETY: forwarding the caller's arguments.
+            let p = unsafe { (real.$name)($($arg),*) };
+            record_alloc(p, $size);
+            p
+        }
+    };
+}
+
+aligned_hook!(
+    /// `memalign`.
+    memalign, (align: usize, size: usize), align, size);
+aligned_hook!(
+    /// `aligned_alloc`.
+    aligned_alloc, (align: usize, size: usize), align, size);
+aligned_hook!(
+    /// `valloc`.
+    valloc, (size: usize), 4096, size);
+aligned_hook!(
+    /// `pvalloc`.
+    pvalloc, (size: usize), 4096, size);
+
+/// `posix_memalign`.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    let Some(real) = real() else {
+        let p = bootstrap_alloc(size, align);
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
+        // SAFETY: the caller passes a valid out-pointer.
+        unsafe { *out = p };
+        return 0;
+    };
+    // SAFETY: forwarding the caller's arguments.
+    let rc = unsafe { (real.posix_memalign)(out, align, size) };
+    if rc == 0 {
+        // SAFETY: on success the real function stored the block in *out.
+        record_alloc(unsafe { *out }, size);
+    }
+    rc
+}
+
+/// `malloc_usable_size`, passed through (arena blocks answer for themselves).
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    if ptr.is_null() {
+        return 0;
+    }
+    if is_bootstrap(ptr) {
+        return bootstrap_size(ptr);
+    }
+    match real() {
+        // SAFETY: forwarding the caller's pointer.
+        Some(real) => unsafe { (real.malloc_usable_size)(ptr) },
+        None => 0,
+    }
+}

@@ -1,0 +1,90 @@
+//! Stack interning: each distinct stack gets a small id once; events carry the id.
+//!
+//! A per-thread direct-mapped cache answers repeated stacks without a lock;
+//! misses go to one global table. New stacks are appended, encoded, to a
+//! pending payload that the writer emits before any events that use them.
+
+use heapreplay_format::stacks::encode_stack;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Entries in each thread's stack cache.
+pub const CACHE_LEN: usize = 1024;
+
+/// One thread's cache of (stack hash, id).
+pub struct StackCache {
+    slots: Box<[(u64, u32); CACHE_LEN]>,
+}
+
+impl Default for StackCache {
+    /// An empty cache (hash 0 never occurs, see [`hash`]).
+    fn default() -> Self {
+        Self {
+            slots: Box::new([(0, 0); CACHE_LEN]),
+        }
+    }
+}
+
+struct Table {
+    ids: HashMap<u64, u32>,
+    pending: Vec<u8>,
+    pending_count: u32,
+}
+
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+/// A 64-bit hash of a stack; never 0.
+#[inline]
+pub fn hash(frames: &[u64]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ frames.len() as u64;
+    for &f in frames {
+        h = (h ^ f).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 31;
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (h ^ (h >> 31)) | 1
+}
+
+/// Returns the id of `frames`, interning it if new.
+#[inline]
+pub fn intern(cache: &mut StackCache, frames: &[u64]) -> u32 {
+    let h = hash(frames);
+    let slot = &mut cache.slots[(h as usize) % CACHE_LEN];
+    if slot.0 == h {
+        return slot.1;
+    }
+    let id = intern_slow(h, frames);
+    *slot = (h, id);
+    id
+}
+
+#[cold]
+fn intern_slow(h: u64, frames: &[u64]) -> u32 {
+    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = guard.get_or_insert_with(|| Table {
+        ids: HashMap::new(),
+        pending: Vec::new(),
+        pending_count: 0,
+    });
+    if let Some(&id) = table.ids.get(&h) {
+        return id;
+    }
+    // Id 0 is never handed out, so a zeroed cache slot cannot alias a stack.
+    let id = table.ids.len() as u32 + 1;
+    table.ids.insert(h, id);
+    encode_stack(&mut table.pending, id, frames);
+    table.pending_count += 1;
+    id
+}
+
+/// Takes the stacks interned since the last call: (payload, count).
+pub fn take_pending() -> (Vec<u8>, u32) {
+    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    match guard.as_mut() {
+        Some(t) => {
+            let count = std::mem::take(&mut t.pending_count);
+            (std::mem::take(&mut t.pending), count)
+        }
+        None => (Vec::new(), 0),
+    }
+}

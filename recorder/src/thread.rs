@@ -1,0 +1,213 @@
+//! Per-thread event buffers.
+//!
+//! Each thread appends encoded events to its own buffer under a spin lock
+//! that only the writer ever contends for (when it takes a partly filled
+//! buffer for the periodic flush). A full buffer becomes a [`Chunk`] and goes
+//! to the writer queue. Thread exit hands over what is left.
+
+use crate::stacks::StackCache;
+use heapreplay_format::events::{EventEncoder, MAX_EVENT_LEN};
+use std::cell::{Cell, UnsafeCell};
+use std::ffi::c_void;
+use std::ptr::null_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Bytes of encoded events a thread buffers before handing them to the writer.
+pub const BUF_LEN: usize = 32 * 1024;
+
+/// A run of one thread's encoded events, ready to be written as a record.
+pub struct Chunk {
+    /// Kernel thread id.
+    pub tid: u32,
+    /// Sequence number of the first event.
+    pub first_seq: u64,
+    /// Sequence number of the last event.
+    pub last_seq: u64,
+    /// Number of events.
+    pub count: u32,
+    /// The encoded events.
+    pub bytes: Vec<u8>,
+}
+
+struct Buffer {
+    bytes: Box<[u8; BUF_LEN]>,
+    len: usize,
+    first_seq: u64,
+    last_seq: u64,
+    count: u32,
+    encoder: EventEncoder,
+}
+
+impl Buffer {
+    fn take(&mut self, tid: u32) -> Option<Chunk> {
+        if self.count == 0 {
+            return None;
+        }
+        let chunk = Chunk {
+            tid,
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            count: self.count,
+            bytes: self.bytes[..self.len].to_vec(),
+        };
+        self.len = 0;
+        self.count = 0;
+        Some(chunk)
+    }
+}
+
+/// One thread's recording state.
+pub struct ThreadState {
+    tid: u32,
+    locked: AtomicBool,
+    buffer: UnsafeCell<Buffer>,
+    cache: UnsafeCell<StackCache>,
+}
+
+// SAFETY: `buffer` is only touched under `locked`; `cache` only by the owning thread.
+unsafe impl Sync for ThreadState {}
+
+impl ThreadState {
+    #[inline]
+    fn lock(&self) {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[inline]
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The stack cache; only the owning thread may call this.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub fn cache(&self) -> &mut StackCache {
+        // SAFETY: only the owning thread calls this, and never re-entrantly
+        // (the reentrancy guard is held).
+        unsafe { &mut *self.cache.get() }
+    }
+
+    /// Appends one event with sequence number `seq`; `encode` writes it at
+    /// the given position and returns the new end.
+    #[inline]
+    pub fn record(
+        &self,
+        seq: u64,
+        encode: impl FnOnce(&mut EventEncoder, &mut [u8], usize) -> usize,
+    ) {
+        self.lock();
+        // SAFETY: we hold the lock.
+        let buf = unsafe { &mut *self.buffer.get() };
+        let full = if buf.len + MAX_EVENT_LEN > BUF_LEN {
+            buf.take(self.tid)
+        } else {
+            None
+        };
+        if buf.count == 0 {
+            buf.first_seq = seq;
+            buf.encoder = EventEncoder::new(seq);
+        }
+        buf.len = encode(&mut buf.encoder, &mut buf.bytes[..], buf.len);
+        buf.last_seq = seq;
+        buf.count += 1;
+        self.unlock();
+        if let Some(chunk) = full {
+            crate::writer::submit(chunk);
+        }
+    }
+
+    /// Takes whatever is buffered (for the periodic flush).
+    pub fn take(&self) -> Option<Chunk> {
+        self.lock();
+        // SAFETY: we hold the lock.
+        let chunk = unsafe { &mut *self.buffer.get() }.take(self.tid);
+        self.unlock();
+        chunk
+    }
+}
+
+/// Addresses of every live thread's state, for the periodic flush.
+static THREADS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+static mut EXIT_KEY: libc::pthread_key_t = 0;
+
+thread_local! {
+    static CURRENT: Cell<*mut ThreadState> = const { Cell::new(null_mut()) };
+}
+
+/// Calls `f` on every live thread's state while holding the registry lock.
+pub fn for_each(mut f: impl FnMut(&ThreadState)) {
+    let threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    for &p in threads.iter() {
+        // SAFETY: states in the registry stay allocated until removed under this lock.
+        f(unsafe { &*(p as *const ThreadState) });
+    }
+}
+
+/// This thread's state, created on first use. Call with the guard held.
+#[inline]
+pub fn current() -> &'static ThreadState {
+    let p = CURRENT.with(|c| c.get());
+    if !p.is_null() {
+        // SAFETY: the pointer is this thread's live state, freed only at its exit.
+        return unsafe { &*p };
+    }
+    create()
+}
+
+#[cold]
+fn create() -> &'static ThreadState {
+    let state = Box::new(ThreadState {
+        // SAFETY: gettid has no preconditions.
+        tid: unsafe { libc::gettid() } as u32,
+        locked: AtomicBool::new(false),
+        buffer: UnsafeCell::new(Buffer {
+            bytes: Box::new([0; BUF_LEN]),
+            len: 0,
+            first_seq: 0,
+            last_seq: 0,
+            count: 0,
+            encoder: EventEncoder::new(0),
+        }),
+        cache: UnsafeCell::new(StackCache::default()),
+    });
+    let p = Box::into_raw(state);
+    THREADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(p as usize);
+    CURRENT.with(|c| c.set(p));
+    // SAFETY: EXIT_KEY was created in `init` before recording started.
+    unsafe { libc::pthread_setspecific(EXIT_KEY, p as *const c_void) };
+    // SAFETY: just allocated and registered; lives until thread exit.
+    unsafe { &*p }
+}
+
+unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
+    let _guard = crate::guard::Guard::enter();
+    let _errno = crate::guard::ErrnoKeeper::save();
+    let p = p as *mut ThreadState;
+    THREADS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|&q| q != p as usize);
+    CURRENT.with(|c| c.set(null_mut()));
+    // SAFETY: p was made by Box::into_raw in `create` and is now unregistered,
+    // so no one else can reach it.
+    let state = unsafe { Box::from_raw(p) };
+    if let Some(chunk) = state.take() {
+        crate::writer::submit(chunk);
+    }
+}
+
+/// Creates the thread-exit key. Call once, before recording starts.
+pub fn init() {
+    // SAFETY: EXIT_KEY is written once here, before any thread can read it.
+    unsafe { libc::pthread_key_create(std::ptr::addr_of_mut!(EXIT_KEY), Some(on_thread_exit)) };
+}

@@ -1,0 +1,324 @@
+//! The trace file and the background writer thread.
+//!
+//! Full thread buffers arrive on a queue; the writer compresses each into an
+//! events record. Every second it also takes partly filled buffers, so a
+//! killed process leaves a trace that replays up to its last flush. Stacks
+//! interned since the last flush are written before the events that use them.
+//! Every 10 ms it samples the clock against the sequence counter and checks
+//! whether libraries were loaded (then it records the memory maps again).
+
+use crate::thread::{self, Chunk};
+use crate::{maps, stacks, ACTIVE, SEQ};
+use heapreplay_format::info::{encode_clock, to_bytes};
+use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
+use heapreplay_format::{ClockSample, EndInfo, FileInfo, RecordHeader, RecordKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Chunks waiting in the queue beyond which producers write them themselves.
+const HELP_THRESHOLD: usize = 64;
+/// How often partly filled buffers are flushed.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often the clock is sampled and library loads are checked.
+const TICK: Duration = Duration::from_millis(10);
+/// zstd level for records: fast, and the writer runs beside the program.
+const ZSTD_LEVEL: i32 = 3;
+
+struct Output {
+    fd: i32,
+    path: String,
+    compressor: zstd::bulk::Compressor<'static>,
+    events: u64,
+    clock: Vec<ClockSample>,
+    start_mono_ns: u64,
+}
+
+static OUTPUT: Mutex<Option<Output>> = Mutex::new(None);
+static QUEUE: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
+static WAKE: Condvar = Condvar::new();
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+/// Monotonic clock in nanoseconds.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Output {
+    fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), i32> {
+        while !bytes.is_empty() {
+            // SAFETY: bytes is a valid readable slice.
+            let n = unsafe { libc::write(self.fd, bytes.as_ptr().cast(), bytes.len()) };
+            if n < 0 {
+                // SAFETY: reading errno right after the failed call.
+                let err = unsafe { *libc::__errno_location() };
+                if err == libc::EINTR {
+                    continue;
+                }
+                return Err(err);
+            }
+            if n == 0 {
+                return Err(libc::ENOSPC);
+            }
+            bytes = &bytes[n as usize..];
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, header: RecordHeader, raw: &[u8]) -> Result<(), i32> {
+        let bytes = encode_record(&mut self.compressor, header, raw).map_err(|_| libc::ENOMEM)?;
+        self.write_all(&bytes)
+    }
+
+    fn chunk(&mut self, c: &Chunk) -> Result<(), i32> {
+        let mut h = blank_header(RecordKind::Events);
+        h.first_seq = c.first_seq;
+        h.last_seq = c.last_seq;
+        h.tid = c.tid;
+        h.count = c.count;
+        self.record(h, &c.bytes)?;
+        self.events += u64::from(c.count);
+        Ok(())
+    }
+
+    fn clock(&mut self) -> Result<(), i32> {
+        if self.clock.is_empty() {
+            return Ok(());
+        }
+        let samples = std::mem::take(&mut self.clock);
+        let mut h = blank_header(RecordKind::Clock);
+        h.first_seq = samples[0].seq;
+        h.last_seq = samples[samples.len() - 1].seq;
+        h.count = samples.len() as u32;
+        self.record(h, &encode_clock(&samples))
+    }
+
+    fn maps(&mut self, text: &[u8], seq: u64) -> Result<(), i32> {
+        let mut h = blank_header(RecordKind::Maps);
+        h.first_seq = seq;
+        h.last_seq = seq;
+        self.record(h, text)
+    }
+
+    fn sample_clock(&mut self) {
+        let ns = mono_ns().saturating_sub(self.start_mono_ns);
+        self.clock.push(ClockSample {
+            seq: SEQ.load(Ordering::SeqCst),
+            ns,
+        });
+    }
+}
+
+/// Opens the trace file and writes its first records. On failure, says why on
+/// stderr once and returns false: the program then runs unrecorded.
+pub fn open(path: &str, info: FileInfo) -> bool {
+    let Ok(cpath) = std::ffi::CString::new(path) else {
+        crate::say!(
+            "cannot write trace to {path}: path contains a NUL byte; the program runs unrecorded"
+        );
+        return false;
+    };
+    // SAFETY: cpath is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        // SAFETY: reading errno right after the failed call.
+        let err = unsafe { *libc::__errno_location() };
+        crate::say!(
+            "cannot write trace to {path}: {}; the program runs unrecorded",
+            crate::report::strerror(err)
+        );
+        return false;
+    }
+    let Ok(compressor) = record_compressor(ZSTD_LEVEL) else {
+        crate::say!("cannot start the trace compressor; the program runs unrecorded");
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+        return false;
+    };
+    let mut out = Output {
+        fd,
+        path: path.to_string(),
+        compressor,
+        events: 0,
+        clock: Vec::new(),
+        start_mono_ns: info.start_mono_ns,
+    };
+    let seq = SEQ.load(Ordering::SeqCst);
+    let result = out
+        .record(blank_header(RecordKind::FileInfo), &to_bytes(&info))
+        .and_then(|_| out.maps(&maps::read(), seq));
+    out.clock.push(ClockSample { seq, ns: 0 });
+    if let Err(err) = result {
+        fail(&out, err);
+        return false;
+    }
+    *OUTPUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+    true
+}
+
+fn fail(out: &Output, err: i32) {
+    ACTIVE.store(false, Ordering::SeqCst);
+    crate::say!(
+        "cannot write trace to {}: {}; recording stopped, the program runs on unrecorded",
+        out.path,
+        crate::report::strerror(err)
+    );
+    // SAFETY: fd is ours; closing it once here.
+    unsafe { libc::close(out.fd) };
+}
+
+/// Hands a full chunk to the writer. If the writer has fallen far behind,
+/// the calling thread writes the queue itself instead of letting it grow.
+pub fn submit(chunk: Chunk) {
+    let queued = {
+        let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+        q.push(chunk);
+        q.len()
+    };
+    if queued > HELP_THRESHOLD || FINISHED.load(Ordering::Relaxed) {
+        flush(false);
+    } else if queued == 1 {
+        WAKE.notify_one();
+    }
+}
+
+/// Writes queued chunks (and, with `take_partial`, every thread's partly
+/// filled buffer), preceded by the stacks they use.
+pub fn flush(take_partial: bool) {
+    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut chunks = std::mem::take(&mut *QUEUE.lock().unwrap_or_else(|e| e.into_inner()));
+    if take_partial {
+        thread::for_each(|t| chunks.extend(t.take()));
+    }
+    // Stacks are taken after the events: every stack those events use is in it.
+    let (stacks, stack_count) = stacks::take_pending();
+    let Some(out) = guard.as_mut() else { return };
+    chunks.sort_by_key(|c| c.first_seq);
+    let mut result = Ok(());
+    if stack_count > 0 {
+        let mut h = blank_header(RecordKind::Stacks);
+        h.count = stack_count;
+        result = out.record(h, &stacks);
+    }
+    for c in &chunks {
+        result = result.and_then(|_| out.chunk(c));
+    }
+    if take_partial {
+        result = result.and_then(|_| out.clock());
+    }
+    if let Err(err) = result {
+        let out = guard.take().expect("checked above");
+        fail(&out, err);
+    }
+}
+
+/// Records the memory maps again (after a library was loaded).
+fn record_maps() {
+    let text = maps::read();
+    let seq = SEQ.load(Ordering::SeqCst);
+    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(out) = guard.as_mut() {
+        if let Err(err) = out.maps(&text, seq) {
+            let out = guard.take().expect("checked above");
+            fail(&out, err);
+        }
+    }
+}
+
+fn run() {
+    crate::guard::Guard::enter_forever();
+    let mut last_flush = std::time::Instant::now();
+    let mut loads = maps::load_count();
+    loop {
+        {
+            let q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+            if q.is_empty() {
+                let _ = WAKE.wait_timeout(q, TICK);
+            }
+        }
+        if !ACTIVE.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(out) = OUTPUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if out
+                .clock
+                .last()
+                .is_none_or(|s| mono_ns() - out.start_mono_ns >= s.ns + TICK.as_nanos() as u64)
+            {
+                out.sample_clock();
+            }
+        }
+        let now_loads = maps::load_count();
+        if now_loads != loads {
+            loads = now_loads;
+            record_maps();
+        }
+        let periodic = last_flush.elapsed() >= FLUSH_EVERY;
+        if periodic {
+            last_flush = std::time::Instant::now();
+        }
+        flush(periodic);
+    }
+}
+
+/// Starts the writer thread.
+pub fn start() -> bool {
+    std::thread::Builder::new()
+        .name("heapreplay-writer".into())
+        .spawn(run)
+        .is_ok()
+}
+
+/// Final flush at process exit: everything buffered, then the end record.
+/// Events that still happen afterwards (later exit handlers) are written
+/// as they come.
+pub fn finish() {
+    FINISHED.store(true, Ordering::SeqCst);
+    if let Some(out) = OUTPUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        out.sample_clock();
+    }
+    flush(true);
+    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(out) = guard.as_mut() {
+        let end = EndInfo {
+            next_seq: SEQ.load(Ordering::SeqCst),
+            events: out.events,
+            end_ns: mono_ns().saturating_sub(out.start_mono_ns),
+        };
+        let mut h = blank_header(RecordKind::End);
+        h.first_seq = end.next_seq;
+        h.last_seq = end.next_seq;
+        if let Err(err) = out.record(h, &to_bytes(&end)) {
+            let out = guard.take().expect("checked above");
+            fail(&out, err);
+        }
+    }
+}
+
+/// True once the final flush has run.
+pub fn finished() -> bool {
+    FINISHED.load(Ordering::Relaxed)
+}
+
+/// Wall-clock now, for the file header.
+pub fn start_unix_ns() -> u64 {
+    unix_ns()
+}
