@@ -243,8 +243,13 @@ fn record_maps() {
     }
 }
 
-fn run() {
+extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     crate::guard::Guard::enter_forever();
+    run();
+    std::ptr::null_mut()
+}
+
+fn run() {
     let mut last_flush = std::time::Instant::now();
     let mut loads = maps::load_count();
     loop {
@@ -279,12 +284,32 @@ fn run() {
     }
 }
 
-/// Starts the writer thread.
+/// Starts the writer thread. It is a raw pthread so that its very first
+/// instruction already runs inside the guard (no thread-start allocation is
+/// recorded), and it blocks every signal so that signals meant for the
+/// application are never delivered to it.
 pub fn start() -> bool {
-    std::thread::Builder::new()
-        .name("heapreplay-writer".into())
-        .spawn(run)
-        .is_ok()
+    // SAFETY: plain libc calls with valid out-pointers; the old mask is
+    // restored before returning, and the new thread inherits the full mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut tid: libc::pthread_t = 0;
+        let rc = libc::pthread_create(
+            &mut tid,
+            std::ptr::null(),
+            writer_main,
+            std::ptr::null_mut(),
+        );
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if rc == 0 {
+            libc::pthread_setname_np(tid, c"heapreplay-wr".as_ptr());
+            libc::pthread_detach(tid);
+        }
+        rc == 0
+    }
 }
 
 /// Final flush at process exit: everything buffered, then the end record.

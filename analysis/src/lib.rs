@@ -1,0 +1,11 @@
+//! Offline analysis of heapreplay traces: loading and ordering events,
+//! replaying the heap, deciding snapshot points, writing profiles.
+
+pub mod heap_profile;
+pub mod maps;
+pub mod replay;
+pub mod rules;
+pub mod trace;
+pub mod units;
+
+pub use trace::{Trace, TraceError};

@@ -1,0 +1,118 @@
+//! The heap as it evolves: live blocks and per-stack counters.
+
+use heapreplay_format::{Event, EventKind};
+use std::collections::HashMap;
+
+/// Allocation and free counts and bytes, per stack or in total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Allocations.
+    pub allocs: u64,
+    /// Bytes allocated.
+    pub alloc_bytes: u64,
+    /// Frees.
+    pub frees: u64,
+    /// Bytes freed.
+    pub free_bytes: u64,
+}
+
+impl Counters {
+    /// Objects in use.
+    pub fn inuse_objects(&self) -> u64 {
+        self.allocs - self.frees
+    }
+
+    /// Bytes in use.
+    pub fn inuse_bytes(&self) -> u64 {
+        self.alloc_bytes - self.free_bytes
+    }
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A block was allocated.
+    Alloc,
+    /// A known block was freed.
+    Free,
+    /// A free of an address never seen allocated (allocated before recording
+    /// started, or by a path the recorder could not see); ignored, as
+    /// gperftools ignores it.
+    UnknownFree,
+}
+
+/// The replayed heap.
+#[derive(Debug, Default)]
+pub struct Heap {
+    live: HashMap<u64, (u64, u32)>,
+    per_stack: Vec<Counters>,
+    totals: Counters,
+    unknown_frees: u64,
+}
+
+impl Heap {
+    /// An empty heap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one event.
+    #[inline]
+    pub fn apply(&mut self, e: &Event) -> Applied {
+        match e.kind {
+            EventKind::Alloc => {
+                if let Some((size, stack)) = self.live.insert(e.addr, (e.size, e.stack)) {
+                    // The previous block's free was never seen: retire it now.
+                    self.account_free(size, stack);
+                }
+                let id = e.stack as usize;
+                if id >= self.per_stack.len() {
+                    self.per_stack.resize(id + 1, Counters::default());
+                }
+                let c = &mut self.per_stack[id];
+                c.allocs += 1;
+                c.alloc_bytes += e.size;
+                self.totals.allocs += 1;
+                self.totals.alloc_bytes += e.size;
+                Applied::Alloc
+            }
+            EventKind::Free => match self.live.remove(&e.addr) {
+                Some((size, stack)) => {
+                    self.account_free(size, stack);
+                    Applied::Free
+                }
+                None => {
+                    self.unknown_frees += 1;
+                    Applied::UnknownFree
+                }
+            },
+        }
+    }
+
+    fn account_free(&mut self, size: u64, stack: u32) {
+        let c = &mut self.per_stack[stack as usize];
+        c.frees += 1;
+        c.free_bytes += size;
+        self.totals.frees += 1;
+        self.totals.free_bytes += size;
+    }
+
+    /// Totals over all stacks.
+    pub fn totals(&self) -> Counters {
+        self.totals
+    }
+
+    /// Counters per stack id, for every stack that has allocated.
+    pub fn stacks(&self) -> impl Iterator<Item = (u32, Counters)> + '_ {
+        self.per_stack
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.allocs > 0)
+            .map(|(id, c)| (id as u32, *c))
+    }
+
+    /// Frees of addresses that were never allocated in the trace.
+    pub fn unknown_frees(&self) -> u64 {
+        self.unknown_frees
+    }
+}

@@ -1,0 +1,53 @@
+//! `heapreplay record`: runs a program with the recorder preloaded.
+
+use crate::cli::RecordArgs;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+/// Finds librecord.so: `HEAPREPLAY_LIB`, else beside this executable.
+fn recorder_library() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("HEAPREPLAY_LIB") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let lib = exe.with_file_name("librecord.so");
+    if lib.exists() {
+        Ok(lib)
+    } else {
+        Err(format!(
+            "cannot find the recorder library {} (build it with `cargo build --release`, or set HEAPREPLAY_LIB)",
+            lib.display()
+        ))
+    }
+}
+
+/// Runs the program under the recorder and exits as it did.
+pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
+    let lib = recorder_library()?;
+    let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
+    let preload = match std::env::var("LD_PRELOAD") {
+        Ok(old) if !old.is_empty() => format!("{}:{old}", lib.display()),
+        _ => lib.display().to_string(),
+    };
+    let (program, rest) = args.program.split_first().ok_or("no program given")?;
+    let mut child = Command::new(program)
+        .args(rest)
+        .env("LD_PRELOAD", preload)
+        .env("HEAPREPLAY_OUT", &args.out)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let pid = child.id();
+    let status = child
+        .wait()
+        .map_err(|e| format!("lost track of {program}: {e}"))?;
+    let trace = args.out.replace("%p", &pid.to_string());
+    if std::path::Path::new(&trace).exists() {
+        eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}");
+    }
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code as u8),
+        (None, Some(sig)) => ExitCode::from(128 + sig as u8),
+        _ => ExitCode::from(1),
+    })
+}
