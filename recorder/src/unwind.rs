@@ -3,8 +3,10 @@
 //! Uses the system unwinder (libgcc's `_Unwind_Backtrace`), which follows
 //! `.eh_frame` call-frame information and therefore gives correct stacks for
 //! code built with `-fomit-frame-pointer`, as most distribution binaries are.
-//! Leading frames that belong to the recorder itself are dropped, so frame 0
-//! is the return address into the function that called the allocator.
+//! Leading frames that belong to the recorder itself, or to C++ `operator
+//! new` (which reaches us through malloc), are dropped, so frame 0 is the
+//! return address into the function that called malloc or new, as in
+//! gperftools.
 
 use heapreplay_format::stacks::MAX_FRAMES;
 use std::ffi::{c_int, c_void};
@@ -31,6 +33,60 @@ extern "C" {
 static SELF_LO: AtomicUsize = AtomicUsize::new(0);
 static SELF_HI: AtomicUsize = AtomicUsize::new(0);
 
+/// Code ranges of the C++ allocation functions that wrap malloc.
+const WRAPPERS: [&std::ffi::CStr; 8] = [
+    c"_Znwm",
+    c"_Znam",
+    c"_ZnwmRKSt9nothrow_t",
+    c"_ZnamRKSt9nothrow_t",
+    c"_ZnwmSt11align_val_t",
+    c"_ZnamSt11align_val_t",
+    c"_ZnwmSt11align_val_tRKSt9nothrow_t",
+    c"_ZnamSt11align_val_tRKSt9nothrow_t",
+];
+static WRAPPER_RANGES: [(AtomicUsize, AtomicUsize); 8] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 8];
+
+#[inline]
+fn in_wrapper(ip: usize) -> bool {
+    WRAPPER_RANGES
+        .iter()
+        .any(|(lo, hi)| ip >= lo.load(Ordering::Relaxed) && ip < hi.load(Ordering::Relaxed))
+}
+
+/// glibc's `RTLD_DL_SYMENT` flag for `dladdr1`: return the symbol table entry.
+const RTLD_DL_SYMENT: i32 = 1;
+
+/// Finds the extent of each C++ allocation function present in the process.
+fn find_wrappers() {
+    for (name, (lo, hi)) in WRAPPERS.iter().zip(WRAPPER_RANGES.iter()) {
+        // SAFETY: name is NUL-terminated; RTLD_DEFAULT lookups are always allowed.
+        let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if addr.is_null() {
+            continue;
+        }
+        // SAFETY: Dl_info is plain data; all-zero is a valid value.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let mut sym: *mut libc::Elf64_Sym = std::ptr::null_mut();
+        // SAFETY: valid out-pointers; RTLD_DL_SYMENT stores a pointer to the symbol entry.
+        let ok = unsafe {
+            libc::dladdr1(
+                addr,
+                &mut info,
+                (&mut sym as *mut *mut libc::Elf64_Sym).cast(),
+                RTLD_DL_SYMENT,
+            )
+        };
+        if ok == 0 || sym.is_null() {
+            continue;
+        }
+        // SAFETY: dladdr1 succeeded and gave a pointer into the loaded symbol table.
+        let size = unsafe { (*sym).st_size } as usize;
+        lo.store(addr as usize, Ordering::Relaxed);
+        hi.store(addr as usize + size.max(1), Ordering::Relaxed);
+    }
+}
+
 struct Walk<'a> {
     frames: &'a mut [u64; MAX_FRAMES],
     len: usize,
@@ -49,8 +105,8 @@ extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
     let lo = SELF_LO.load(Ordering::Relaxed);
     let hi = SELF_HI.load(Ordering::Relaxed);
     let ours = ip >= lo && ip < hi;
-    if walk.len == 0 && (ours || !walk.seen_self) {
-        // Still inside the unwinder or the recorder: not the caller's frames yet.
+    if walk.len == 0 && (ours || !walk.seen_self || in_wrapper(ip)) {
+        // Still inside the unwinder, the recorder or operator new.
         walk.seen_self |= ours;
         return URC_NO_REASON;
     }
@@ -109,8 +165,10 @@ unsafe extern "C" fn find_self(
     }
 }
 
-/// Finds the recorder's own address range so its frames can be dropped.
+/// Finds the recorder's own address range and the C++ allocation functions,
+/// so their frames can be dropped.
 pub fn init() {
+    find_wrappers();
     let here = capture as *const () as usize;
     // SAFETY: find_self matches dl_iterate_phdr's callback contract.
     unsafe { libc::dl_iterate_phdr(Some(find_self), here as *mut c_void) };

@@ -320,6 +320,8 @@ pub fn finish() {
     if let Some(out) = OUTPUT.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         out.sample_clock();
     }
+    // Libraries loaded since the writer's last tick must be in the maps.
+    record_maps();
     flush(true);
     let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(out) = guard.as_mut() {
