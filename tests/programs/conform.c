@@ -1,0 +1,40 @@
+/* A deterministic allocation mix for comparing against gperftools' own heap
+ * profiler: several sites, varied sizes, interleaved frees, no realloc.
+ * Usage: conform ROUNDS */
+#include <stdlib.h>
+
+#define SLOTS 4096
+static void *slots[SLOTS];
+void *volatile sink;
+static unsigned long seed = 12345;
+
+static unsigned long next(void) {
+    seed = seed * 6364136223846793005ul + 1442695040888963407ul;
+    return seed >> 33;
+}
+
+__attribute__((noinline)) void *small_site(void) { void *p = malloc(16 + next() % 240); sink = p; return p; }
+__attribute__((noinline)) void *medium_site(void) { void *p = malloc(1024 + next() % 8192); sink = p; return p; }
+__attribute__((noinline)) void *large_site(void) { void *p = malloc(65536 + next() % 65536); sink = p; return p; }
+__attribute__((noinline)) void *zeroed_site(void) { void *p = calloc(1 + next() % 64, 32); sink = p; return p; }
+__attribute__((noinline)) void release(void *p) { free(p); sink = 0; }
+
+int main(int argc, char **argv) {
+    long rounds = argc > 1 ? atol(argv[1]) : 50000;
+    for (long i = 0; i < rounds; i++) {
+        unsigned long r = next();
+        int slot = r % SLOTS;
+        if (slots[slot]) release(slots[slot]);
+        switch ((r >> 12) % 16) {
+            case 0: slots[slot] = large_site(); break;
+            case 1: case 2: case 3: slots[slot] = medium_site(); break;
+            case 4: case 5: slots[slot] = zeroed_site(); break;
+            default: slots[slot] = small_site(); break;
+        }
+    }
+    /* Free a third at the end so the exit dump has frees after the last interval dump. */
+    for (int s = 0; s < SLOTS; s += 3) {
+        if (slots[s]) { release(slots[s]); slots[s] = 0; }
+    }
+    return 0;
+}

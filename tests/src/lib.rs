@@ -1,0 +1,263 @@
+//! Helpers for the end-to-end tests: building test programs, running them
+//! under the recorder, replaying, and reading profiles with real readers
+//! (`google-pprof` from gperftools and `go tool pprof`).
+//!
+//! The tests use the release build of `librecord.so` and `heapreplay`
+//! (`scripts/test` builds them first).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A release artifact (`heapreplay` or `librecord.so`), which must be built.
+pub fn artifact(name: &str) -> PathBuf {
+    let p = root().join("target/release").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build with `cargo build --release` first (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// The `heapreplay` binary.
+pub fn heapreplay() -> PathBuf {
+    artifact("heapreplay")
+}
+
+/// The recorder library.
+pub fn librecord() -> PathBuf {
+    artifact("librecord.so")
+}
+
+/// Compiler flags under which Go 1.19's bundled `go tool pprof` can
+/// symbolize C code: it reads only DWARF (version 4 here), takes the first
+/// mapping of a binary as its load address (so code must share the first
+/// segment), and finds functions only in the first line-table sequence.
+pub const GO_PPROF_FLAGS: &[&str] = &[
+    "-gdwarf-4",
+    "-fno-reorder-functions",
+    "-Wl,-z,noseparate-code",
+];
+
+/// A scratch directory for one test, under `target/e2e/`, emptied first.
+pub struct Work {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+/// Output of a finished command, with helpers.
+pub struct Ran {
+    /// Exit status code (or 128 + signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(o: Output) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Ran {
+            code: o
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + o.status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a command to completion.
+pub fn run(cmd: &mut Command) -> Ran {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    out.into()
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let r = run(cmd);
+    assert_eq!(
+        r.code, 0,
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        r.code, r.stdout, r.stderr
+    );
+    r.stdout
+}
+
+impl Work {
+    /// A fresh directory named after the test.
+    pub fn new(name: &str) -> Self {
+        let dir = root().join("target/e2e").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Work { dir }
+    }
+
+    /// A path inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Compiles `tests/programs/<src>` into `<out>` with extra flags
+    /// (C sources with gcc, C++ with g++), always with `-g`.
+    pub fn compile(&self, src: &str, out: &str, flags: &[&str]) -> PathBuf {
+        let compiler = if src.ends_with(".cpp") { "g++" } else { "gcc" };
+        let exe = self.path(out);
+        let mut cmd = Command::new(compiler);
+        cmd.arg("-g")
+            .args(flags)
+            .arg(root().join("tests/programs").join(src))
+            .arg("-o")
+            .arg(&exe);
+        if !src.ends_with(".cpp") {
+            cmd.arg("-pthread").arg("-ldl");
+        }
+        run_ok(&mut cmd);
+        exe
+    }
+
+    /// Runs `program args` with the recorder preloaded, writing `trace`.
+    pub fn record(&self, program: &Path, args: &[&str], trace: &str) -> Ran {
+        let trace = self.path(trace);
+        run(Command::new(program)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("LD_PRELOAD", librecord())
+            .env("HEAPREPLAY_OUT", &trace))
+    }
+
+    /// Runs `heapreplay` with `args` in this directory.
+    pub fn heapreplay(&self, args: &[&str]) -> Ran {
+        run(Command::new(heapreplay()).args(args).current_dir(&self.dir))
+    }
+}
+
+/// One row of a pprof text report: flat and cumulative values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// Value attributed to the function itself.
+    pub flat: f64,
+    /// Value including callees.
+    pub cum: f64,
+}
+
+fn number(field: &str) -> Option<f64> {
+    field.trim_end_matches(['B', 's']).parse().ok()
+}
+
+/// Parses `google-pprof --text` / `go tool pprof -top` rows into
+/// function name -> values.
+pub fn parse_report(text: &str) -> HashMap<String, Row> {
+    let mut rows = HashMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || !fields[1].ends_with('%') || !fields[4].ends_with('%') {
+            continue;
+        }
+        let (Some(flat), Some(cum)) = (number(fields[0]), number(fields[3])) else {
+            continue;
+        };
+        let name = fields[5..].join(" ");
+        let name = name.trim_end_matches(" (inline)").to_string();
+        let e = rows.entry(name).or_insert(Row {
+            flat: 0.0,
+            cum: 0.0,
+        });
+        e.flat += flat;
+        e.cum = e.cum.max(cum);
+    }
+    rows
+}
+
+/// `google-pprof --text <view> <binary> <profile>`.
+pub fn google_pprof(view: &str, binary: &Path, profile: &Path) -> HashMap<String, Row> {
+    let out = run_ok(
+        Command::new("google-pprof")
+            .arg("--text")
+            .arg(view)
+            .arg(binary)
+            .arg(profile),
+    );
+    parse_report(&out)
+}
+
+/// `go tool pprof -top -unit=B -sample_index=<index> <binary> <profile>`.
+pub fn go_pprof(index: &str, binary: &Path, profile: &Path) -> HashMap<String, Row> {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let out = run_ok(
+        Command::new("go")
+            .args(["tool", "pprof", "-top", "-nodecount=1000", "-unit=B"])
+            .arg(format!("-sample_index={index}"))
+            .arg(binary)
+            .arg(profile)
+            .env("HOME", home)
+            .env("PPROF_TMPDIR", std::env::temp_dir()),
+    );
+    parse_report(&out)
+}
+
+/// The four numbers of a profile's header line: in-use objects, in-use
+/// bytes, allocated objects, allocated bytes.
+pub fn header(profile: &Path) -> [u64; 4] {
+    let text = std::fs::read_to_string(profile).unwrap();
+    let first = text.lines().next().unwrap_or_default();
+    let rest = first
+        .strip_prefix("heap profile: ")
+        .unwrap_or_else(|| panic!("{}: bad header {first:?}", profile.display()));
+    let nums: Vec<u64> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(
+        rest.trim_end().ends_with("@ heapprofile") && nums.len() == 4,
+        "{}: bad header {first:?}",
+        profile.display()
+    );
+    [nums[0], nums[1], nums[2], nums[3]]
+}
+
+/// Profiles `PREFIX.NNNN.heap` in number order.
+pub fn profiles(prefix: &Path) -> Vec<PathBuf> {
+    let dir = prefix.parent().unwrap();
+    let stem = prefix.file_name().unwrap().to_string_lossy().to_string();
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&format!("{stem}.")) && n.ends_with(".heap")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Asserts a report row's flat value.
+pub fn assert_flat(report: &HashMap<String, Row>, function: &str, expected: f64, what: &str) {
+    let row = report
+        .get(function)
+        .unwrap_or_else(|| panic!("{what}: no row for {function} in {report:#?}"));
+    assert_eq!(row.flat, expected, "{what}: flat value of {function}");
+}
+
+/// Asserts a report row's cumulative value.
+pub fn assert_cum(report: &HashMap<String, Row>, function: &str, expected: f64, what: &str) {
+    let row = report
+        .get(function)
+        .unwrap_or_else(|| panic!("{what}: no row for {function} in {report:#?}"));
+    assert_eq!(row.cum, expected, "{what}: cumulative value of {function}");
+}
