@@ -15,15 +15,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             "'{text}' is not a size: expected a number such as 10MB"
         ));
     }
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+    let unit = unit.trim();
+    let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        other => {
+        _ => {
             return Err(format!(
-                "'{text}' has an unknown unit '{other}': use B, KB, MB, GB or TB"
+                "'{text}' has an unknown unit '{unit}': use B, KB, MB, GB or TB"
             ))
         }
     };

@@ -1,0 +1,117 @@
+//! Bad input to heapreplay: a clear one-line error naming the file, a
+//! non-zero exit, whatever can be salvaged, and never a panic.
+
+use heapreplay_e2e::*;
+use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
+use heapreplay_format::{RecordKind, FORMAT_VERSION};
+
+fn assert_clean_error(r: &Ran, code: i32, needles: &[&str]) {
+    assert_eq!(r.code, code, "exit status; stderr: {}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
+    assert!(!r.stderr.contains("RUST_BACKTRACE"), "backtrace: {}", r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "{n:?} not in stderr: {}", r.stderr);
+    }
+}
+
+fn one_line(r: &Ran) {
+    assert_eq!(r.stderr.trim_end().lines().count(), 1, "not one line: {}", r.stderr);
+}
+
+#[test]
+fn unreadable_files_are_refused_in_one_line() {
+    let work = Work::new("bad_files");
+    let r = work.heapreplay(&["missing.zst"]);
+    assert_clean_error(&r, 1, &["missing.zst", "No such file"]);
+    one_line(&r);
+
+    std::fs::create_dir(work.path("adir")).unwrap();
+    let r = work.heapreplay(&["adir"]);
+    assert_clean_error(&r, 1, &["adir", "directory"]);
+    one_line(&r);
+
+    std::fs::write(work.path("empty.zst"), b"").unwrap();
+    let r = work.heapreplay(&["empty.zst"]);
+    assert_clean_error(&r, 1, &["empty.zst", "empty"]);
+    one_line(&r);
+
+    let noise: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(work.path("noise.zst"), noise).unwrap();
+    let r = work.heapreplay(&["noise.zst"]);
+    assert_clean_error(&r, 1, &["noise.zst", "not a heapreplay trace"]);
+    one_line(&r);
+
+    // A plain zstd file is not a trace either.
+    std::fs::write(work.path("plain.zst"), zstd::encode_all(&b"hello"[..], 3).unwrap()).unwrap();
+    let r = work.heapreplay(&["plain.zst"]);
+    assert_clean_error(&r, 1, &["plain.zst", "not a heapreplay trace"]);
+    one_line(&r);
+}
+
+#[test]
+fn newer_format_version_is_refused() {
+    let work = Work::new("bad_version");
+    let mut header = blank_header(RecordKind::FileInfo);
+    header.version = FORMAT_VERSION + 1;
+    let bytes = encode_record(&mut record_compressor(1).unwrap(), header, b"future").unwrap();
+    std::fs::write(work.path("future.zst"), bytes).unwrap();
+    let r = work.heapreplay(&["future.zst"]);
+    assert_clean_error(&r, 1, &["future.zst", "version 2", "upgrade heapreplay"]);
+    one_line(&r);
+}
+
+#[test]
+fn bad_flag_values_are_refused() {
+    let work = Work::new("bad_flags");
+    for (value, needle) in [("0", "greater than zero"), ("10XB", "unknown unit"), ("lots", "not a size")] {
+        let r = work.heapreplay(&["--interval", value, "trace.zst"]);
+        assert_clean_error(&r, 2, &[needle, "--interval"]);
+    }
+    let r = work.heapreplay(&["--no-such-flag", "trace.zst"]);
+    assert_clean_error(&r, 2, &["--no-such-flag"]);
+}
+
+/// A trace with several events records, from two threads.
+fn recorded_trace(work: &Work) -> Vec<u8> {
+    let exe = work.compile("threads.c", "threads", &["-O2"]);
+    let ran = work.record(&exe, &["2", "50000"], "good.zst");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    std::fs::read(work.path("good.zst")).unwrap()
+}
+
+#[test]
+fn truncated_trace_is_salvaged() {
+    let work = Work::new("truncated");
+    let good = recorded_trace(&work);
+    std::fs::write(work.path("cut.zst"), &good[..good.len() * 3 / 5]).unwrap();
+    let r = work.heapreplay(&["-o", "cut", "cut.zst"]);
+    assert_clean_error(&r, 3, &["cut.zst", "truncated", "replayed"]);
+    let profile = work.path("cut.0001.heap");
+    assert!(profile.exists(), "nothing salvaged");
+    // Part of the events survived.
+    let [_, _, allocs, _] = header(&profile);
+    assert!(allocs > 0 && allocs < 100_000, "salvaged {allocs} allocations");
+}
+
+#[test]
+fn corrupt_middle_record_is_skipped_and_reported() {
+    let work = Work::new("corrupt");
+    let mut bytes = recorded_trace(&work);
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xa5;
+    }
+    std::fs::write(work.path("bad.zst"), &bytes).unwrap();
+    let r = work.heapreplay(&["-o", "bad", "bad.zst"]);
+    assert_clean_error(&r, 3, &["bad.zst", "damaged at offset", "replayed"]);
+    let [_, _, allocs, _] = header(&work.path("bad.0001.heap"));
+    assert!(allocs > 50_000 && allocs < 100_000, "salvaged {allocs} allocations");
+}
+
+#[test]
+fn unwritable_output_is_reported() {
+    let work = Work::new("unwritable");
+    let _ = recorded_trace(&work);
+    let r = work.heapreplay(&["-o", "/nonexistent/dir/p", "good.zst"]);
+    assert_clean_error(&r, 1, &["/nonexistent/dir/p.0001.heap", "cannot write"]);
+}

@@ -1,0 +1,29 @@
+//! `heapreplay record -- PROGRAM`: runs the program under the recorder.
+
+use heapreplay_e2e::*;
+
+#[test]
+fn record_runs_the_program_and_keeps_its_exit_status() {
+    let work = Work::new("record_cmd");
+    let exe = work.compile("sites.c", "sites", &["-O2"]);
+    let r = work.heapreplay(&["record", "-o", "rec.%p.zst", "--", exe.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("heapreplay: recording to rec."), "{}", r.stderr);
+    assert!(r.stderr.contains("trace written to rec."), "{}", r.stderr);
+    let trace = std::fs::read_dir(&work.dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".zst"))
+        .expect("a trace was written");
+    let out = work.heapreplay(&["-o", "rec", trace.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(header(&work.path("rec.0001.heap"))[1], 5 << 20);
+
+    // The program's exit status comes through.
+    let r = work.heapreplay(&["record", "-o", "sh.%p.zst", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(r.code, 7, "{}", r.stderr);
+
+    let r = work.heapreplay(&["record", "--", "/no/such/program"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("cannot run /no/such/program"), "{}", r.stderr);
+}
