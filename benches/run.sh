@@ -228,8 +228,9 @@ bench() {
         [ "$ht_counts" = "$expect" ] ||
             die "$name: the run under heaptrack printed '$ht_counts', the plain run '$expect'"
         # heaptrack adds .zst, or .gz when built without zstd.
-        ht_file=$(ls "$run_dir"/ht-data.zst "$run_dir"/ht-data.gz 2>/dev/null | head -n 1) || true
-        [ -n "$ht_file" ] && [ -s "$ht_file" ] || die "$name: heaptrack wrote no data file"
+        ht_file=$run_dir/ht-data.zst
+        [ -s "$ht_file" ] || ht_file=$run_dir/ht-data.gz
+        [ -s "$ht_file" ] || die "$name: heaptrack wrote no data file"
     done
 
     # The program's own counts are the events: one per malloc, one per free.
@@ -240,7 +241,7 @@ bench() {
 
     # Reading back: heapreplay on the last trace, heaptrack_print on the
     # last heaptrack file.
-    local replay_t=() print_t=() prof last rec_allocs rec_frees
+    local replay_t=() print_t=() profiles last rec_allocs rec_frees
     for ((i = 1; i <= runs; i++)); do
         log "$name: replay $i of $runs"
         rm -rf "$run_dir/profiles"
@@ -255,8 +256,9 @@ bench() {
 
     # The last profile (at exit) counts every allocation and free the trace
     # holds: at least the program's own, plus a few made by libc for it.
-    last=$(ls "$run_dir"/profiles/p.*.heap 2>/dev/null | tail -n 1) || true
-    [ -n "$last" ] || die "$name: heapreplay wrote no profile"
+    profiles=("$run_dir"/profiles/p.*.heap)
+    last=${profiles[-1]}
+    [ -f "$last" ] || die "$name: heapreplay wrote no profile"
     read -r rec_allocs rec_frees < <(profile_counts "$last")
     if [ "$rec_allocs" -lt "$mallocs" ] || [ "$rec_frees" -lt "$frees" ]; then
         die "$name: the trace replays $rec_allocs allocations and $rec_frees frees," \

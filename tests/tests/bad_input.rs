@@ -8,14 +8,23 @@ use heapreplay_format::{RecordKind, FORMAT_VERSION};
 fn assert_clean_error(r: &Ran, code: i32, needles: &[&str]) {
     assert_eq!(r.code, code, "exit status; stderr: {}", r.stderr);
     assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
-    assert!(!r.stderr.contains("RUST_BACKTRACE"), "backtrace: {}", r.stderr);
+    assert!(
+        !r.stderr.contains("RUST_BACKTRACE"),
+        "backtrace: {}",
+        r.stderr
+    );
     for n in needles {
         assert!(r.stderr.contains(n), "{n:?} not in stderr: {}", r.stderr);
     }
 }
 
 fn one_line(r: &Ran) {
-    assert_eq!(r.stderr.trim_end().lines().count(), 1, "not one line: {}", r.stderr);
+    assert_eq!(
+        r.stderr.trim_end().lines().count(),
+        1,
+        "not one line: {}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -35,14 +44,20 @@ fn unreadable_files_are_refused_in_one_line() {
     assert_clean_error(&r, 1, &["empty.zst", "empty"]);
     one_line(&r);
 
-    let noise: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     std::fs::write(work.path("noise.zst"), noise).unwrap();
     let r = work.heapreplay(&["noise.zst"]);
     assert_clean_error(&r, 1, &["noise.zst", "not a heapreplay trace"]);
     one_line(&r);
 
     // A plain zstd file is not a trace either.
-    std::fs::write(work.path("plain.zst"), zstd::encode_all(&b"hello"[..], 3).unwrap()).unwrap();
+    std::fs::write(
+        work.path("plain.zst"),
+        zstd::encode_all(&b"hello"[..], 3).unwrap(),
+    )
+    .unwrap();
     let r = work.heapreplay(&["plain.zst"]);
     assert_clean_error(&r, 1, &["plain.zst", "not a heapreplay trace"]);
     one_line(&r);
@@ -63,7 +78,11 @@ fn newer_format_version_is_refused() {
 #[test]
 fn bad_flag_values_are_refused() {
     let work = Work::new("bad_flags");
-    for (value, needle) in [("0", "greater than zero"), ("10XB", "unknown unit"), ("lots", "not a size")] {
+    for (value, needle) in [
+        ("0", "greater than zero"),
+        ("10XB", "unknown unit"),
+        ("lots", "not a size"),
+    ] {
         let r = work.heapreplay(&["--interval", value, "trace.zst"]);
         assert_clean_error(&r, 2, &[needle, "--interval"]);
     }
@@ -90,7 +109,10 @@ fn truncated_trace_is_salvaged() {
     assert!(profile.exists(), "nothing salvaged");
     // Part of the events survived.
     let [_, _, allocs, _] = header(&profile);
-    assert!(allocs > 0 && allocs < 100_000, "salvaged {allocs} allocations");
+    assert!(
+        allocs > 0 && allocs < 100_000,
+        "salvaged {allocs} allocations"
+    );
 }
 
 #[test]
@@ -105,7 +127,10 @@ fn corrupt_middle_record_is_skipped_and_reported() {
     let r = work.heapreplay(&["-o", "bad", "bad.zst"]);
     assert_clean_error(&r, 3, &["bad.zst", "damaged at offset", "replayed"]);
     let [_, _, allocs, _] = header(&work.path("bad.0001.heap"));
-    assert!(allocs > 50_000 && allocs < 100_000, "salvaged {allocs} allocations");
+    assert!(
+        allocs > 50_000 && allocs < 100_000,
+        "salvaged {allocs} allocations"
+    );
 }
 
 #[test]

@@ -50,7 +50,11 @@ fn allocation_interval_matches_gperftools() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ours = profiles(&work.path("ours"));
 
-    assert!(theirs.len() >= 10, "expected many dumps, gperftools wrote {}", theirs.len());
+    assert!(
+        theirs.len() >= 10,
+        "expected many dumps, gperftools wrote {}",
+        theirs.len()
+    );
     assert_eq!(ours.len(), theirs.len(), "number of dumps");
     // The same log lines, file names aside.
     let log = |text: &str| -> Vec<String> {

@@ -8,7 +8,11 @@ fn record_runs_the_program_and_keeps_its_exit_status() {
     let exe = work.compile("sites.c", "sites", &["-O2"]);
     let r = work.heapreplay(&["record", "-o", "rec.%p.zst", "--", exe.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("heapreplay: recording to rec."), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("heapreplay: recording to rec."),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("trace written to rec."), "{}", r.stderr);
     let trace = std::fs::read_dir(&work.dir)
         .unwrap()
@@ -25,5 +29,9 @@ fn record_runs_the_program_and_keeps_its_exit_status() {
 
     let r = work.heapreplay(&["record", "--", "/no/such/program"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("cannot run /no/such/program"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot run /no/such/program"),
+        "{}",
+        r.stderr
+    );
 }

@@ -24,7 +24,12 @@ fn eight_threads_lose_no_event() {
     let profile = work.path("out.0001.heap");
 
     let allocs = google_pprof("--alloc_objects", &exe, &profile);
-    assert_flat(&allocs, "worker_alloc", field(own, "allocs") as f64, "allocations");
+    assert_flat(
+        &allocs,
+        "worker_alloc",
+        field(own, "allocs") as f64,
+        "allocations",
+    );
     let inuse = google_pprof("--inuse_objects", &exe, &profile);
     assert_flat(
         &inuse,
@@ -54,7 +59,15 @@ fn eight_threads_lose_no_event() {
     let (mut inuse_bytes, mut alloc_bytes) = (0u64, 0u64);
     for line in text.lines().skip(1).take_while(|l| !l.is_empty()) {
         let (counts, frames) = line.split_once('@').unwrap();
-        let pc = u64::from_str_radix(frames.split_whitespace().next().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let pc = u64::from_str_radix(
+            frames
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
         // Frame 0 returns into worker_alloc (a small function: within 64 bytes).
         if pc >= base + worker_alloc && pc < base + worker_alloc + 64 {
             let n: Vec<u64> = counts
