@@ -190,6 +190,10 @@ profile_counts() {
     head -n 1 "$1" | tr -d '[]:' | awk '{ print $5, $5 - $3 }'
 }
 
+# Events that libc may add to a workload's own in a trace (stdio buffers,
+# thread set-up); more means the recorder recorded what it should not have.
+max_extra=1000
+
 # bench NAME PROGRAM ARGS...: measures one workload; appends a row to each table.
 bench() {
     local name=$1
@@ -257,14 +261,15 @@ bench() {
     # The last profile (at exit) counts every allocation and free the trace
     # holds: at least the program's own, plus a few made by libc for it.
     profiles=("$run_dir"/profiles/p.*.heap)
-    last=${profiles[-1]}
+    last=$(printf '%s\n' "${profiles[@]}" | sort -V | tail -n 1)
     [ -f "$last" ] || die "$name: heapreplay wrote no profile"
     read -r rec_allocs rec_frees < <(profile_counts "$last")
-    if [ "$rec_allocs" -lt "$mallocs" ] || [ "$rec_frees" -lt "$frees" ]; then
-        die "$name: the trace replays $rec_allocs allocations and $rec_frees frees," \
-            "fewer than the program's $mallocs and $frees" \
+    if [ "$rec_allocs" -lt "$mallocs" ] || [ "$rec_frees" -lt "$frees" ] ||
+        [ $((rec_allocs + rec_frees - events)) -gt "$max_extra" ]; then
+        die "$name: the trace replays $rec_allocs allocations and $rec_frees frees;" \
+            "the program made $mallocs and $frees (and libc at most $max_extra more events)" \
             "(reproduce: HEAPREPLAY_OUT=/tmp/trace.zst LD_PRELOAD=$lib $* &&" \
-            "heapreplay --interval 10MB /tmp/trace.zst)"
+            "$replayer --interval 10MB /tmp/trace.zst)"
     fi
     rm -rf "$run_dir/profiles"
 
