@@ -1,0 +1,56 @@
+//! Where the trace goes: killed processes, unwritable paths.
+
+use heapreplay_e2e::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn killed_process_replays_up_to_its_last_flush() {
+    let work = Work::new("killed");
+    let exe = work.compile("sleeper.c", "sleeper", &["-O2"]);
+    let mut child = Command::new(&exe)
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("trace.zst"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    // The writer flushes at least once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let r = work.heapreplay(&["-o", "out", "trace.zst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("no end record"), "{}", r.stderr);
+    let objects = google_pprof("--inuse_objects", &exe, &work.path("out.0001.heap"));
+    assert_flat(
+        &objects,
+        "before_sleep",
+        1000.0,
+        "allocations before the kill",
+    );
+}
+
+#[test]
+fn unwritable_trace_path_leaves_the_program_unharmed() {
+    let work = Work::new("unwritable_trace");
+    let exe = work.compile("sleeper.c", "sleeper", &["-O2"]);
+    let plain = run(Command::new(&exe).arg("once"));
+    let ran = run(Command::new(&exe)
+        .arg("once")
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", "/nonexistent/dir/trace.zst"));
+    assert_eq!(ran.code, plain.code);
+    assert_eq!(ran.stdout, plain.stdout);
+    assert_eq!(
+        ran.stderr,
+        "heapreplay: cannot write trace to /nonexistent/dir/trace.zst: No such file or directory; the program runs unrecorded\n"
+    );
+}
