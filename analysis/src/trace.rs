@@ -3,10 +3,11 @@
 
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::info::{decode_clock, from_bytes};
+use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::scan;
 use heapreplay_format::stacks::decode_stacks;
 use heapreplay_format::{
-    ClockSample, EndInfo, Event, FileInfo, RecordHeader, RecordKind, FORMAT_VERSION,
+    ClockSample, EndInfo, Event, FileInfo, Marker, RecordHeader, RecordKind, FORMAT_VERSION,
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -68,6 +69,8 @@ pub struct Trace {
     pub maps: Vec<MapsRecord>,
     /// Clock samples in sequence order.
     pub clock: Vec<ClockSample>,
+    /// Markers in sequence order.
+    pub markers: Vec<Marker>,
     /// The end summary, if the recording ended cleanly.
     pub end: Option<EndInfo>,
     /// Damage found so far (scanning, decoding).
@@ -123,6 +126,7 @@ impl Trace {
         let mut maps = Vec::new();
         let mut clock = Vec::new();
         let mut end = None;
+        let mut markers = Vec::new();
         let mut events = Vec::new();
         let base = bytes.as_ptr() as usize;
         for rec in &scanned.records {
@@ -172,6 +176,10 @@ impl Trace {
                     Err(_) => problems.push(bad("malformed clock samples")),
                 },
                 RecordKind::End => end = from_bytes::<EndInfo>(&raw),
+                RecordKind::Markers => match decode_markers(&raw, rec.header.count) {
+                    Ok(m) => markers.extend(m),
+                    Err(_) => problems.push(bad("malformed markers")),
+                },
                 RecordKind::Events => unreachable!("handled above"),
             }
         }
@@ -185,12 +193,14 @@ impl Trace {
         maps.sort_by_key(|m| m.seq);
         clock.sort_by_key(|c| (c.seq, c.ns));
         events.sort_by_key(|e| e.header.first_seq);
+        markers.sort_by_key(|m| m.seq);
         Ok(Trace {
             path: path.to_path_buf(),
             info,
             stacks,
             maps,
             clock,
+            markers,
             end,
             problems,
             events,

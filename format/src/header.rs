@@ -36,6 +36,8 @@ pub enum RecordKind {
     Clock = 5,
     /// Clean end of recording ([`crate::EndInfo`]).
     End = 6,
+    /// Markers: signals and named points ([`crate::Marker`]).
+    Markers = 7,
 }
 
 impl RecordKind {
@@ -48,6 +50,7 @@ impl RecordKind {
             4 => Self::Maps,
             5 => Self::Clock,
             6 => Self::End,
+            7 => Self::Markers,
             _ => return None,
         })
     }

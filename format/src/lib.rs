@@ -9,11 +9,14 @@
 pub mod events;
 pub mod header;
 pub mod info;
+pub mod markers;
 pub mod reader;
+pub mod signals;
 pub mod stacks;
 pub mod varint;
 
 pub use events::{Event, EventKind};
 pub use header::{RecordHeader, RecordKind, FORMAT_VERSION, HEADER_LEN, RECORD_PREFIX_LEN};
 pub use info::{ClockSample, EndInfo, FileInfo};
+pub use markers::{Marker, MarkerSource};
 pub use reader::{Damage, RawRecord, Scan};
