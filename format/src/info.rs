@@ -31,6 +31,8 @@ pub struct EndInfo {
     pub events: u64,
     /// Monotonic time at the end, nanoseconds since `start_mono_ns`.
     pub end_ns: u64,
+    /// Markers lost because too many arrived at once.
+    pub markers_dropped: u64,
 }
 
 /// Encodes a bincode payload.

@@ -71,7 +71,12 @@ pub fn decode_markers(payload: &[u8], count: u32) -> Result<Vec<Marker>, VarintE
             }
             _ => return Err(VarintError { offset: at }),
         };
-        out.push(Marker { seq, ns, tid, source });
+        out.push(Marker {
+            seq,
+            ns,
+            tid,
+            source,
+        });
     }
     Ok(out)
 }
@@ -83,8 +88,18 @@ mod tests {
     #[test]
     fn markers_round_trip() {
         let m = vec![
-            Marker { seq: 5, ns: 100, tid: 7, source: MarkerSource::Signal(12) },
-            Marker { seq: 9, ns: 200, tid: 8, source: MarkerSource::Named("phase 2".into()) },
+            Marker {
+                seq: 5,
+                ns: 100,
+                tid: 7,
+                source: MarkerSource::Signal(12),
+            },
+            Marker {
+                seq: 9,
+                ns: 200,
+                tid: 8,
+                source: MarkerSource::Named("phase 2".into()),
+            },
         ];
         assert_eq!(decode_markers(&encode_markers(&m), 2).unwrap(), m);
         assert!(decode_markers(&[1, 2, 3, 9], 1).is_err());

@@ -49,12 +49,20 @@ pub fn parse_signal(text: &str) -> Option<i32> {
     }
     let t = t.strip_prefix("SIG").unwrap_or(&t);
     if let Some(rest) = t.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('+')?.parse().ok()? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('+')?.parse().ok()?
+        };
         let n = SIGRTMIN + off;
         return (SIGRTMIN..=SIGRTMAX).contains(&n).then_some(n);
     }
     if let Some(rest) = t.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.strip_prefix('-')?.parse().ok()? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('-')?.parse().ok()?
+        };
         let n = SIGRTMAX - off;
         return (SIGRTMIN..=SIGRTMAX).contains(&n).then_some(n);
     }
@@ -67,7 +75,11 @@ pub fn signal_name(n: i32) -> String {
         return format!("SIG{name}");
     }
     if (SIGRTMIN..=SIGRTMAX).contains(&n) {
-        return if n == SIGRTMIN { "SIGRTMIN".into() } else { format!("SIGRTMIN+{}", n - SIGRTMIN) };
+        return if n == SIGRTMIN {
+            "SIGRTMIN".into()
+        } else {
+            format!("SIGRTMIN+{}", n - SIGRTMIN)
+        };
     }
     format!("signal {n}")
 }

@@ -7,12 +7,15 @@
 //! `format/FORMAT.md` for the file layout.
 //!
 //! Environment: `HEAPREPLAY_OUT` names the trace (`%p` becomes the pid;
-//! default `heapreplay.%p.zst`).
+//! default `heapreplay.%p.zst`); `HEAPREPLAY_MARKER_SIGNALS` lists the
+//! signals recorded as markers (default `usr2`; `none` for none).
 
 pub mod guard;
 pub mod hooks;
 pub mod maps;
+pub mod markers;
 pub mod real;
+pub mod signals;
 #[macro_use]
 pub mod report;
 pub mod stacks;
@@ -148,6 +151,7 @@ extern "C" fn init() {
         say!("cannot start the writer thread; the program runs unrecorded");
         return;
     }
+    signals::init();
     // SAFETY: registering plain extern "C" functions.
     unsafe {
         libc::atexit(at_exit);

@@ -12,7 +12,7 @@ use crate::{maps, stacks, ACTIVE, SEQ};
 use heapreplay_format::info::{encode_clock, to_bytes};
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::{ClockSample, EndInfo, FileInfo, RecordHeader, RecordKind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -38,6 +38,17 @@ static OUTPUT: Mutex<Option<Output>> = Mutex::new(None);
 static QUEUE: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
 static WAKE: Condvar = Condvar::new();
 static FINISHED: AtomicBool = AtomicBool::new(false);
+static START_MONO_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Monotonic time at which recording started.
+pub fn start_mono_ns() -> u64 {
+    START_MONO_NS.load(Ordering::Relaxed)
+}
+
+/// Wakes the writer thread (after a marker, so it is written promptly).
+pub fn wake() {
+    WAKE.notify_one();
+}
 
 /// Monotonic clock in nanoseconds.
 pub fn mono_ns() -> u64 {
@@ -112,6 +123,14 @@ impl Output {
         self.record(h, text)
     }
 
+    fn markers(&mut self, markers: &[heapreplay_format::Marker]) -> Result<(), i32> {
+        let mut h = blank_header(RecordKind::Markers);
+        h.first_seq = markers[0].seq;
+        h.last_seq = markers[markers.len() - 1].seq;
+        h.count = markers.len() as u32;
+        self.record(h, &heapreplay_format::markers::encode_markers(markers))
+    }
+
     fn sample_clock(&mut self) {
         let ns = mono_ns().saturating_sub(self.start_mono_ns);
         self.clock.push(ClockSample {
@@ -153,6 +172,7 @@ pub fn open(path: &str, info: FileInfo) -> bool {
         unsafe { libc::close(fd) };
         return false;
     };
+    START_MONO_NS.store(info.start_mono_ns, Ordering::Relaxed);
     let mut out = Output {
         fd,
         path: path.to_string(),
@@ -230,6 +250,22 @@ pub fn flush(take_partial: bool) {
     }
 }
 
+/// Writes the markers placed since the last call; true if there were any.
+fn write_markers() -> bool {
+    let markers = crate::markers::drain();
+    if markers.is_empty() {
+        return false;
+    }
+    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(out) = guard.as_mut() {
+        if let Err(err) = out.markers(&markers) {
+            let out = guard.take().expect("checked above");
+            fail(&out, err);
+        }
+    }
+    true
+}
+
 /// Records the memory maps again (after a library was loaded).
 fn record_maps() {
     let text = maps::read();
@@ -276,7 +312,9 @@ fn run() {
             loads = now_loads;
             record_maps();
         }
-        let periodic = last_flush.elapsed() >= FLUSH_EVERY;
+        // A marker is a moment someone cares about: flush everything up to it.
+        let marked = write_markers();
+        let periodic = marked || last_flush.elapsed() >= FLUSH_EVERY;
         if periodic {
             last_flush = std::time::Instant::now();
         }
@@ -322,12 +360,14 @@ pub fn finish() {
     }
     // Libraries loaded since the writer's last tick must be in the maps.
     record_maps();
+    write_markers();
     flush(true);
     let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(out) = guard.as_mut() {
         let end = EndInfo {
             next_seq: SEQ.load(Ordering::SeqCst),
             events: out.events,
+            markers_dropped: crate::markers::DROPPED.load(Ordering::Relaxed),
             end_ns: mono_ns().saturating_sub(out.start_mono_ns),
         };
         let mut h = blank_header(RecordKind::End);
