@@ -1,10 +1,13 @@
 //! Offline analysis of heapreplay traces: loading and ordering events,
 //! replaying the heap, deciding snapshot points, writing profiles.
 
+pub mod clock;
 pub mod heap_profile;
 pub mod maps;
+pub mod plan;
 pub mod replay;
 pub mod rules;
+pub mod snapshots;
 pub mod trace;
 pub mod units;
 

@@ -1,6 +1,12 @@
 //! gperftools' heap-profile dump rules (HEAP_PROFILE_*_INTERVAL), reproduced
-//! exactly: checked after each allocation, first matching rule wins, and the
-//! same state updates after every dump.
+//! exactly: checked after every allocation and every free (as gperftools
+//! 2.10's hooks do), first matching rule wins, and the same state updates
+//! after every rule dump. Dumps from other sources (signals, markers, exit)
+//! leave this state alone, as in gperftools.
+//!
+//! One deliberate difference: the time rule counts from the start of
+//! recording, where gperftools 2.10 starts its clock at the Unix epoch (so
+//! its first time dump comes at the very first allocation).
 
 use crate::replay::Counters;
 
@@ -13,8 +19,8 @@ pub struct Thresholds {
     pub dealloc_interval: u64,
     /// HEAP_PROFILE_INUSE_INTERVAL: in-use growth over the high-water mark.
     pub inuse_interval: u64,
-    /// HEAP_PROFILE_TIME_INTERVAL: seconds since the last dump.
-    pub time_interval_secs: u64,
+    /// HEAP_PROFILE_TIME_INTERVAL: time since the last time dump, in ns.
+    pub time_interval_ns: u64,
 }
 
 /// Why a dump happened.
@@ -41,8 +47,10 @@ pub enum Reason {
     },
     /// The time interval passed.
     Time {
-        /// Seconds since the last dump.
-        secs: u64,
+        /// Nanoseconds since the last time dump.
+        ns: u64,
+        /// Print fractions of a second (the interval is not whole seconds).
+        fractional: bool,
     },
     /// The end of the trace.
     Exit {
@@ -72,7 +80,18 @@ impl Reason {
                 inuse_bytes >> 20
             ),
             Reason::InUse { inuse_bytes } => format!("{} MB currently in use", inuse_bytes >> 20),
-            Reason::Time { secs } => format!("{secs} sec since the last dump"),
+            Reason::Time {
+                ns,
+                fractional: false,
+            } => {
+                format!("{} sec since the last dump", ns / 1_000_000_000)
+            }
+            Reason::Time {
+                ns,
+                fractional: true,
+            } => {
+                format!("{:.3} sec since the last dump", ns as f64 / 1e9)
+            }
             Reason::Exit { inuse_bytes } => {
                 if inuse_bytes >> 20 > 0 {
                     format!("Exiting, {} MB in use", inuse_bytes >> 20)
@@ -93,7 +112,7 @@ pub struct DumpRules {
     last_dump_alloc: u64,
     last_dump_free: u64,
     high_water_mark: u64,
-    last_dump_secs: u64,
+    last_dump_ns: u64,
 }
 
 impl DumpRules {
@@ -105,15 +124,15 @@ impl DumpRules {
         }
     }
 
-    /// True if any rule is on.
-    pub fn any(&self) -> bool {
-        self.thresholds != Thresholds::default()
+    /// True if the time rule is on (events then need their times).
+    pub fn needs_time(&self) -> bool {
+        self.thresholds.time_interval_ns > 0
     }
 
-    /// The check after an allocation: returns the reason to dump, if any,
-    /// and updates the state as gperftools does after dumping. `secs` is
-    /// whole seconds since the start of recording.
-    pub fn after_alloc(&mut self, totals: &Counters, secs: u64) -> Option<Reason> {
+    /// The check after an allocation or a free: returns the reason to dump,
+    /// if any, and updates the state as gperftools does after dumping.
+    /// `now_ns` is the event's time since the start of recording.
+    pub fn check(&mut self, totals: &Counters, now_ns: u64) -> Option<Reason> {
         let t = &self.thresholds;
         let inuse_bytes = totals.inuse_bytes();
         let reason = if t.alloc_interval > 0
@@ -132,12 +151,15 @@ impl DumpRules {
             }
         } else if t.inuse_interval > 0 && inuse_bytes > self.high_water_mark + t.inuse_interval {
             Reason::InUse { inuse_bytes }
-        } else if t.time_interval_secs > 0
-            && secs.saturating_sub(self.last_dump_secs) >= t.time_interval_secs
+        } else if t.time_interval_ns > 0
+            && now_ns.saturating_sub(self.last_dump_ns) >= t.time_interval_ns
         {
-            let since = secs - self.last_dump_secs;
-            self.last_dump_secs = secs;
-            Reason::Time { secs: since }
+            let since = now_ns - self.last_dump_ns;
+            self.last_dump_ns = now_ns;
+            Reason::Time {
+                ns: since,
+                fractional: !t.time_interval_ns.is_multiple_of(1_000_000_000),
+            }
         } else {
             return None;
         };
@@ -172,13 +194,13 @@ mod tests {
             alloc_interval: 100,
             ..Default::default()
         });
-        assert_eq!(r.after_alloc(&totals(99, 0), 0), None);
+        assert_eq!(r.check(&totals(99, 0), 0), None);
         assert!(matches!(
-            r.after_alloc(&totals(100, 0), 0),
+            r.check(&totals(100, 0), 0),
             Some(Reason::Allocated { .. })
         ));
-        assert_eq!(r.after_alloc(&totals(199, 0), 0), None);
-        assert!(r.after_alloc(&totals(200, 0), 0).is_some());
+        assert_eq!(r.check(&totals(199, 0), 0), None);
+        assert!(r.check(&totals(200, 0), 0).is_some());
     }
 
     #[test]

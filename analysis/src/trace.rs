@@ -213,6 +213,15 @@ impl Trace {
         self.events.len()
     }
 
+    /// The distinct threads that recorded events, with their event counts.
+    pub fn threads(&self) -> std::collections::BTreeMap<u32, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for r in &self.events {
+            *out.entry(r.header.tid).or_insert(0) += u64::from(r.header.count);
+        }
+        out
+    }
+
     /// Decodes every events record in parallel (on the current rayon pool)
     /// and returns all events in sequence order. Damaged records are skipped
     /// and added to [`Trace::problems`].

@@ -2,6 +2,7 @@
 //! heap profiles, and runs programs under the recorder.
 
 mod cli;
+mod info;
 mod record;
 mod replay;
 
@@ -12,6 +13,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         Some(cli::Command::Record(args)) => record::run(&args),
+        Some(cli::Command::Info(args)) => info::run(&args),
         None => replay::run(&cli.replay),
     };
     match result {

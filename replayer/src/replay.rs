@@ -1,9 +1,12 @@
 //! Replaying a trace into profile.heap files.
 
 use crate::cli::ReplayArgs;
+use heapreplay_analysis::clock::seconds;
 use heapreplay_analysis::maps::maps_at;
-use heapreplay_analysis::replay::{Applied, Heap};
-use heapreplay_analysis::rules::{DumpRules, Reason, Thresholds};
+use heapreplay_analysis::plan::{MarkerFilter, Plan};
+use heapreplay_analysis::replay::Heap;
+use heapreplay_analysis::rules::Thresholds;
+use heapreplay_analysis::snapshots::{self, Trigger};
 use heapreplay_analysis::{heap_profile, Trace};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -18,19 +21,39 @@ fn default_prefix(trace: &Path) -> PathBuf {
     PathBuf::from(s.strip_suffix(".zst").unwrap_or(&s).to_string())
 }
 
-struct Dumper<'a> {
+/// The snapshot plan from the command line.
+fn plan(args: &ReplayArgs) -> Plan {
+    Plan {
+        thresholds: Thresholds {
+            alloc_interval: args.interval.unwrap_or(0),
+            dealloc_interval: args.dealloc_interval.unwrap_or(0),
+            inuse_interval: args.inuse_interval.unwrap_or(0),
+            time_interval_ns: args.time_interval.unwrap_or(0),
+        },
+        markers: args.at_marker.clone(),
+        at: args.at.clone(),
+        peak: args.at_peak,
+        exit: args.at_exit,
+    }
+}
+
+/// Writes one profile file per snapshot, numbered in time order.
+struct Writer<'a> {
     trace: &'a Trace,
     prefix: PathBuf,
     count: usize,
     quiet: bool,
 }
 
-impl Dumper<'_> {
-    fn dump(&mut self, heap: &Heap, seq: u64, reason: Reason) -> Result<(), String> {
+impl Writer<'_> {
+    fn write(&mut self, heap: &Heap, trigger: &Trigger, seq: u64) -> Result<(), String> {
         self.count += 1;
-        let name = format!("{}.{:04}.heap", self.prefix.display(), self.count);
+        let name = match trigger.tag() {
+            None => format!("{}.{:04}.heap", self.prefix.display(), self.count),
+            Some(tag) => format!("{}.{:04}.{tag}.heap", self.prefix.display(), self.count),
+        };
         if !self.quiet {
-            eprintln!("Dumping heap profile to {name} ({})", reason.text());
+            eprintln!("Dumping heap profile to {name} ({})", trigger.reason());
         }
         let file =
             std::fs::File::create(&name).map_err(|e| format!("{name}: cannot write: {e}"))?;
@@ -49,6 +72,33 @@ impl Dumper<'_> {
     }
 }
 
+/// Named markers asked for that the trace does not hold are an error (most
+/// likely a typo); signals that never came are only worth a warning.
+fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> {
+    for f in &plan.markers {
+        if trace.markers.iter().any(|m| f.matches(m)) {
+            continue;
+        }
+        let present = crate::info::marker_summary(&trace.markers);
+        match f {
+            MarkerFilter::Named(_) => {
+                return Err(format!(
+                    "{}: no marker named {} (markers in this trace: {present})",
+                    trace.path.display(),
+                    f.describe()
+                ))
+            }
+            _ if !quiet => eprintln!(
+                "heapreplay: {}: no {} marker in this trace (markers in this trace: {present})",
+                trace.path.display(),
+                f.describe()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Replays the trace with the chosen rules.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let path = args.trace.as_deref().ok_or("no trace given")?;
@@ -59,36 +109,41 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot start {n} threads: {e}"))?;
     }
     let mut trace = Trace::open(path).map_err(|e| e.to_string())?;
+    let plan = plan(args);
+    check_markers(&trace, &plan, args.quiet)?;
     let events = trace.ordered_events();
-    let thresholds = Thresholds {
-        alloc_interval: args.interval.unwrap_or(0),
-        ..Thresholds::default()
-    };
-    let mut rules = DumpRules::new(thresholds);
-    let mut heap = Heap::new();
-    let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
-    let mut dumper = Dumper {
+    let mut writer = Writer {
         trace: &trace,
-        prefix,
+        prefix: args.output.clone().unwrap_or_else(|| default_prefix(path)),
         count: 0,
         quiet: args.quiet,
     };
-    for e in &events {
-        if heap.apply(e) == Applied::Alloc {
-            if let Some(reason) = rules.after_alloc(&heap.totals(), 0) {
-                dumper.dump(&heap, e.seq, reason)?;
-            }
-        }
-    }
-    let last_seq = events.last().map_or(0, |e| e.seq);
-    let inuse_bytes = heap.totals().inuse_bytes();
-    dumper.dump(&heap, last_seq, Reason::Exit { inuse_bytes })?;
+    let outcome = snapshots::run(
+        &events,
+        &trace.markers,
+        &trace.clock,
+        trace.info.start_unix_ns,
+        &plan,
+        |heap, trigger, seq| writer.write(heap, trigger, seq),
+    )?;
 
     let shown = path.display();
-    if trace.end.is_none() && !args.quiet {
-        eprintln!(
-            "heapreplay: {shown}: the trace has no end record (the process was killed or is still running); replayed up to its last flush"
-        );
+    if !args.quiet {
+        for t in &outcome.past_end {
+            eprintln!(
+                "heapreplay: {shown}: --at {} is after the end of the trace ({}); no profile for it",
+                seconds(*t),
+                seconds(outcome.end_ns)
+            );
+        }
+        if trace.end.is_none() {
+            eprintln!(
+                "heapreplay: {shown}: the trace has no end record (the process was killed or is still running); replayed up to its last flush"
+            );
+        }
+        if outcome.snapshots == 0 {
+            eprintln!("heapreplay: {shown}: no snapshot point matched; nothing written");
+        }
     }
     if trace.problems.is_empty() {
         return Ok(ExitCode::SUCCESS);

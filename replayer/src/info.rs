@@ -1,0 +1,110 @@
+//! `heapreplay info`: what is in a trace.
+
+use crate::cli::InfoArgs;
+use heapreplay_analysis::clock::{seconds, SeqClock};
+use heapreplay_analysis::plan::marker_label;
+use heapreplay_analysis::snapshots::find_peak;
+use heapreplay_analysis::Trace;
+use heapreplay_format::{EventKind, Marker};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// `SIGUSR2 x3, 'phase 2' x1`, or `none`.
+pub fn marker_summary(markers: &[Marker]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for m in markers {
+        *counts.entry(marker_label(m)).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(label, n)| format!("{label} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// Prints the description.
+pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
+    let mut trace = Trace::open(&args.trace).map_err(|e| e.to_string())?;
+    let events = trace.ordered_events();
+    let info = &trace.info;
+    let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
+    for e in &events {
+        match e.kind {
+            EventKind::Alloc => {
+                allocs += 1;
+                bytes += e.size;
+            }
+            EventKind::Free => frees += 1,
+        }
+    }
+    let end_ns = trace
+        .end
+        .as_ref()
+        .map(|e| e.end_ns)
+        .unwrap_or_else(|| trace.clock.iter().map(|c| c.ns).max().unwrap_or(0));
+    let mut clock = SeqClock::new(&trace.clock);
+    println!("trace:      {}", args.trace.display());
+    println!(
+        "process:    pid {} (parent {}), {}",
+        info.pid, info.ppid, info.exe
+    );
+    println!("command:    {}", info.cmdline);
+    println!(
+        "recorded:   {} for {} (recorder {})",
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(info.start_unix_ns)
+        ),
+        seconds(end_ns),
+        info.recorder_version
+    );
+    println!("threads:    {}", trace.threads().len());
+    println!(
+        "events:     {} ({allocs} allocations, {frees} frees), {} allocated",
+        events.len(),
+        mib(bytes)
+    );
+    println!("stacks:     {} distinct", trace.stacks.len());
+    match find_peak(&events) {
+        Some((seq, peak)) => println!(
+            "peak:       {} in use at {}",
+            mib(peak),
+            seconds(clock.ns_at(seq))
+        ),
+        None => println!("peak:       no allocations"),
+    }
+    println!("markers:    {}", marker_summary(&trace.markers));
+    for m in &trace.markers {
+        println!(
+            "  {:>10}  {}  (thread {})",
+            seconds(m.ns),
+            marker_label(m),
+            m.tid
+        );
+    }
+    match &trace.end {
+        Some(end) => {
+            println!("end:        clean (the process exited normally)");
+            if end.markers_dropped > 0 {
+                println!("            {} markers were dropped (too many at once)", end.markers_dropped);
+            }
+        }
+        None => println!("end:        cut short (no end record: the process was killed, crashed or is still running); complete up to its last flush"),
+    }
+    if trace.problems.is_empty() {
+        println!("damage:     none");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let skipped: u64 = trace.problems.len() as u64;
+    println!("damage:     {skipped} damaged ranges; the rest is usable");
+    for p in &trace.problems {
+        println!("  at offset {}: {}", p.offset, p.what);
+    }
+    Ok(ExitCode::from(3))
+}
