@@ -1,6 +1,8 @@
 /* A deterministic allocation mix for comparing against gperftools' own heap
  * profiler: several sites, varied sizes, interleaved frees, no realloc.
- * Usage: conform ROUNDS */
+ * Usage: conform ROUNDS [SIGNAL_EVERY]: with SIGNAL_EVERY, the program
+ * raises SIGUSR2 every that many rounds. */
+#include <signal.h>
 #include <stdlib.h>
 
 #define SLOTS 4096
@@ -21,7 +23,9 @@ __attribute__((noinline)) void release(void *p) { free(p); sink = 0; }
 
 int main(int argc, char **argv) {
     long rounds = argc > 1 ? atol(argv[1]) : 50000;
+    long signal_every = argc > 2 ? atol(argv[2]) : 0;
     for (long i = 0; i < rounds; i++) {
+        if (signal_every && i % signal_every == signal_every - 1) raise(SIGUSR2);
         unsigned long r = next();
         int slot = r % SLOTS;
         if (slots[slot]) release(slots[slot]);
@@ -32,9 +36,9 @@ int main(int argc, char **argv) {
             default: slots[slot] = small_site(); break;
         }
     }
-    /* Free a third at the end so the exit dump has frees after the last interval dump. */
-    for (int s = 0; s < SLOTS; s += 3) {
-        if (slots[s]) { release(slots[s]); slots[s] = 0; }
+    /* Free three quarters at the end: a burst of frees with no allocation. */
+    for (int s = 0; s < SLOTS; s++) {
+        if (slots[s] && s % 4 != 0) { release(slots[s]); slots[s] = 0; }
     }
     return 0;
 }
