@@ -28,14 +28,18 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 
 fn thresholds() -> impl Strategy<Value = Thresholds> {
     let interval = prop_oneof![Just(0u64), 1000u64..20000];
-    (interval.clone(), interval.clone(), interval, prop_oneof![Just(0u64), 5_000u64..50_000]).prop_map(
-        |(a, d, i, t)| Thresholds {
+    (
+        interval.clone(),
+        interval.clone(),
+        interval,
+        prop_oneof![Just(0u64), 5_000u64..50_000],
+    )
+        .prop_map(|(a, d, i, t)| Thresholds {
             alloc_interval: a,
             dealloc_interval: d,
             inuse_interval: i,
             time_interval_ns: t,
-        },
-    )
+        })
 }
 
 /// Events and markers: every op takes the next sequence number; an event's
@@ -53,13 +57,30 @@ fn build(ops: &[Op]) -> (Vec<Event>, Vec<Marker>) {
                     continue;
                 }
                 live[slot] = true;
-                events.push(Event { seq, addr: 0x1000 + slot as u64 * 16, size, stack: 1 + (slot % 3) as u32, kind: EventKind::Alloc });
+                events.push(Event {
+                    seq,
+                    addr: 0x1000 + slot as u64 * 16,
+                    size,
+                    stack: 1 + (slot % 3) as u32,
+                    kind: EventKind::Alloc,
+                });
             }
             Op::Free { slot } => {
                 live[slot] = false;
-                events.push(Event { seq, addr: 0x1000 + slot as u64 * 16, size: 0, stack: 0, kind: EventKind::Free });
+                events.push(Event {
+                    seq,
+                    addr: 0x1000 + slot as u64 * 16,
+                    size: 0,
+                    stack: 0,
+                    kind: EventKind::Free,
+                });
             }
-            Op::Mark => markers.push(Marker { seq, ns: seq * 1000, tid: 1, source: MarkerSource::Signal(12) }),
+            Op::Mark => markers.push(Marker {
+                seq,
+                ns: seq * 1000,
+                tid: 1,
+                source: MarkerSource::Signal(12),
+            }),
         }
     }
     (events, markers)
@@ -94,7 +115,13 @@ fn model(events: &[Event], markers: &[Marker], t: &Thresholds, peak: bool) -> Ve
     let mut m = 0;
     for e in events {
         while m < markers.len() && markers[m].seq < e.seq {
-            out.push((markers[m].seq, Trigger::Marker { label: "SIGUSR2".into(), ns: markers[m].ns }));
+            out.push((
+                markers[m].seq,
+                Trigger::Marker {
+                    label: "SIGUSR2".into(),
+                    ns: markers[m].ns,
+                },
+            ));
             m += 1;
         }
         if e.kind == EventKind::Alloc {
@@ -106,15 +133,24 @@ fn model(events: &[Event], markers: &[Marker], t: &Thresholds, peak: bool) -> Ve
         let inuse = alloc - freed;
         let now = e.seq * 1000;
         let reason = if t.alloc_interval > 0 && alloc >= last_alloc + t.alloc_interval {
-            Some(Reason::Allocated { alloc_bytes: alloc, inuse_bytes: inuse })
+            Some(Reason::Allocated {
+                alloc_bytes: alloc,
+                inuse_bytes: inuse,
+            })
         } else if t.dealloc_interval > 0 && freed >= last_free + t.dealloc_interval {
-            Some(Reason::Freed { free_bytes: freed, inuse_bytes: inuse })
+            Some(Reason::Freed {
+                free_bytes: freed,
+                inuse_bytes: inuse,
+            })
         } else if t.inuse_interval > 0 && inuse > hwm + t.inuse_interval {
             Some(Reason::InUse { inuse_bytes: inuse })
         } else if t.time_interval_ns > 0 && now - last_time >= t.time_interval_ns {
             let since = now - last_time;
             last_time = now;
-            Some(Reason::Time { ns: since, fractional: t.time_interval_ns % 1_000_000_000 != 0 })
+            Some(Reason::Time {
+                ns: since,
+                fractional: !t.time_interval_ns.is_multiple_of(1_000_000_000),
+            })
         } else {
             None
         };
@@ -125,19 +161,47 @@ fn model(events: &[Event], markers: &[Marker], t: &Thresholds, peak: bool) -> Ve
             hwm = hwm.max(inuse);
         }
         if peak && peak_at.is_some_and(|(s, _)| s == e.seq) {
-            out.push((e.seq, Trigger::Peak { bytes: peak_at.unwrap().1, ns: now }));
+            out.push((
+                e.seq,
+                Trigger::Peak {
+                    bytes: peak_at.unwrap().1,
+                    ns: now,
+                },
+            ));
         }
     }
     for mk in &markers[m..] {
-        out.push((mk.seq, Trigger::Marker { label: "SIGUSR2".into(), ns: mk.ns }));
+        out.push((
+            mk.seq,
+            Trigger::Marker {
+                label: "SIGUSR2".into(),
+                ns: mk.ns,
+            },
+        ));
     }
-    out.push((events.last().map_or(0, |e| e.seq), Trigger::Exit { inuse_bytes: alloc - freed }));
+    out.push((
+        events.last().map_or(0, |e| e.seq),
+        Trigger::Exit {
+            inuse_bytes: alloc - freed,
+        },
+    ));
     out
 }
 
-fn engine(events: &[Event], markers: &[Marker], t: Thresholds, peak: bool) -> (Vec<(u64, Trigger)>, Vec<Counters>) {
+fn engine(
+    events: &[Event],
+    markers: &[Marker],
+    t: Thresholds,
+    peak: bool,
+) -> (Vec<(u64, Trigger)>, Vec<Counters>) {
     let last = events.last().map_or(0, |e| e.seq) + 1;
-    let clock = [ClockSample { seq: 0, ns: 0 }, ClockSample { seq: last, ns: last * 1000 }];
+    let clock = [
+        ClockSample { seq: 0, ns: 0 },
+        ClockSample {
+            seq: last,
+            ns: last * 1000,
+        },
+    ];
     let plan = Plan {
         thresholds: t,
         markers: vec![MarkerFilter::Signal(12)],
@@ -147,11 +211,18 @@ fn engine(events: &[Event], markers: &[Marker], t: Thresholds, peak: bool) -> (V
     };
     let mut points = Vec::new();
     let mut totals = Vec::new();
-    run(events, markers, &clock, 0, &plan, |heap, trigger, seq| -> Result<(), ()> {
-        points.push((seq, trigger.clone()));
-        totals.push(heap.totals());
-        Ok(())
-    })
+    run(
+        events,
+        markers,
+        &clock,
+        0,
+        &plan,
+        |heap, trigger, seq| -> Result<(), ()> {
+            points.push((seq, trigger.clone()));
+            totals.push(heap.totals());
+            Ok(())
+        },
+    )
     .unwrap();
     (points, totals)
 }

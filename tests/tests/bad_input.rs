@@ -86,6 +86,19 @@ fn bad_flag_values_are_refused() {
         let r = work.heapreplay(&["--interval", value, "trace.zst"]);
         assert_clean_error(&r, 2, &[needle, "--interval"]);
     }
+    for (flag, value, needle) in [
+        ("--dealloc-interval", "-5MB", "not a size"),
+        ("--inuse-interval", "0", "greater than zero"),
+        ("--time-interval", "0s", "greater than zero"),
+        ("--time-interval", "3 fortnights", "unknown unit"),
+        ("--at-marker", "SIGFOO", "not a signal"),
+        ("--at-marker", "rtmin+99", "not a signal"),
+        ("--at", "soon", "not a duration"),
+        ("--at", "2026-13-45T99:00:00Z", "not a time"),
+    ] {
+        let r = work.heapreplay(&[&format!("{flag}={value}"), "trace.zst"]);
+        assert_clean_error(&r, 2, &[needle, flag]);
+    }
     let r = work.heapreplay(&["--no-such-flag", "trace.zst"]);
     assert_clean_error(&r, 2, &["--no-such-flag"]);
 }

@@ -23,7 +23,13 @@ fn in_use_by_function(exe: &std::path::Path, profile: &std::path::Path) -> Vec<(
 fn reasons(log: &str) -> Vec<String> {
     log.lines()
         .filter_map(|l| l.strip_prefix("Dumping heap profile to "))
-        .map(|l| l.split_once(" (").unwrap().1.trim_end_matches(')').to_string())
+        .map(|l| {
+            l.split_once(" (")
+                .unwrap()
+                .1
+                .trim_end_matches(')')
+                .to_string()
+        })
         .collect()
 }
 
@@ -41,7 +47,10 @@ fn compare(name: &str, args: &[&str], env: &[(&str, String)], ours: &[&str]) -> 
     let exe = work.compile("conform.c", "conform", &flags);
 
     let mut gp = Command::new(&exe);
-    gp.args(args).current_dir(&work.dir).env("LD_PRELOAD", TCMALLOC).env("HEAPPROFILE", work.path("gperf"));
+    gp.args(args)
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", TCMALLOC)
+        .env("HEAPPROFILE", work.path("gperf"));
     for rule in [
         "HEAP_PROFILE_ALLOCATION_INTERVAL",
         "HEAP_PROFILE_DEALLOCATION_INTERVAL",
@@ -65,10 +74,25 @@ fn compare(name: &str, args: &[&str], env: &[(&str, String)], ours: &[&str]) -> 
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mine = profiles(&work.path("ours"));
 
-    assert!(theirs.len() >= 5, "{name}: expected several dumps, gperftools wrote {}", theirs.len());
-    assert_eq!(mine.len(), theirs.len(), "{name}: number of dumps\nours:\n{}\ntheirs:\n{}", r.stderr, gp.stderr);
+    assert!(
+        theirs.len() >= 5,
+        "{name}: expected several dumps, gperftools wrote {}",
+        theirs.len()
+    );
+    assert_eq!(
+        mine.len(),
+        theirs.len(),
+        "{name}: number of dumps\nours:\n{}\ntheirs:\n{}",
+        r.stderr,
+        gp.stderr
+    );
     for (n, (t, o)) in theirs.iter().zip(&mine).enumerate() {
-        assert_eq!(header(o), header(t), "{name}: header totals of dump {}", n + 1);
+        assert_eq!(
+            header(o),
+            header(t),
+            "{name}: header totals of dump {}",
+            n + 1
+        );
         assert_eq!(
             in_use_by_function(&exe, o),
             in_use_by_function(&exe, t),
@@ -80,8 +104,15 @@ fn compare(name: &str, args: &[&str], env: &[(&str, String)], ours: &[&str]) -> 
     let g_theirs = google_pprof("--inuse_objects", &exe, &theirs[last]);
     let g_ours = google_pprof("--inuse_objects", &exe, &mine[last]);
     for f in ["small_site", "medium_site", "large_site", "zeroed_site"] {
-        assert_eq!(g_ours.get(f), g_theirs.get(f), "{name}: objects in use by {f}");
-        assert!(g_ours.get(f).is_some_and(|r| r.flat > 0.0), "{name}: {f} missing");
+        assert_eq!(
+            g_ours.get(f),
+            g_theirs.get(f),
+            "{name}: objects in use by {f}"
+        );
+        assert!(
+            g_ours.get(f).is_some_and(|r| r.flat > 0.0),
+            "{name}: {f} missing"
+        );
     }
     (r.stderr, gp.stderr)
 }
@@ -126,7 +157,11 @@ fn inuse_interval_matches_gperftools() {
 fn combined_intervals_match_gperftools() {
     // Chosen so that every rule fires: the allocation rule in steady state,
     // the in-use rule while the heap grows, the free rule in the final burst.
-    let (a, d, i) = ((16 * MB).to_string(), (20 * MB).to_string(), (12 * MB).to_string());
+    let (a, d, i) = (
+        (16 * MB).to_string(),
+        (20 * MB).to_string(),
+        (12 * MB).to_string(),
+    );
     let (ours, theirs) = compare(
         "conform_combined",
         &["40000"],
@@ -135,14 +170,23 @@ fn combined_intervals_match_gperftools() {
             ("HEAP_PROFILE_DEALLOCATION_INTERVAL", d.clone()),
             ("HEAP_PROFILE_INUSE_INTERVAL", i.clone()),
         ],
-        &["--interval", &a, "--dealloc-interval", &d, "--inuse-interval", &i],
+        &[
+            "--interval",
+            &a,
+            "--dealloc-interval",
+            &d,
+            "--inuse-interval",
+            &i,
+        ],
     );
     let r = reasons(&ours);
     assert_eq!(r, reasons(&theirs));
     // All three rules fired at some point.
     assert!(r.iter().any(|l| l.contains("allocated cumulatively")));
     assert!(r.iter().any(|l| l.contains("freed cumulatively")));
-    assert!(r.iter().any(|l| l.ends_with("MB currently in use") && !l.contains("cumulatively")));
+    assert!(r
+        .iter()
+        .any(|l| l.ends_with("MB currently in use") && !l.contains("cumulatively")));
 }
 
 #[test]
@@ -159,7 +203,12 @@ fn signal_dumps_match_heapprofilesignal() {
     let theirs = reasons(&theirs);
     assert_eq!(ours.len(), 9);
     assert_eq!(theirs.iter().filter(|r| *r == "signal").count(), 8);
-    assert_eq!(ours.iter().filter(|r| r.starts_with("marker SIGUSR2")).count(), 8);
+    assert_eq!(
+        ours.iter()
+            .filter(|r| r.starts_with("marker SIGUSR2"))
+            .count(),
+        8
+    );
     assert_eq!(ours.last(), theirs.last(), "exit dump reason");
 }
 
@@ -169,7 +218,10 @@ fn signal_and_interval_together_match_gperftools() {
     compare(
         "conform_signal_interval",
         &["40000", "7000"],
-        &[("HEAPPROFILESIGNAL", "12".to_string()), ("HEAP_PROFILE_ALLOCATION_INTERVAL", n.clone())],
+        &[
+            ("HEAPPROFILESIGNAL", "12".to_string()),
+            ("HEAP_PROFILE_ALLOCATION_INTERVAL", n.clone()),
+        ],
         &["--interval", &n, "--at-marker", "usr2", "--at-exit"],
     );
 }
