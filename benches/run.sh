@@ -6,7 +6,7 @@
 # Usage: benches/run.sh [--size tiny|small|full] [--keep]
 #
 #   tiny   one run of each, a few seconds: proves the benchmark works (CI)
-#   small  median of 3 runs, about a minute and a half    (the default)
+#   small  median of 3 runs, about a minute (the default)
 #   full   median of 3 runs, tens of millions of events: the real measurement
 #   --keep keep the temporary directory (binaries, traces, logs) and print it
 #

@@ -14,11 +14,12 @@
  * chain really is that deep at -O2; built with -fomit-frame-pointer, only
  * .eh_frame can unwind it.
  *
- * Sizes are multiples of 16, as malloc rounds them anyway, which gives
- * 32 x 336 distinct (size, stack) pairs. Sizes of every byte from 16 to 512
- * would give 167k pairs, and the heaptrack 1.4.0 of Debian 12 then aborts
- * (heaptrack_interpret grows one hash set until std::bad_alloc, at ~19 GB),
- * leaving nothing to compare against.
+ * Sizes are multiples of SIZE_STEP = 16, as malloc rounds them anyway,
+ * which gives 32 x 336 distinct (size, stack) pairs. With -DSIZE_STEP=1
+ * (every size from 16 to 512) the pairs run into the tens of thousands, and
+ * the heaptrack 1.4.0 of Debian 12 aborts on them: heaptrack_interpret grows
+ * to ~19 GB and dies of std::bad_alloc from churn 100000 on, leaving nothing
+ * to compare against.
  *
  * The program counts its own malloc and free calls; a tool that changes
  * those counts is broken.
@@ -40,7 +41,9 @@
 #define RING_LEN 4096
 #define MIN_SIZE 16
 #define MAX_SIZE 512
+#ifndef SIZE_STEP
 #define SIZE_STEP 16 /* 32 size classes */
+#endif
 
 /* One churning thread's state. */
 struct churn {
