@@ -37,6 +37,8 @@ pub enum Trigger {
     Exit {
         /// Bytes in use.
         inuse_bytes: u64,
+        /// The process exited normally (else it was killed or is still running).
+        clean: bool,
     },
 }
 
@@ -50,10 +52,20 @@ impl Trigger {
             Trigger::Peak { bytes, ns } => {
                 format!("peak: {} MB in use at {}", bytes >> 20, seconds(*ns))
             }
-            Trigger::Exit { inuse_bytes } => Reason::Exit {
+            Trigger::Exit {
+                inuse_bytes,
+                clean: true,
+            } => Reason::Exit {
                 inuse_bytes: *inuse_bytes,
             }
             .text(),
+            Trigger::Exit {
+                inuse_bytes,
+                clean: false,
+            } => format!(
+                "end of trace, {} MB in use; the process did not exit",
+                inuse_bytes >> 20
+            ),
         }
     }
 
@@ -119,12 +131,14 @@ pub fn find_peak(events: &[Event]) -> Option<(u64, u64)> {
 }
 
 /// Replays `events` and calls `sink(heap, trigger, seq)` at each snapshot
-/// point of `plan`, in time order; `seq` says which maps apply.
+/// point of `plan`, in time order; `seq` says which maps apply. `clean_end`
+/// says whether the trace ends with the process exiting.
 pub fn run<E>(
     events: &[Event],
     markers: &[Marker],
     clock: &[ClockSample],
     start_unix_ns: u64,
+    clean_end: bool,
     plan: &Plan,
     mut sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), E>,
 ) -> Result<Outcome, E> {
@@ -205,7 +219,15 @@ pub fn run<E>(
     }
     if plan.wants_exit() {
         let inuse_bytes = heap.totals().inuse_bytes();
-        emit(&heap, Trigger::Exit { inuse_bytes }, last_seq, &mut out)?;
+        emit(
+            &heap,
+            Trigger::Exit {
+                inuse_bytes,
+                clean: clean_end,
+            },
+            last_seq,
+            &mut out,
+        )?;
     }
     Ok(out)
 }

@@ -309,7 +309,8 @@ fn merge(runs: Vec<Vec<Event>>, total: usize) -> Vec<Event> {
     out
 }
 
-fn io_text(e: &std::io::Error) -> String {
+/// An I/O error's text without the "(os error N)" suffix.
+pub fn io_text(e: &std::io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),

@@ -183,6 +183,7 @@ fn model(events: &[Event], markers: &[Marker], t: &Thresholds, peak: bool) -> Ve
         events.last().map_or(0, |e| e.seq),
         Trigger::Exit {
             inuse_bytes: alloc - freed,
+            clean: true,
         },
     ));
     out
@@ -216,6 +217,7 @@ fn engine(
         markers,
         &clock,
         0,
+        true,
         &plan,
         |heap, trigger, seq| -> Result<(), ()> {
             points.push((seq, trigger.clone()));

@@ -7,6 +7,7 @@ use heapreplay_analysis::plan::{MarkerFilter, Plan};
 use heapreplay_analysis::replay::Heap;
 use heapreplay_analysis::rules::Thresholds;
 use heapreplay_analysis::snapshots::{self, Trigger};
+use heapreplay_analysis::trace::io_text;
 use heapreplay_analysis::{heap_profile, Trace};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -55,8 +56,8 @@ impl Writer<'_> {
         if !self.quiet {
             eprintln!("Dumping heap profile to {name} ({})", trigger.reason());
         }
-        let file =
-            std::fs::File::create(&name).map_err(|e| format!("{name}: cannot write: {e}"))?;
+        let file = std::fs::File::create(&name)
+            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
         let mut out = BufWriter::new(file);
         let mut stacks: Vec<_> = heap.stacks().collect();
         let maps = maps_at(&self.trace.maps, seq);
@@ -68,7 +69,7 @@ impl Writer<'_> {
             &maps,
         )
         .and_then(|_| out.flush())
-        .map_err(|e| format!("{name}: cannot write: {e}"))
+        .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))
     }
 }
 
@@ -123,6 +124,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         &trace.markers,
         &trace.clock,
         trace.info.start_unix_ns,
+        trace.end.is_some(),
         &plan,
         |heap, trigger, seq| writer.write(heap, trigger, seq),
     )?;
