@@ -42,7 +42,7 @@ impl Recording {
     #[inline]
     fn stack(&self) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
-        let n = unwind::capture(&mut frames, MAX_DEPTH);
+        let n = unwind::capture(self.state.unwind(), &mut frames, MAX_DEPTH);
         stacks::intern(self.state.cache(), &frames[..n])
     }
 

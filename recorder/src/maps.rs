@@ -36,11 +36,12 @@ unsafe extern "C" fn first_adds(
     data: *mut c_void,
 ) -> c_int {
     // SAFETY: valid for the callback; data is the &mut u64 passed below.
-    unsafe { *(data as *mut u64) = (*info).dlpi_adds };
+    unsafe { *(data as *mut u64) = (*info).dlpi_adds + (*info).dlpi_subs };
     1
 }
 
-/// How many objects the dynamic loader has loaded so far; changes after dlopen.
+/// How many objects the dynamic loader has loaded plus unloaded so far;
+/// changes after dlopen and dlclose.
 pub fn load_count() -> u64 {
     let mut adds = 0u64;
     // SAFETY: first_adds matches the callback contract and writes only `adds`.

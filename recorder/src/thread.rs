@@ -63,9 +63,11 @@ pub struct ThreadState {
     locked: AtomicBool,
     buffer: UnsafeCell<Buffer>,
     cache: UnsafeCell<StackCache>,
+    unwind: UnsafeCell<crate::unwind::ThreadUnwind>,
 }
 
-// SAFETY: `buffer` is only touched under `locked`; `cache` only by the owning thread.
+// SAFETY: `buffer` is only touched under `locked`; `cache` and `unwind` only
+// by the owning thread.
 unsafe impl Sync for ThreadState {}
 
 impl ThreadState {
@@ -92,6 +94,14 @@ impl ThreadState {
         // SAFETY: only the owning thread calls this, and never re-entrantly
         // (the reentrancy guard is held).
         unsafe { &mut *self.cache.get() }
+    }
+
+    /// The unwinding state; only the owning thread may call this.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub fn unwind(&self) -> &mut crate::unwind::ThreadUnwind {
+        // SAFETY: as for `cache`.
+        unsafe { &mut *self.unwind.get() }
     }
 
     /// Appends one event with sequence number `seq`; `encode` writes it at
@@ -176,6 +186,7 @@ fn create() -> &'static ThreadState {
             encoder: EventEncoder::new(0),
         }),
         cache: UnsafeCell::new(StackCache::default()),
+        unwind: UnsafeCell::new(crate::unwind::ThreadUnwind::default()),
     });
     let p = Box::into_raw(state);
     THREADS

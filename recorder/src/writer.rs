@@ -311,6 +311,8 @@ fn run() {
         if now_loads != loads {
             loads = now_loads;
             record_maps();
+            // Build the new module set here rather than in a recording thread.
+            crate::unwind::modules::refresh_if_changed();
         }
         // A marker is a moment someone cares about: flush everything up to it.
         let marked = write_markers();

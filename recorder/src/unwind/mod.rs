@@ -1,33 +1,28 @@
 //! Stack capture from inside an allocation hook.
 //!
-//! Uses the system unwinder (libgcc's `_Unwind_Backtrace`), which follows
-//! `.eh_frame` call-frame information and therefore gives correct stacks for
-//! code built with `-fomit-frame-pointer`, as most distribution binaries are.
+//! Stacks are unwound from `.eh_frame` call-frame information, so code built
+//! with `-fomit-frame-pointer` (as most distribution binaries are) gets
+//! correct stacks. The fast path is framehop with a per-thread cache of
+//! unwind rules ([`fast`]); when it cannot finish a walk (a library loaded
+//! since the module set was built, a stack outside the thread's known stack,
+//! a frame without unwind information) the walk is redone by libgcc's
+//! unwinder ([`libgcc`]), which handles everything, slowly.
+//!
 //! Leading frames that belong to the recorder itself, or to C++ `operator
 //! new` (which reaches us through malloc), are dropped, so frame 0 is the
 //! return address into the function that called malloc or new, as in
 //! gperftools.
 
+pub mod fast;
+pub mod libgcc;
+pub mod modules;
+
+pub use fast::ThreadUnwind;
+
+use fast::Walk;
 use heapreplay_format::stacks::MAX_FRAMES;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-#[repr(C)]
-struct UnwindContext {
-    _opaque: [u8; 0],
-}
-
-const URC_NO_REASON: c_int = 0;
-const URC_NORMAL_STOP: c_int = 4;
-
-#[link(name = "gcc_s")]
-extern "C" {
-    fn _Unwind_Backtrace(
-        trace: extern "C" fn(*mut UnwindContext, *mut c_void) -> c_int,
-        arg: *mut c_void,
-    ) -> c_int;
-    fn _Unwind_GetIP(ctx: *mut UnwindContext) -> usize;
-}
 
 /// The address range of the recorder's own code.
 static SELF_LO: AtomicUsize = AtomicUsize::new(0);
@@ -87,51 +82,65 @@ fn find_wrappers() {
     }
 }
 
-struct Walk<'a> {
+/// Collects return addresses, dropping the recorder's and operator new's
+/// leading frames.
+pub struct Filter<'a> {
     frames: &'a mut [u64; MAX_FRAMES],
     len: usize,
     limit: usize,
     seen_self: bool,
 }
 
-extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
-    // SAFETY: arg is the &mut Walk passed to _Unwind_Backtrace below, alive for the call.
-    let walk = unsafe { &mut *(arg as *mut Walk<'_>) };
-    // SAFETY: ctx is the live context handed to this callback.
-    let ip = unsafe { _Unwind_GetIP(ctx) };
-    if ip == 0 {
-        return URC_NORMAL_STOP;
+impl<'a> Filter<'a> {
+    fn new(frames: &'a mut [u64; MAX_FRAMES], limit: usize) -> Self {
+        Self {
+            frames,
+            len: 0,
+            limit: limit.min(MAX_FRAMES),
+            seen_self: false,
+        }
     }
-    let lo = SELF_LO.load(Ordering::Relaxed);
-    let hi = SELF_HI.load(Ordering::Relaxed);
-    let ours = ip >= lo && ip < hi;
-    if walk.len == 0 && (ours || !walk.seen_self || in_wrapper(ip)) {
-        // Still inside the unwinder, the recorder or operator new.
-        walk.seen_self |= ours;
-        return URC_NO_REASON;
+
+    fn reset(&mut self) {
+        self.len = 0;
+        self.seen_self = false;
     }
-    walk.frames[walk.len] = ip as u64;
-    walk.len += 1;
-    if walk.len >= walk.limit {
-        URC_NORMAL_STOP
-    } else {
-        URC_NO_REASON
+
+    /// Takes the next frame, innermost first; false once the stack is full.
+    #[inline]
+    pub fn push(&mut self, ip: u64) -> bool {
+        let ip_usize = ip as usize;
+        let ours = ip_usize >= SELF_LO.load(Ordering::Relaxed)
+            && ip_usize < SELF_HI.load(Ordering::Relaxed);
+        if self.len == 0 && (ours || !self.seen_self || in_wrapper(ip_usize)) {
+            // Still inside the unwinder, the recorder or operator new.
+            self.seen_self |= ours;
+            return true;
+        }
+        self.frames[self.len] = ip;
+        self.len += 1;
+        self.len < self.limit
     }
 }
 
 /// Captures the caller's stack into `frames`, at most `limit` deep; returns
 /// the number of frames.
 #[inline(never)]
-pub fn capture(frames: &mut [u64; MAX_FRAMES], limit: usize) -> usize {
-    let mut walk = Walk {
-        frames,
-        len: 0,
-        limit: limit.min(MAX_FRAMES),
-        seen_self: false,
-    };
-    // SAFETY: on_frame only touches `walk`, which outlives the call.
-    unsafe { _Unwind_Backtrace(on_frame, (&mut walk as *mut Walk<'_>).cast()) };
-    walk.len
+pub fn capture(thread: &mut ThreadUnwind, frames: &mut [u64; MAX_FRAMES], limit: usize) -> usize {
+    let mut filter = Filter::new(frames, limit);
+    match thread.walk(&mut filter) {
+        Walk::Complete => return filter.len,
+        Walk::Broken if modules::refresh_if_changed() => {
+            filter.reset();
+            if thread.walk(&mut filter) == Walk::Complete {
+                return filter.len;
+            }
+        }
+        Walk::Broken | Walk::Unavailable => {}
+    }
+    filter.reset();
+    libgcc::walk(&mut filter);
+    filter.len
 }
 
 unsafe extern "C" fn find_self(
@@ -166,10 +175,11 @@ unsafe extern "C" fn find_self(
 }
 
 /// Finds the recorder's own address range and the C++ allocation functions,
-/// so their frames can be dropped.
+/// so their frames can be dropped, and builds the first module set.
 pub fn init() {
     find_wrappers();
     let here = capture as *const () as usize;
     // SAFETY: find_self matches dl_iterate_phdr's callback contract.
     unsafe { libc::dl_iterate_phdr(Some(find_self), here as *mut c_void) };
+    let _ = modules::current();
 }
