@@ -61,7 +61,9 @@ impl Default for ThreadUnwind {
             stack_hi,
         }
     }
+}
 
+impl ThreadUnwind {
     /// Picks up a new module set if one was built since.
     #[inline]
     fn sync(&mut self) {
