@@ -1,18 +1,15 @@
-//! The fast unwinder: framehop over the copied unwind tables, with a
-//! per-thread cache of unwind rules by return address, so a stack seen
-//! before costs a cache lookup and two stack reads per frame instead of a
-//! CFI decode. Stack reads are bounded to this thread's stack.
+//! The fast unwinder: compact rules from the shared cache, two stack reads
+//! per frame. Stack reads are bounded to this thread's stack.
 
-use super::modules::{self, SharedUnwinder};
+use super::modules::{self, CfiContext, ModuleSet};
+use super::rules::{self, Rule};
 use super::Filter;
-use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
-use framehop::Unwinder;
 
 /// One thread's unwinding state.
 pub struct ThreadUnwind {
-    unwinder: SharedUnwinder,
+    modules: ModuleSet,
     generation: u64,
-    cache: CacheX86_64,
+    ctx: Box<CfiContext>,
     stack_lo: u64,
     stack_hi: u64,
 }
@@ -22,7 +19,7 @@ pub struct ThreadUnwind {
 pub enum Walk {
     /// Reached the root of the stack (or the frame limit).
     Complete,
-    /// Stopped early: unreadable memory or no unwind information.
+    /// Stopped early: unreadable memory or no usable unwind rule.
     Broken,
     /// Could not start (the stack pointer is outside the known stack).
     Unavailable,
@@ -51,12 +48,12 @@ fn stack_bounds() -> (u64, u64) {
 impl Default for ThreadUnwind {
     /// State for the calling thread.
     fn default() -> Self {
-        let (generation, unwinder) = modules::current();
+        let (generation, modules) = modules::current();
         let (stack_lo, stack_hi) = stack_bounds();
         Self {
-            unwinder,
+            modules,
             generation,
-            cache: CacheX86_64::new(),
+            ctx: Box::new(CfiContext::new()),
             stack_lo,
             stack_hi,
         }
@@ -68,16 +65,36 @@ impl ThreadUnwind {
     #[inline]
     fn sync(&mut self) {
         if self.generation != modules::generation() {
-            let (generation, unwinder) = modules::current();
+            let (generation, set) = modules::current();
             self.generation = generation;
-            self.unwinder = unwinder;
+            self.modules = set;
         }
+    }
+
+    /// The rule for the frame at `pc` (`first`: `pc` is an instruction
+    /// pointer, else a return address).
+    #[inline]
+    fn rule(&mut self, pc: u64, first: bool) -> Rule {
+        if let Some(rule) = rules::lookup(pc) {
+            return rule;
+        }
+        let lookup = if first { pc } else { pc - 1 };
+        let rule = match modules::find(&self.modules, lookup) {
+            Some(m) => m.rule_for(lookup, &mut self.ctx),
+            None => Rule::Unknown,
+        };
+        // An address outside every known object may belong to one loaded
+        // since: leave it uncached so that a refresh can find it.
+        if rule != Rule::Unknown || modules::find(&self.modules, lookup).is_some() {
+            rules::insert(pc, rule);
+        }
+        rule
     }
 
     /// Walks the caller's stack into `filter`.
     #[inline(never)]
     pub fn walk(&mut self, filter: &mut Filter<'_>) -> Walk {
-        let (pc, sp, bp): (u64, u64, u64);
+        let (mut pc, mut sp, mut bp): (u64, u64, u64);
         // SAFETY: reads three registers; no memory or stack effects.
         unsafe {
             std::arch::asm!(
@@ -94,35 +111,54 @@ impl ThreadUnwind {
             return Walk::Unavailable;
         }
         self.sync();
-        let hi = self.stack_hi;
-        let mut read = |addr: u64| {
-            if addr >= sp
+        let (lo, hi) = (sp, self.stack_hi);
+        let read = |addr: u64| -> Option<u64> {
+            if addr >= lo
                 && addr.checked_add(8).is_some_and(|end| end <= hi)
                 && addr.is_multiple_of(8)
             {
                 // SAFETY: addr lies within this thread's stack, between the
                 // current stack pointer and the stack's top: mapped and readable.
-                Ok(unsafe { *(addr as *const u64) })
+                Some(unsafe { *(addr as *const u64) })
             } else {
-                Err(())
+                None
             }
         };
-        let mut frames = self.unwinder.iter_frames(
-            pc,
-            UnwindRegsX86_64::new(pc, sp, bp),
-            &mut self.cache,
-            &mut read,
-        );
+        let mut first = true;
         loop {
-            match frames.next() {
-                Ok(Some(f)) => {
-                    if !filter.push(f.address()) {
-                        return Walk::Complete;
-                    }
-                }
-                Ok(None) => return Walk::Complete,
-                Err(_) => return Walk::Broken,
+            if !filter.push(pc) {
+                return Walk::Complete;
             }
+            let (cfa_bp, cfa_off, ra_off, bp_off) = match self.rule(pc, first) {
+                Rule::Frame {
+                    cfa_bp,
+                    cfa_off,
+                    ra_off,
+                    bp_off,
+                } => (cfa_bp, cfa_off, ra_off, bp_off),
+                Rule::End => return Walk::Complete,
+                Rule::Unknown => return Walk::Broken,
+            };
+            let cfa = (if cfa_bp { bp } else { sp }).wrapping_add(cfa_off as i64 as u64);
+            let Some(ra) = read(cfa.wrapping_add(ra_off as i64 as u64)) else {
+                return Walk::Broken;
+            };
+            if let Some(off) = bp_off {
+                match read(cfa.wrapping_add(off as i64 as u64)) {
+                    Some(v) => bp = v,
+                    None => return Walk::Broken,
+                }
+            }
+            if ra == 0 {
+                return Walk::Complete;
+            }
+            // The stack grows down: each caller's frame lies above.
+            if cfa <= sp {
+                return Walk::Broken;
+            }
+            sp = cfa;
+            pc = ra;
+            first = false;
         }
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! Stacks are unwound from `.eh_frame` call-frame information, so code built
 //! with `-fomit-frame-pointer` (as most distribution binaries are) gets
-//! correct stacks. The fast path is framehop with a per-thread cache of
-//! unwind rules ([`fast`]); when it cannot finish a walk (a library loaded
-//! since the module set was built, a stack outside the thread's known stack,
-//! a frame without unwind information) the walk is redone by libgcc's
-//! unwinder ([`libgcc`]), which handles everything, slowly.
+//! correct stacks. The fast path ([`fast`]) applies compact per-address
+//! rules ([`rules`]) computed once from the copied unwind tables
+//! ([`modules`]) and shared by all threads; when it cannot finish a walk (a
+//! library loaded since the module set was built, a stack outside the
+//! thread's known stack, a frame whose rule has another shape, such as a
+//! signal frame) the walk is redone by libgcc's unwinder ([`libgcc`]), which
+//! handles everything, slowly.
 //!
 //! Leading frames that belong to the recorder itself, or to C++ `operator
 //! new` (which reaches us through malloc), are dropped, so frame 0 is the
@@ -16,6 +18,7 @@
 pub mod fast;
 pub mod libgcc;
 pub mod modules;
+pub mod rules;
 
 pub use fast::ThreadUnwind;
 
@@ -107,7 +110,7 @@ impl<'a> Filter<'a> {
     }
 
     /// Takes the next frame, innermost first; false once the stack is full.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, ip: u64) -> bool {
         let ip_usize = ip as usize;
         let ours = ip_usize >= SELF_LO.load(Ordering::Relaxed)

@@ -1,27 +1,43 @@
-//! The loaded objects, as framehop modules with their unwind tables.
+//! The loaded objects and their unwind tables.
 //!
-//! Modules are enumerated with `dl_iterate_phdr`. Each module's
-//! `.eh_frame_hdr` and `.eh_frame` are copied out of the process image, so a
-//! library unloaded by `dlclose` can never make the unwinder read unmapped
-//! memory; modules are kept by (name, load bias) and reused across refreshes,
-//! so each object is copied once.
+//! Objects are enumerated with `dl_iterate_phdr`. Each one's `.eh_frame_hdr`
+//! and `.eh_frame` are copied out of the process image, so a library
+//! unloaded by `dlclose` can never make the unwinder read unmapped memory;
+//! objects are kept by (name, load bias) and reused across refreshes, so
+//! each is copied once. A rule for an address is computed here with gimli
+//! and then cached by [`super::rules`].
 
-use framehop::x86_64::UnwinderX86_64;
-use framehop::{ExplicitModuleSectionInfo, Module, Unwinder};
+use super::rules::Rule;
+use gimli::{
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, RegisterRule,
+    UnwindContext, UnwindSection, X86_64,
+};
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A shareable unwinder over every loaded module.
-pub type SharedUnwinder = Arc<UnwinderX86_64<Vec<u8>>>;
-
-struct Shared {
-    unwinder: SharedUnwinder,
-    /// Modules by (name, bias), for reuse.
-    built: Vec<(String, u64, Module<Vec<u8>>)>,
+/// One loaded object's unwind tables.
+pub struct ModuleData {
+    name: String,
+    /// Lowest mapped address (absolute).
+    lo: u64,
+    /// One past the highest mapped address.
+    hi: u64,
+    /// Load bias: absolute address = bias + address in the file.
+    bias: u64,
+    hdr: Vec<u8>,
+    hdr_svma: u64,
+    eh: Vec<u8>,
+    eh_svma: u64,
 }
 
-static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+/// Every loaded object, sorted by address.
+pub type ModuleSet = Arc<Vec<Arc<ModuleData>>>;
+
+/// The per-thread scratch space gimli needs to evaluate CFI.
+pub type CfiContext = UnwindContext<usize>;
+
+static SHARED: Mutex<Option<ModuleSet>> = Mutex::new(None);
 /// Bumped whenever the module set changes; threads compare it to their copy.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// The loader's load/unload count when the module set was last built.
@@ -33,14 +49,13 @@ pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
 
-/// The current unwinder and its generation, building it on first use.
-pub fn current() -> (u64, SharedUnwinder) {
+/// The current module set and its generation, building it on first use.
+pub fn current() -> (u64, ModuleSet) {
     let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         rebuild(&mut guard);
     }
-    let shared = guard.as_ref().expect("built above");
-    (generation(), shared.unwinder.clone())
+    (generation(), guard.as_ref().expect("built above").clone())
 }
 
 /// Rebuilds the module set if objects were loaded or unloaded since it was
@@ -54,10 +69,71 @@ pub fn refresh_if_changed() -> bool {
     true
 }
 
+/// The object that holds `addr`.
+pub fn find(set: &[Arc<ModuleData>], addr: u64) -> Option<&ModuleData> {
+    let i = set.partition_point(|m| m.lo <= addr);
+    let m = set.get(i.checked_sub(1)?)?;
+    (addr < m.hi).then_some(&**m)
+}
+
+impl ModuleData {
+    /// The rule for `addr` (absolute): the instruction pointer of the
+    /// innermost frame, or a return address minus one (the call site).
+    pub fn rule_for(&self, addr: u64, ctx: &mut CfiContext) -> Rule {
+        self.compute(addr.wrapping_sub(self.bias), ctx)
+            .unwrap_or(Rule::Unknown)
+    }
+
+    fn compute(&self, svma: u64, ctx: &mut CfiContext) -> Option<Rule> {
+        let bases = BaseAddresses::default()
+            .set_eh_frame_hdr(self.hdr_svma)
+            .set_eh_frame(self.eh_svma);
+        let hdr = EhFrameHdr::new(&self.hdr, LittleEndian)
+            .parse(&bases, 8)
+            .ok()?;
+        let table = hdr.table()?;
+        let eh = EhFrame::new(&self.eh, LittleEndian);
+        let fde = table
+            .fde_for_address(
+                &eh,
+                &bases,
+                svma,
+                EhFrame::<EndianSlice<'_, LittleEndian>>::cie_from_offset,
+            )
+            .ok()?;
+        let row = fde.unwind_info_for_address(&eh, &bases, ctx, svma).ok()?;
+        let (cfa_bp, cfa_off) = match *row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RSP => {
+                (false, offset)
+            }
+            CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RBP => {
+                (true, offset)
+            }
+            _ => return Some(Rule::Unknown),
+        };
+        let ra_off = match row.register(X86_64::RA) {
+            Some(RegisterRule::Offset(o)) => o,
+            Some(RegisterRule::Undefined) => return Some(Rule::End),
+            _ => return Some(Rule::Unknown),
+        };
+        let bp_off = match row.register(X86_64::RBP) {
+            None | Some(RegisterRule::SameValue) | Some(RegisterRule::Undefined) => None,
+            Some(RegisterRule::Offset(o)) => Some(i32::try_from(o).ok()?),
+            _ => return Some(Rule::Unknown),
+        };
+        Some(Rule::Frame {
+            cfa_bp,
+            cfa_off: i32::try_from(cfa_off).ok()?,
+            ra_off: i32::try_from(ra_off).ok()?,
+            bp_off,
+        })
+    }
+}
+
 struct Raw {
     name: String,
     bias: u64,
-    loads: Vec<(u64, u64, u64, bool)>, // vaddr, memsz, filesz, executable
+    loads: Vec<(u64, u64, u64)>, // vaddr, memsz, filesz
     eh_frame_hdr: Option<(u64, u64)>,
 }
 
@@ -86,12 +162,7 @@ unsafe extern "C" fn collect(
         // SAFETY: dlpi_phdr has dlpi_phnum entries.
         let ph = unsafe { &*info.dlpi_phdr.add(i) };
         match ph.p_type {
-            libc::PT_LOAD => raw.loads.push((
-                ph.p_vaddr,
-                ph.p_memsz,
-                ph.p_filesz,
-                ph.p_flags & libc::PF_X != 0,
-            )),
+            libc::PT_LOAD => raw.loads.push((ph.p_vaddr, ph.p_memsz, ph.p_filesz)),
             libc::PT_GNU_EH_FRAME => raw.eh_frame_hdr = Some((ph.p_vaddr, ph.p_memsz)),
             _ => {}
         }
@@ -102,8 +173,8 @@ unsafe extern "C" fn collect(
 
 /// Copies `len` bytes of the process image at `avma`.
 fn copy(avma: u64, len: u64) -> Vec<u8> {
-    // SAFETY: callers pass ranges inside a loaded object's PT_LOAD segments,
-    // which stay mapped while the loader lists the object.
+    // SAFETY: callers pass ranges inside a loaded object's PT_LOAD segments
+    // (file-backed part), which stay mapped while the loader lists the object.
     unsafe { std::slice::from_raw_parts(avma as *const u8, len as usize) }.to_vec()
 }
 
@@ -126,68 +197,53 @@ fn eh_frame_start(hdr: &[u8], hdr_avma: u64) -> Option<u64> {
     }
 }
 
-fn build(raw: &Raw) -> Option<Module<Vec<u8>>> {
+fn build(raw: &Raw) -> Option<ModuleData> {
     let lo = raw.loads.iter().map(|l| l.0).min()?;
     let hi = raw.loads.iter().map(|l| l.0 + l.1).max()?;
-    let mut info = ExplicitModuleSectionInfo::<Vec<u8>> {
-        base_svma: 0,
-        ..Default::default()
-    };
-    if let Some(&(vaddr, _, filesz, _)) = raw.loads.iter().find(|l| l.3) {
-        info.text_svma = Some(vaddr..vaddr + filesz);
-        info.text = Some(copy(raw.bias + vaddr, filesz));
-    }
-    if let Some((hdr_vaddr, hdr_len)) = raw.eh_frame_hdr {
-        let hdr = copy(raw.bias + hdr_vaddr, hdr_len);
-        if let Some(eh_avma) = eh_frame_start(&hdr, raw.bias + hdr_vaddr) {
-            let eh_vaddr = eh_avma.wrapping_sub(raw.bias);
-            // .eh_frame runs at most to the end of the segment that holds it.
-            if let Some(&(seg, _, filesz, _)) = raw
-                .loads
-                .iter()
-                .find(|l| eh_vaddr >= l.0 && eh_vaddr < l.0 + l.2)
-            {
-                let end = seg + filesz;
-                info.eh_frame_svma = Some(eh_vaddr..end);
-                info.eh_frame = Some(copy(eh_avma, end - eh_vaddr));
-                info.eh_frame_hdr_svma = Some(hdr_vaddr..hdr_vaddr + hdr_len);
-                info.eh_frame_hdr = Some(hdr);
-            }
-        }
-    }
-    Some(Module::new(
-        raw.name.clone(),
-        raw.bias + lo..raw.bias + hi,
-        raw.bias,
-        info,
-    ))
+    let (hdr_vaddr, hdr_len) = raw.eh_frame_hdr?;
+    let hdr = copy(raw.bias + hdr_vaddr, hdr_len);
+    let eh_avma = eh_frame_start(&hdr, raw.bias + hdr_vaddr)?;
+    let eh_vaddr = eh_avma.wrapping_sub(raw.bias);
+    // .eh_frame runs at most to the end of the file-backed part of its segment.
+    let &(seg, _, filesz) = raw
+        .loads
+        .iter()
+        .find(|l| eh_vaddr >= l.0 && eh_vaddr < l.0 + l.2)?;
+    let eh = copy(eh_avma, seg + filesz - eh_vaddr);
+    Some(ModuleData {
+        name: raw.name.clone(),
+        lo: raw.bias + lo,
+        hi: raw.bias + hi,
+        bias: raw.bias,
+        hdr,
+        hdr_svma: hdr_vaddr,
+        eh,
+        eh_svma: eh_vaddr,
+    })
 }
 
-fn rebuild(slot: &mut Option<Shared>) {
+fn rebuild(slot: &mut Option<ModuleSet>) {
     let loads = crate::maps::load_count();
     let mut raws: Vec<Raw> = Vec::new();
     // SAFETY: collect matches the callback contract and writes only `raws`.
     unsafe { libc::dl_iterate_phdr(Some(collect), (&mut raws as *mut Vec<Raw>).cast()) };
-    let old = slot.take().map(|s| s.built).unwrap_or_default();
-    let mut built = Vec::with_capacity(raws.len());
-    let mut unwinder = UnwinderX86_64::new();
+    let old: Vec<Arc<ModuleData>> = slot.take().map(|s| s.to_vec()).unwrap_or_default();
+    let mut set: Vec<Arc<ModuleData>> = Vec::with_capacity(raws.len());
     for raw in &raws {
-        let module = match old
+        match old
             .iter()
-            .find(|(n, b, _)| *n == raw.name && *b == raw.bias)
+            .find(|m| m.name == raw.name && m.bias == raw.bias)
         {
-            Some((_, _, m)) => Some(m.clone()),
-            None => build(raw),
-        };
-        if let Some(m) = module {
-            unwinder.add_module(m.clone());
-            built.push((raw.name.clone(), raw.bias, m));
+            Some(m) => set.push(m.clone()),
+            None => set.extend(build(raw).map(Arc::new)),
         }
     }
-    *slot = Some(Shared {
-        unwinder: Arc::new(unwinder),
-        built,
-    });
+    // An object that went away may have its addresses reused: drop cached rules.
+    if old.iter().any(|m| !set.iter().any(|n| Arc::ptr_eq(m, n))) {
+        super::rules::clear();
+    }
+    set.sort_by_key(|m| m.lo);
+    *slot = Some(Arc::new(set));
     BUILT_AT_LOADS.store(loads, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::AcqRel);
 }

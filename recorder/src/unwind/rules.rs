@@ -1,0 +1,216 @@
+//! Unwind rules: how to get from one frame to its caller, compacted to 64
+//! bits, and a global lock-free cache of them by code address.
+//!
+//! Nearly every frame of compiled x86-64 code follows one shape: the
+//! canonical frame address (CFA) is the stack or frame pointer plus an
+//! offset, the return address is stored at a fixed offset from the CFA, and
+//! the caller's frame pointer is either untouched or stored at a fixed
+//! offset. Such a rule takes two stack reads to apply. Rules are computed
+//! from `.eh_frame` once per address (by any thread) and shared: the cache is
+//! an open-addressed table whose slots are claimed with a compare-and-swap
+//! and read seqlock-style (key, value, key again), so readers never lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How to unwind one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// CFA = (rbp if `cfa_bp` else rsp) + `cfa_off`; return address at CFA +
+    /// `ra_off`; caller's rbp at CFA + `bp_off` if saved, else unchanged.
+    Frame {
+        /// The CFA is based on rbp (else rsp).
+        cfa_bp: bool,
+        /// Offset of the CFA from its base register.
+        cfa_off: i32,
+        /// Offset of the return address from the CFA.
+        ra_off: i32,
+        /// Offset of the saved rbp from the CFA, if saved.
+        bp_off: Option<i32>,
+    },
+    /// The outermost frame: its return address is undefined.
+    End,
+    /// No usable rule (no unwind information, or a rule of another shape).
+    Unknown,
+}
+
+impl Rule {
+    /// Packs into 64 bits; `None` if an offset does not fit.
+    fn pack(self) -> Option<u64> {
+        let small = |v: i32| -> Option<u64> {
+            (v % 8 == 0 && (-1024..1024).contains(&v)).then_some(((v / 8) as i8 as u8) as u64)
+        };
+        Some(match self {
+            Rule::End => 1,
+            Rule::Unknown => 2,
+            Rule::Frame {
+                cfa_bp,
+                cfa_off,
+                ra_off,
+                bp_off,
+            } => {
+                let mut w = 3u64;
+                w |= u64::from(cfa_bp) << 2;
+                w |= (cfa_off as u32 as u64) << 3;
+                w |= small(ra_off)? << 35;
+                if let Some(b) = bp_off {
+                    w |= 1 << 43;
+                    w |= small(b)? << 44;
+                }
+                w
+            }
+        })
+    }
+
+    fn unpack(w: u64) -> Option<Rule> {
+        let small = |x: u64| i32::from(x as u8 as i8) * 8;
+        match w & 3 {
+            0 => None,
+            1 => Some(Rule::End),
+            2 => Some(Rule::Unknown),
+            _ => Some(Rule::Frame {
+                cfa_bp: w & 4 != 0,
+                cfa_off: (w >> 3) as u32 as i32,
+                ra_off: small(w >> 35),
+                bp_off: (w & (1 << 43) != 0).then(|| small(w >> 44)),
+            }),
+        }
+    }
+}
+
+const SLOT_BITS: u32 = 16;
+const SLOTS: usize = 1 << SLOT_BITS;
+const PROBES: usize = 8;
+/// Set in a key while its slot is being written.
+const BUSY: u64 = 1 << 63;
+
+/// A key and its rule side by side: one cache line holds both.
+#[repr(C, align(16))]
+struct Slot {
+    key: AtomicU64,
+    value: AtomicU64,
+}
+
+static TABLE: [Slot; SLOTS] = [const {
+    Slot {
+        key: AtomicU64::new(0),
+        value: AtomicU64::new(0),
+    }
+}; SLOTS];
+
+#[inline]
+fn home(addr: u64) -> usize {
+    (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOT_BITS)) as usize
+}
+
+/// The cached rule for `addr`, if any.
+#[inline]
+pub fn lookup(addr: u64) -> Option<Rule> {
+    let start = home(addr);
+    for i in 0..PROBES {
+        let slot = (start + i) & (SLOTS - 1);
+        let entry = &TABLE[slot];
+        let key = entry.key.load(Ordering::Acquire);
+        if key == addr {
+            let value = entry.value.load(Ordering::Acquire);
+            // The slot may have been reused between the two loads.
+            if entry.key.load(Ordering::Acquire) == addr {
+                return Rule::unpack(value);
+            }
+            return None;
+        }
+        if key == 0 {
+            return None;
+        }
+    }
+    None
+}
+
+/// Caches `rule` for `addr` (best effort: a full neighbourhood drops it).
+pub fn insert(addr: u64, rule: Rule) {
+    let Some(value) = rule.pack() else { return };
+    let start = home(addr);
+    for i in 0..PROBES {
+        let slot = (start + i) & (SLOTS - 1);
+        let entry = &TABLE[slot];
+        let key = entry.key.load(Ordering::Acquire);
+        if key == addr {
+            return;
+        }
+        if key == 0
+            && entry
+                .key
+                .compare_exchange(0, addr | BUSY, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            entry.value.store(value, Ordering::Release);
+            entry.key.store(addr, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Forgets every rule (after a library was unloaded, its addresses may be
+/// reused by another). Readers racing with this see misses or fresh rules.
+pub fn clear() {
+    for entry in TABLE.iter() {
+        entry.key.store(BUSY, Ordering::Release);
+        entry.value.store(0, Ordering::Release);
+        entry.key.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_pack_and_unpack() {
+        for r in [
+            Rule::End,
+            Rule::Unknown,
+            Rule::Frame {
+                cfa_bp: false,
+                cfa_off: 8,
+                ra_off: -8,
+                bp_off: None,
+            },
+            Rule::Frame {
+                cfa_bp: true,
+                cfa_off: 16,
+                ra_off: -8,
+                bp_off: Some(-16),
+            },
+            Rule::Frame {
+                cfa_bp: false,
+                cfa_off: 1 << 20,
+                ra_off: -8,
+                bp_off: Some(-56),
+            },
+        ] {
+            assert_eq!(Rule::unpack(r.pack().unwrap()), Some(r));
+        }
+        assert_eq!(
+            Rule::Frame {
+                cfa_bp: false,
+                cfa_off: 8,
+                ra_off: -12,
+                bp_off: None
+            }
+            .pack(),
+            None
+        );
+    }
+
+    #[test]
+    fn cache_finds_what_it_stored() {
+        let r = Rule::Frame {
+            cfa_bp: false,
+            cfa_off: 24,
+            ra_off: -8,
+            bp_off: None,
+        };
+        insert(0x5555_0000_1234, r);
+        assert_eq!(lookup(0x5555_0000_1234), Some(r));
+        assert_eq!(lookup(0x5555_0000_1235), None);
+    }
+}
