@@ -10,7 +10,11 @@
 //! default `heapreplay.%p.zst`); `HEAPREPLAY_MARKER_SIGNALS` lists the
 //! signals recorded as markers (default `usr2`; `none` for none).
 
+#![cfg_attr(test, allow(dead_code))]
+
 pub mod guard;
+// A unit-test harness must not interpose its own malloc or record itself.
+#[cfg(not(test))]
 pub mod hooks;
 pub mod maps;
 pub mod markers;
@@ -160,6 +164,7 @@ extern "C" fn init() {
     say!("recording to {path}");
 }
 
+#[cfg(not(test))]
 #[used]
 #[link_section = ".init_array"]
 static INIT: extern "C" fn() = init;

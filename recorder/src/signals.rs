@@ -197,6 +197,7 @@ unsafe fn sigaction_impl(sig: i32, act: *const libc::sigaction, old: *mut libc::
 ///
 /// # Safety
 /// The C contract of `sigaction`.
+#[cfg(not(test))]
 #[no_mangle]
 pub unsafe extern "C" fn sigaction(
     sig: i32,
@@ -231,6 +232,7 @@ unsafe fn signal_with(sig: i32, handler: libc::sighandler_t, flags: i32) -> libc
 ///
 /// # Safety
 /// The C contract of `signal`.
+#[cfg(not(test))]
 #[no_mangle]
 pub unsafe extern "C" fn signal(sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
     // SAFETY: same contract.
@@ -241,6 +243,7 @@ pub unsafe extern "C" fn signal(sig: i32, handler: libc::sighandler_t) -> libc::
 ///
 /// # Safety
 /// The C contract of `bsd_signal`.
+#[cfg(not(test))]
 #[no_mangle]
 pub unsafe extern "C" fn bsd_signal(sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
     // SAFETY: same contract.
@@ -251,6 +254,7 @@ pub unsafe extern "C" fn bsd_signal(sig: i32, handler: libc::sighandler_t) -> li
 ///
 /// # Safety
 /// The C contract of `sysv_signal`.
+#[cfg(not(test))]
 #[no_mangle]
 pub unsafe extern "C" fn sysv_signal(sig: i32, handler: libc::sighandler_t) -> libc::sighandler_t {
     // SAFETY: same contract.
