@@ -109,6 +109,13 @@ impl Trace {
                 )));
             }
         }
+        if let Some(v) = scanned.older_version {
+            if scanned.records.is_empty() {
+                return Err(err(format!(
+                    "written in trace format version {v} by an older heapreplay; this one reads version {FORMAT_VERSION}: record the program again"
+                )));
+            }
+        }
         let Some(first) = scanned.records.first() else {
             return Err(err("not a heapreplay trace (no record header found)".into()));
         };

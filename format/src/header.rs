@@ -1,7 +1,8 @@
 //! The fixed record header, carried in a zstd skippable frame.
 
-/// Version of the format this crate writes. Readers refuse newer versions.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the format this crate writes and reads. Version 1 (events
+/// stored as rows) is refused with its own message; newer versions too.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Magic number of the zstd skippable frame that carries a record header
 /// (one of the sixteen skippable-frame magics, 0x184D2A50..=0x184D2A5F).
@@ -90,6 +91,8 @@ pub enum HeaderError {
     UnknownKind(u8),
     /// The writer used a newer format version.
     NewerVersion(u16),
+    /// The writer used an older format version this reader no longer reads.
+    OlderVersion(u16),
     /// A length field is out of range.
     BadLength,
 }
@@ -143,6 +146,9 @@ impl RecordHeader {
         let version = u16_at(14);
         if version > FORMAT_VERSION {
             return Err(HeaderError::NewerVersion(version));
+        }
+        if version < FORMAT_VERSION {
+            return Err(HeaderError::OlderVersion(version));
         }
         let kind = RecordKind::from_u8(bytes[12]).ok_or(HeaderError::UnknownKind(bytes[12]))?;
         let header = Self {

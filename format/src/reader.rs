@@ -36,6 +36,8 @@ pub struct Scan<'a> {
     pub damage: Vec<Damage>,
     /// Set when a record was written by a newer format version.
     pub newer_version: Option<u16>,
+    /// Set when a record was written by an older format version.
+    pub older_version: Option<u16>,
 }
 
 impl RawRecord<'_> {
@@ -99,8 +101,10 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
                 pos = end;
             }
             Err(err) => {
-                if let HeaderError::NewerVersion(v) = err {
-                    out.newer_version = Some(v);
+                match err {
+                    HeaderError::NewerVersion(v) => out.newer_version = Some(v),
+                    HeaderError::OlderVersion(v) => out.older_version = Some(v),
+                    _ => {}
                 }
                 let next = resync(bytes, pos + 1);
                 let what = match err {
@@ -109,6 +113,7 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
                     HeaderError::Checksum => "record header checksum mismatch".to_string(),
                     HeaderError::UnknownKind(k) => format!("unknown record kind {k}"),
                     HeaderError::NewerVersion(v) => format!("record of newer format version {v}"),
+                    HeaderError::OlderVersion(v) => format!("record of older format version {v}"),
                     HeaderError::BadLength => "record length out of range".to_string(),
                 };
                 out.damage.push(Damage {

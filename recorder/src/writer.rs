@@ -99,7 +99,12 @@ impl Output {
         h.last_seq = c.last_seq;
         h.tid = c.tid;
         h.count = c.count;
-        self.record(h, &c.bytes)?;
+        // Rows are cheap for recording threads to append; records store
+        // columns, which compress better. The writer thread does the turn.
+        let columns =
+            heapreplay_format::events::rows_to_columns(&c.bytes, c.first_seq, c.last_seq, c.count)
+                .map_err(|_| libc::EINVAL)?;
+        self.record(h, &columns)?;
         self.events += u64::from(c.count);
         Ok(())
     }

@@ -71,7 +71,26 @@ fn newer_format_version_is_refused() {
     let bytes = encode_record(&mut record_compressor(1).unwrap(), header, b"future").unwrap();
     std::fs::write(work.path("future.zst"), bytes).unwrap();
     let r = work.heapreplay(&["future.zst"]);
-    assert_clean_error(&r, 1, &["future.zst", "version 2", "upgrade heapreplay"]);
+    let newer = format!("version {}", FORMAT_VERSION + 1);
+    assert_clean_error(&r, 1, &["future.zst", &newer, "upgrade heapreplay"]);
+    one_line(&r);
+
+    // Version 1 stored events as rows; it is refused with its own message.
+    let mut header = blank_header(RecordKind::FileInfo);
+    header.version = 1;
+    let bytes = encode_record(&mut record_compressor(1).unwrap(), header, b"past").unwrap();
+    std::fs::write(work.path("past.zst"), bytes).unwrap();
+    let r = work.heapreplay(&["past.zst"]);
+    assert_clean_error(
+        &r,
+        1,
+        &[
+            "past.zst",
+            "version 1",
+            "older heapreplay",
+            "record the program again",
+        ],
+    );
     one_line(&r);
 }
 
