@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Entries in each thread's stack cache.
-pub const CACHE_LEN: usize = 1024;
+pub const CACHE_LEN: usize = 2048;
 
 /// One thread's cache of (stack hash, id).
 pub struct StackCache {
