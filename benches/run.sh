@@ -10,11 +10,18 @@
 #   full   median of 3 runs, tens of millions of events: the real measurement
 #   --keep keep the temporary directory (binaries, traces, logs) and print it
 #
-# Installs what it needs (gcc, heaptrack, GNU time) with apt-get when missing,
-# builds the project in release mode and the workloads in benches/workloads/,
-# then prints Markdown tables on stdout; progress goes to stderr. Exits
-# non-zero as soon as a step fails, or when a recorded run prints different
-# malloc/free counts from the plain run or its trace does not replay them.
+# Workloads: churn and threads (benches/workloads/*.c, which count their own
+# mallocs and frees), Debian's sqlite3 running workloads/db.sql, python3
+# running workloads/interp.py without pymalloc, and redis-server loaded by
+# redis-benchmark on 127.0.0.1 (throughput instead of time).
+#
+# Installs what it needs (gcc, heaptrack, GNU time, sqlite3, python3,
+# redis-server, redis-tools) with apt-get when missing, builds the project in
+# release mode and the C workloads, then prints Markdown tables on stdout;
+# progress goes to stderr. Exits non-zero as soon as a step fails, or when a
+# recorded run prints different malloc/free counts or output from the plain
+# run, or its trace does not replay them (or, for the Debian programs, what
+# heaptrack counted in its run).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,10 +55,12 @@ done
 # runs: runs of each kind per workload (the median is reported).
 # churn_n: malloc/free pairs of churn; threads_n: pairs of threads, in total
 # over its threads, so that 1 and 8 threads do the same work.
+# db_n: rows the sqlite3 script inserts; interp_n: rounds of interp.py;
+# server_n: requests of each kind (SET, GET) that redis-benchmark sends.
 case $size in
-    tiny) runs=1; churn_n=100000; threads_n=100000 ;;
-    small) runs=3; churn_n=1000000; threads_n=1000000 ;;
-    full) runs=3; churn_n=20000000; threads_n=10000000 ;;
+    tiny) runs=1; churn_n=100000; threads_n=100000; db_n=10000; interp_n=5; server_n=20000 ;;
+    small) runs=3; churn_n=1000000; threads_n=1000000; db_n=80000; interp_n=50; server_n=200000 ;;
+    full) runs=3; churn_n=20000000; threads_n=10000000; db_n=300000; interp_n=300; server_n=2000000 ;;
     *) die "unknown size '$size' (tiny, small or full)" ;;
 esac
 
@@ -84,6 +93,13 @@ need() {
 need gcc gcc
 need heaptrack heaptrack
 need /usr/bin/time time
+need timeout coreutils
+# Debian's own builds of the programs that the other workloads run.
+need /usr/bin/sqlite3 sqlite3
+need /usr/bin/python3 python3
+need /usr/bin/redis-server redis-server
+need /usr/bin/redis-benchmark redis-tools
+need /usr/bin/redis-cli redis-tools
 have_print=0
 command -v heaptrack_print >/dev/null 2>&1 && have_print=1
 
@@ -104,7 +120,26 @@ replayer=$target/release/heapreplay
 [ -x "$replayer" ] || die "no $replayer after the build"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/heapreplay-bench.XXXXXX")
+
+# The server of the server workload while it runs: its port, and its pid
+# once it answered, so that a failing run does not leave it behind.
+server_port=
+server_pid=
+
+# stop_server: asks the running server to exit without saving; kills it if
+# it does not answer.
+stop_server() {
+    [ -n "$server_port" ] || return 0
+    if ! timeout 10 redis-cli -h 127.0.0.1 -p "$server_port" shutdown nosave \
+        </dev/null >/dev/null 2>&1; then
+        [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
+    fi
+    server_port=
+    server_pid=
+}
+
 cleanup() {
+    stop_server
     if [ "$keep" = 1 ]; then
         printf 'benches/run.sh: kept %s\n' "$work" >&2
     else
@@ -122,6 +157,8 @@ gcc "${cflags[@]}" -o "$work/bin/churn" "$here/workloads/churn.c" ||
     die "cannot build churn.c"
 gcc "${cflags[@]}" -pthread -o "$work/bin/threads" "$here/workloads/threads.c" ||
     die "cannot build threads.c"
+sed "s/@N@/$db_n/g" "$here/workloads/db.sql" >"$work/db.sql" ||
+    die "cannot write $work/db.sql"
 
 # ---- measuring -------------------------------------------------------------
 
@@ -162,7 +199,7 @@ measure() {
     [ "$null" = 0 ] || out=/dev/null
     local t0 t1 status=0
     t0=$(now)
-    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$out" 2>"$err" || status=$?
+    /usr/bin/time -f '%e %M' -o "$tf" "$@" </dev/null >"$out" 2>"$err" || status=$?
     t1=$(now)
     if [ "$status" != 0 ]; then
         show_log "$out"
@@ -184,68 +221,63 @@ counts() {
     printf '%s\n' "$line"
 }
 
+# program_output NAME: what the program printed on stdout in run NAME; for
+# the heaptrack run, without the lines heaptrack prints before and after it.
+program_output() {
+    if [ "$1" = heaptrack ]; then
+        awk 'NR <= 3 && (/^heaptrack output will be written to / ||
+                         /\/libheaptrack_preload\.so$/ ||
+                         /^starting application, this might take some time\.\.\.$/) { next }
+             /^Heaptrack finished! / { exit }
+             { print }' "$run_dir/$1.out"
+    else
+        cat "$run_dir/$1.out"
+    fi
+}
+
+# same_output NAME: the stdout of run NAME must be that of the first plain
+# run (kept as $run_dir/expected.out).
+same_output() {
+    local got=$run_dir/$1.got
+    program_output "$1" >"$got"
+    if [ ! -e "$run_dir/expected.out" ]; then
+        [ "$1" = plain ] || die "same_output: no plain run yet"
+        [ -s "$got" ] || die "$bench_name: the plain run printed nothing"
+        mv "$got" "$run_dir/expected.out"
+        return 0
+    fi
+    if ! cmp -s "$got" "$run_dir/expected.out"; then
+        diff "$run_dir/expected.out" "$got" | head -n 20 >&2 || true
+        die "$bench_name: the $1 run printed something else than the first plain run" \
+            "(above: diff of first plain run and $1 run; $reproduce)"
+    fi
+    rm -f "$got"
+}
+
 # profile_counts FILE: "ALLOCS FREES" from a profile.heap header line
 # "heap profile: INUSE_OBJ: INUSE_BYTES [ ALLOCS: ALLOC_BYTES] @ heapprofile".
 profile_counts() {
     head -n 1 "$1" | tr -d '[]:' | awk '{ print $5, $5 - $3 }'
 }
 
+# heaptrack_counts NAME: "ALLOCS FREES" from the statistics that heaptrack
+# printed on the stderr of run NAME ("allocations:", "leaked allocations:").
+heaptrack_counts() {
+    awk '$1 == "allocations:" { a = $2 } $1 == "leaked" && $2 == "allocations:" { l = $3 }
+         END { if (a != "" && l != "") print a, a - l }' "$run_dir/$1.err"
+}
+
 # Events that libc may add to a workload's own in a trace (stdio buffers,
 # thread set-up); more means the recorder recorded what it should not have.
+# Also how far the trace's counts may be from heaptrack's for the programs
+# that do not count their own (a few allocations differ between two runs).
 max_extra=1000
 
-# bench NAME PROGRAM ARGS...: measures one workload; appends a row to each table.
-bench() {
-    local name=$1
-    shift
-    run_dir=$work/runs/${name// /_}
-    mkdir -p "$run_dir"
-    local trace=$run_dir/trace.zst
-    local plain_t=() plain_r=() rec_t=() rec_r=() ht_t=() ht_r=()
-    local expect rec_counts ht_counts ht_file=
-    local i
-
-    for ((i = 1; i <= runs; i++)); do
-        log "$name: run $i of $runs: plain, recorded, heaptrack"
-
-        measure plain env "$@"
-        plain_t+=("$wall") plain_r+=("$rss")
-        expect=$(counts plain)
-
-        rm -f "$trace"
-        measure recorded env HEAPREPLAY_OUT="$trace" LD_PRELOAD="$lib" "$@"
-        rec_t+=("$wall") rec_r+=("$rss")
-        rec_counts=$(counts recorded)
-        if [ "$rec_counts" != "$expect" ]; then
-            die "$name: the recorded run printed '$rec_counts', the plain run '$expect'" \
-                "(reproduce: HEAPREPLAY_OUT=/tmp/trace.zst LD_PRELOAD=$lib $*)"
-        fi
-        [ -s "$trace" ] || {
-            show_log "$run_dir/recorded.err"
-            die "$name: the recorded run wrote no trace at $trace"
-        }
-
-        rm -f "$run_dir"/ht-data.*
-        measure heaptrack heaptrack -o "$run_dir/ht-data" "$@"
-        ht_t+=("$wall") ht_r+=("$rss")
-        ht_counts=$(counts heaptrack)
-        [ "$ht_counts" = "$expect" ] ||
-            die "$name: the run under heaptrack printed '$ht_counts', the plain run '$expect'"
-        # heaptrack adds .zst, or .gz when built without zstd.
-        ht_file=$run_dir/ht-data.zst
-        [ -s "$ht_file" ] || ht_file=$run_dir/ht-data.gz
-        [ -s "$ht_file" ] || die "$name: heaptrack wrote no data file"
-    done
-
-    # The program's own counts are the events: one per malloc, one per free.
-    local mallocs frees events
-    mallocs=$(sed -E 's/^mallocs=([0-9]+) .*/\1/' <<<"$expect")
-    frees=$(sed -E 's/.* frees=([0-9]+)$/\1/' <<<"$expect")
-    events=$((mallocs + frees))
-
-    # Reading back: heapreplay on the last trace, heaptrack_print on the
-    # last heaptrack file.
-    local replay_t=() print_t=() profiles last rec_allocs rec_frees
+# read_back NAME: times heapreplay on $trace and heaptrack_print on $ht_file
+# ($runs times each); sets $rp and $pp (median seconds; $pp empty without
+# heaptrack_print) and $rec_allocs, $rec_frees (what the trace replays to).
+read_back() {
+    local name=$1 replay_t=() print_t=() profiles last i
     for ((i = 1; i <= runs; i++)); do
         log "$name: replay $i of $runs"
         rm -rf "$run_dir/profiles"
@@ -257,32 +289,144 @@ bench() {
             print_t+=("$wall")
         fi
     done
-
     # The last profile (at exit) counts every allocation and free the trace
-    # holds: at least the program's own, plus a few made by libc for it.
+    # holds, as `heapreplay -o PREFIX TRACE` writes it alone.
     profiles=("$run_dir"/profiles/p.*.heap)
     last=$(printf '%s\n' "${profiles[@]}" | sort -V | tail -n 1)
     [ -f "$last" ] || die "$name: heapreplay wrote no profile"
     read -r rec_allocs rec_frees < <(profile_counts "$last")
-    if [ "$rec_allocs" -lt "$mallocs" ] || [ "$rec_frees" -lt "$frees" ] ||
-        [ $((rec_allocs + rec_frees - events)) -gt "$max_extra" ]; then
-        die "$name: the trace replays $rec_allocs allocations and $rec_frees frees;" \
-            "the program made $mallocs and $frees (and libc at most $max_extra more events)" \
-            "(reproduce: HEAPREPLAY_OUT=/tmp/trace.zst LD_PRELOAD=$lib $* &&" \
-            "$replayer --interval 10MB /tmp/trace.zst)"
-    fi
     rm -rf "$run_dir/profiles"
+    rp=$(printf '%s\n' "${replay_t[@]}" | median)
+    pp=
+    [ "$have_print" = 1 ] && pp=$(printf '%s\n' "${print_t[@]}" | median)
+    return 0
+}
+
+# check_heaptrack NAME [PERCENT]: for a program that does not count its own
+# events, what our trace replays must match what heaptrack counted in its
+# last run: allocations, and frees, each to within $max_extra, or PERCENT of
+# heaptrack's count when that is more.
+check_heaptrack() {
+    local pct=${2:-0} ht_allocs ht_frees
+    read -r ht_allocs ht_frees < <(heaptrack_counts heaptrack) ||
+        die "$1: no allocation statistics in heaptrack's output ($run_dir/heaptrack.err)"
+    log "$1: trace: $rec_allocs allocations, $rec_frees frees;" \
+        "heaptrack (its own run): $ht_allocs, $ht_frees"
+    local da=$((rec_allocs - ht_allocs)) df=$((rec_frees - ht_frees))
+    local ta=$((ht_allocs * pct / 100)) tf=$((ht_frees * pct / 100))
+    [ "$ta" -ge "$max_extra" ] || ta=$max_extra
+    [ "$tf" -ge "$max_extra" ] || tf=$max_extra
+    if [ "${da#-}" -gt "$ta" ] || [ "${df#-}" -gt "$tf" ]; then
+        die "$1: the trace replays $rec_allocs allocations and $rec_frees frees;" \
+            "heaptrack counted $ht_allocs and $ht_frees in its run ($reproduce)"
+    fi
+}
+
+# ht_data NAME: sets $ht_file to the data file heaptrack wrote for this run.
+ht_data() {
+    # heaptrack adds .zst, or .gz when built without zstd.
+    ht_file=$run_dir/ht-data.zst
+    [ -s "$ht_file" ] || ht_file=$run_dir/ht-data.gz
+    [ -s "$ht_file" ] || die "$1: heaptrack wrote no data file"
+}
+
+# bench [--own-counts] [--env NAME=VALUE]... NAME PROGRAM ARGS...: measures
+# one workload; appends a row to each table. With --own-counts the program
+# prints "mallocs=N frees=M" and those are its events; otherwise its events
+# are what our trace replays to, checked against heaptrack's count, and every
+# run must print what the first plain run printed. --env sets a variable for
+# the program (and for heaptrack, which runs it).
+bench() {
+    local own=0 envs=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --own-counts) own=1; shift ;;
+            --env) envs+=("$2"); shift 2 ;;
+            *) break ;;
+        esac
+    done
+    local name=$1
+    shift
+    bench_name=$name
+    run_dir=$work/runs/${name// /_}
+    mkdir -p "$run_dir"
+    trace=$run_dir/trace.zst
+    reproduce="reproduce: ${envs[*]:+${envs[*]} }HEAPREPLAY_OUT=/tmp/trace.zst LD_PRELOAD=$lib $*"
+    local plain_t=() plain_r=() rec_t=() rec_r=() ht_t=() ht_r=()
+    local expect='' rec_counts ht_counts
+    local i
+
+    for ((i = 1; i <= runs; i++)); do
+        log "$name: run $i of $runs: plain, recorded, heaptrack"
+
+        measure plain env "${envs[@]}" "$@"
+        plain_t+=("$wall") plain_r+=("$rss")
+        if [ "$own" = 1 ]; then
+            expect=$(counts plain)
+        else
+            same_output plain
+        fi
+
+        rm -f "$trace"
+        measure recorded env "${envs[@]}" HEAPREPLAY_OUT="$trace" LD_PRELOAD="$lib" "$@"
+        rec_t+=("$wall") rec_r+=("$rss")
+        if [ "$own" = 1 ]; then
+            rec_counts=$(counts recorded)
+            if [ "$rec_counts" != "$expect" ]; then
+                die "$name: the recorded run printed '$rec_counts', the plain run '$expect'" \
+                    "($reproduce)"
+            fi
+        else
+            same_output recorded
+        fi
+        [ -s "$trace" ] || {
+            show_log "$run_dir/recorded.err"
+            die "$name: the recorded run wrote no trace at $trace"
+        }
+
+        rm -f "$run_dir"/ht-data.*
+        measure heaptrack env "${envs[@]}" heaptrack -o "$run_dir/ht-data" "$@"
+        ht_t+=("$wall") ht_r+=("$rss")
+        if [ "$own" = 1 ]; then
+            ht_counts=$(counts heaptrack)
+            [ "$ht_counts" = "$expect" ] ||
+                die "$name: the run under heaptrack printed '$ht_counts', the plain run '$expect'"
+        else
+            same_output heaptrack
+        fi
+        ht_data "$name"
+    done
+
+    # Reading back: heapreplay on the last trace, heaptrack_print on the
+    # last heaptrack file.
+    read_back "$name"
+
+    local mallocs frees events
+    if [ "$own" = 1 ]; then
+        # The program's own counts are the events: one per malloc, one per free.
+        mallocs=$(sed -E 's/^mallocs=([0-9]+) .*/\1/' <<<"$expect")
+        frees=$(sed -E 's/.* frees=([0-9]+)$/\1/' <<<"$expect")
+        events=$((mallocs + frees))
+        # The trace must hold at least the program's own events, plus a
+        # few made by libc for it.
+        if [ "$rec_allocs" -lt "$mallocs" ] || [ "$rec_frees" -lt "$frees" ] ||
+            [ $((rec_allocs + rec_frees - events)) -gt "$max_extra" ]; then
+            die "$name: the trace replays $rec_allocs allocations and $rec_frees frees;" \
+                "the program made $mallocs and $frees (and libc at most $max_extra more events)" \
+                "($reproduce && $replayer --interval 10MB /tmp/trace.zst)"
+        fi
+    else
+        check_heaptrack "$name"
+        events=$((rec_allocs + rec_frees))
+    fi
 
     # Medians, then the rows.
-    local p r h pr rr rp pp our_size ht_size
+    local p r h pr rr our_size ht_size
     p=$(printf '%s\n' "${plain_t[@]}" | median)
     r=$(printf '%s\n' "${rec_t[@]}" | median)
     h=$(printf '%s\n' "${ht_t[@]}" | median)
     pr=$(printf '%s\n' "${plain_r[@]}" | median)
     rr=$(printf '%s\n' "${rec_r[@]}" | median)
-    rp=$(printf '%s\n' "${replay_t[@]}" | median)
-    pp=
-    [ "$have_print" = 1 ] && pp=$(printf '%s\n' "${print_t[@]}" | median)
     our_size=$(stat -c %s "$trace")
     ht_size=$(stat -c %s "$ht_file")
 
@@ -293,7 +437,13 @@ bench() {
             printf "| %s | %d | %.3f | %.3f | %s | %.3f | %s | %.2f | %.2f | %.1f MiB | %.1f MiB |",
                 n, e, p, r, ratio(r, p), h, ratio(h, p), os / e, hs / e, pr / 1024, rr / 1024
         }')")
-    replay_rows+=("$(awk -v n="$name" -v e="$events" -v t="$((rec_allocs + rec_frees))" \
+    replay_row "$name" "$events"
+    rm -f "$trace" "$ht_file"
+}
+
+# replay_row NAME EVENTS: appends the row of the reading-back table.
+replay_row() {
+    replay_rows+=("$(awk -v n="$1" -v e="$2" -v t="$((rec_allocs + rec_frees))" \
         -v rp="$rp" -v pp="$pp" '
         function rate(s) { return s > 0 ? sprintf("%.2fM", e / s / 1e6) : "-" }
         BEGIN {
@@ -301,6 +451,145 @@ bench() {
             if (pp == "") printf "- | - |"
             else printf "%.3f | %s |", pp, rate(pp)
         }')")
+}
+
+# ---- the server --------------------------------------------------------------
+
+# free_port: a TCP port on 127.0.0.1 that nothing was bound to just now.
+free_port() {
+    /usr/bin/python3 -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# serve NAME CMD...: starts redis-server as CMD... (redis-server, possibly
+# behind env or heaptrack) in the background under /usr/bin/time, on
+# 127.0.0.1 at a free port, with no persistence; loads it with
+# redis-benchmark ($server_n SETs then $server_n GETs, 16 pipelined per
+# request, only to that port); shuts it down and waits for it to exit. Its
+# stdout and stderr go to $run_dir/NAME.out and .err, redis-benchmark's
+# output to NAME.bench. Sets $rps (requests per second over the SETs and
+# GETs together) and $rss (the server's peak RSS, KiB).
+serve() {
+    local name=$1
+    shift
+    local out=$run_dir/$name.out err=$run_dir/$name.err tf=$run_dir/$name.time
+    local load=$run_dir/$name.bench pid port status=0 i
+    port=$(free_port) || die "$name: cannot find a free port"
+    /usr/bin/time -f '%e %M' -o "$tf" "$@" --bind 127.0.0.1 --port "$port" \
+        --save '' --appendonly no --dir "$run_dir" </dev/null >"$out" 2>"$err" &
+    pid=$!
+    server_port=$port
+
+    # It has 30 s to answer (heaptrack starts slowly on a busy machine).
+    for ((i = 0; i < 300; i++)); do
+        if redis-cli -h 127.0.0.1 -p "$port" ping </dev/null 2>/dev/null | grep -q PONG; then
+            break
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" || status=$?
+            server_port=
+            show_log "$out"
+            show_log "$err"
+            die "$bench_name: the $name server exited (status $status) before answering: $*"
+        fi
+        sleep 0.1
+    done
+    [ "$i" -lt 300 ] || die "$bench_name: the $name server did not answer within 30 s: $*"
+    server_pid=$(redis-cli -h 127.0.0.1 -p "$port" info server </dev/null 2>/dev/null |
+        tr -d '\r' | sed -n 's/^process_id://p')
+
+    timeout 600 redis-benchmark -h 127.0.0.1 -p "$port" -n "$server_n" -P 16 -t set,get -q \
+        </dev/null >"$load" 2>&1 || {
+        show_log "$load"
+        die "$bench_name: redis-benchmark failed against the $name server"
+    }
+    stop_server
+
+    # Then it has 120 s to exit: heaptrack interprets its data first.
+    for ((i = 0; i < 1200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        die "$bench_name: the $name server did not exit within 120 s of 'shutdown nosave'"
+    fi
+    wait "$pid" || status=$?
+    if [ "$status" != 0 ]; then
+        show_log "$out"
+        show_log "$err"
+        die "$bench_name: the $name server exited with status $status: $*"
+    fi
+
+    # "SET: 523560.22 requests per second, p50=1.263 msec" (progress lines
+    # before it end in carriage returns).
+    rps=$(tr '\r' '\n' <"$load" | awk '
+        $1 == "SET:" && $3 == "requests" { s = $2 }
+        $1 == "GET:" && $3 == "requests" { g = $2 }
+        END { if (s > 0 && g > 0) printf "%.0f", 2 / (1 / s + 1 / g) }')
+    [ -n "$rps" ] || {
+        show_log "$load"
+        die "$bench_name: no SET and GET throughput in redis-benchmark's output ($load)"
+    }
+    rss=$(tail -n 1 "$tf" | awk '{ print $2 }')
+}
+
+# bench_server NAME: the server workload; appends a row to the server table
+# and to the reading-back table. Its events are what our trace replays to.
+bench_server() {
+    local name=$1
+    bench_name=$name
+    run_dir=$work/runs/${name// /_}
+    mkdir -p "$run_dir"
+    trace=$run_dir/trace.zst
+    reproduce="reproduce: HEAPREPLAY_OUT=/tmp/trace.zst LD_PRELOAD=$lib redis-server --port PORT --save '' --appendonly no"
+    local plain_q=() plain_r=() rec_q=() rec_r=() ht_q=() i
+
+    for ((i = 1; i <= runs; i++)); do
+        log "$name: run $i of $runs: plain, recorded, heaptrack"
+        serve plain redis-server
+        plain_q+=("$rps") plain_r+=("$rss")
+
+        rm -f "$trace"
+        serve recorded env HEAPREPLAY_OUT="$trace" LD_PRELOAD="$lib" redis-server
+        rec_q+=("$rps") rec_r+=("$rss")
+        [ -s "$trace" ] || {
+            show_log "$run_dir/recorded.err"
+            die "$name: the recorded server wrote no trace at $trace"
+        }
+
+        rm -f "$run_dir"/ht-data.*
+        serve heaptrack heaptrack -o "$run_dir/ht-data" redis-server
+        ht_q+=("$rps")
+        ht_data "$name"
+    done
+
+    read_back "$name"
+    # Two runs of a server need not allocate exactly alike (how requests
+    # arrive could decide how many reads there are): 5% may differ.
+    check_heaptrack "$name" 5
+    local events=$((rec_allocs + rec_frees))
+
+    local p r h pr rr our_size ht_size
+    p=$(printf '%s\n' "${plain_q[@]}" | median)
+    r=$(printf '%s\n' "${rec_q[@]}" | median)
+    h=$(printf '%s\n' "${ht_q[@]}" | median)
+    pr=$(printf '%s\n' "${plain_r[@]}" | median)
+    rr=$(printf '%s\n' "${rec_r[@]}" | median)
+    our_size=$(stat -c %s "$trace")
+    ht_size=$(stat -c %s "$ht_file")
+
+    server_rows+=("$(awk -v n="$name" -v e="$events" -v q="$((2 * server_n))" \
+        -v p="$p" -v r="$r" -v h="$h" \
+        -v os="$our_size" -v hs="$ht_size" -v pr="$pr" -v rr="$rr" '
+        function pct(a, b) { return b > 0 ? sprintf("%.0f%%", 100 * a / b) : "-" }
+        BEGIN {
+            printf "| %s | %d | %d | %.0f | %.0f | %s | %.0f | %s | %.2f | %.2f | %.1f MiB | %.1f MiB |",
+                n, q, e, p, r, pct(r, p), h, pct(h, p), os / e, hs / e, pr / 1024, rr / 1024
+        }')")
+    replay_row "$name" "$events"
     rm -f "$trace" "$ht_file"
 }
 
@@ -308,21 +597,32 @@ bench() {
 
 rows=()
 replay_rows=()
-bench "churn" "$work/bin/churn" "$churn_n"
-bench "threads T=1" "$work/bin/threads" "$threads_n" 1
-bench "threads T=8" "$work/bin/threads" "$threads_n" 8
+server_rows=()
+bench --own-counts "churn" "$work/bin/churn" "$churn_n"
+bench --own-counts "threads T=1" "$work/bin/threads" "$threads_n" 1
+bench --own-counts "threads T=8" "$work/bin/threads" "$threads_n" 8
+bench "sqlite3 N=$db_n" /usr/bin/sqlite3 -batch :memory: ".read $work/db.sql"
+bench --env PYTHONMALLOC=malloc --env PYTHONHASHSEED=0 --env PYTHONDONTWRITEBYTECODE=1 \
+    "python3 interp.py $interp_n" /usr/bin/python3 -s "$here/workloads/interp.py" "$interp_n"
+bench_server "redis-server"
 
 # ---- report ----------------------------------------------------------------
 
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 ht_version=$(heaptrack --version 2>/dev/null | head -n 1 || true)
+sqlite_version=$(sqlite3 --version 2>/dev/null | awk '{ print $1 }' || true)
+python_version=$(/usr/bin/python3 --version 2>/dev/null | awk '{ print $2 }' || true)
+redis_version=$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p' || true)
 
 cat <<EOF
 
 ## heapreplay whole-process benchmark (size $size)
 
 $(nproc) CPUs${cpu:+ ($cpu)}, ${ht_version:-heaptrack}; median of $runs run(s) each.
-Times are wall seconds; events are the program's own mallocs + frees.
+Debian's sqlite3 ${sqlite_version:-?}, python3 ${python_version:-?}, redis-server ${redis_version:-?}.
+Times are wall seconds. Events are allocations + frees: for churn and
+threads the program's own count, for the others what our trace replays to
+(checked against heaptrack's count in its own run).
 
 | workload | events | plain s | recorded s | recorded/plain | heaptrack s | heaptrack/plain | our bytes/event | heaptrack bytes/event | plain peak RSS | recorded peak RSS |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
@@ -330,10 +630,21 @@ EOF
 printf '%s\n' "${rows[@]}"
 cat <<EOF
 
+A server under load: redis-server on 127.0.0.1, loaded by
+\`redis-benchmark -n $server_n -P 16 -t set,get\` ($server_n SETs, then as many
+GETs). Throughput is requests per second over both; events are what our
+trace of the recorded server replays to.
+
+| workload | requests | events | plain req/s | recorded req/s | recorded % of plain | heaptrack req/s | heaptrack % of plain | our bytes/event | heaptrack bytes/event | plain peak RSS | recorded peak RSS |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+printf '%s\n' "${server_rows[@]}"
+cat <<EOF
+
 Reading the traces back: \`heapreplay --interval 10MB\` on our trace,
 \`heaptrack_print FILE > /dev/null\` on heaptrack's file; events/s counts the
-program's events. "trace events" is what the last replayed profile counts
-(allocations + frees), the program's own plus libc's.
+workload's events. "trace events" is what the last replayed profile counts
+(allocations + frees): for churn and threads, the program's own plus libc's.
 
 | workload | events | trace events | heapreplay s | heapreplay events/s | heaptrack_print s | heaptrack_print events/s |
 |---|---:|---:|---:|---:|---:|---:|
