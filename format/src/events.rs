@@ -173,34 +173,54 @@ fn read_addr_delta(r: &mut Reader<'_>) -> Result<u64, VarintError> {
     })
 }
 
+/// Tag values in the tag column: the event kind, plus 2 when its address is
+/// given as a back-reference instead of a delta.
+const TAG_REF: u8 = 2;
+
 /// Writes events as the columns an Events record stores: the lengths of the
-/// sequence, address and size columns (varints), then the tag column (one
-/// byte per event), the sequence-delta column, the address-delta column,
-/// the size column and the stack column (allocations only). Like values
-/// side by side compress far better than interleaved rows.
+/// sequence, reference, address and size columns (varints), then the tag
+/// column (one byte per event), the sequence-delta column, the reference
+/// column, the address-delta column, the size column and the stack column
+/// (allocations only). Like values side by side compress far better than
+/// interleaved rows. An event whose address was last seen in this record in
+/// an event of the other kind (a free of a block allocated earlier in the
+/// record, or an allocation reusing a block freed earlier) gives its address
+/// as the distance back to that event instead: short-lived blocks and
+/// allocator reuse make that the common case.
 pub fn encode_columns(events: &[Event]) -> Vec<u8> {
     let mut tags = Vec::with_capacity(events.len());
-    let (mut seqs, mut addrs, mut sizes, mut stacks) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut seqs, mut refs, mut addrs, mut sizes, mut stacks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last: std::collections::HashMap<u64, (usize, EventKind)> =
+        std::collections::HashMap::with_capacity(events.len());
     let mut prev_seq = events.first().map_or(0, |e| e.seq);
     let mut prev_addr = 0u64;
-    for e in events {
-        tags.push(e.kind as u8);
+    for (i, e) in events.iter().enumerate() {
         varint::push(&mut seqs, e.seq.wrapping_sub(prev_seq));
-        push_addr_delta(&mut addrs, e.addr.wrapping_sub(prev_addr));
+        prev_seq = e.seq;
+        match last.insert(e.addr, (i, e.kind)) {
+            Some((j, kind)) if kind != e.kind => {
+                tags.push(e.kind as u8 + TAG_REF);
+                varint::push(&mut refs, (i - j) as u64);
+            }
+            _ => {
+                tags.push(e.kind as u8);
+                push_addr_delta(&mut addrs, e.addr.wrapping_sub(prev_addr));
+                prev_addr = e.addr;
+            }
+        }
         if e.kind == EventKind::Alloc {
             varint::push(&mut sizes, e.size);
             varint::push(&mut stacks, u64::from(e.stack));
         }
-        prev_seq = e.seq;
-        prev_addr = e.addr;
     }
-    let mut out =
-        Vec::with_capacity(tags.len() + seqs.len() + addrs.len() + sizes.len() + stacks.len() + 16);
-    for len in [seqs.len(), addrs.len(), sizes.len()] {
+    let mut out = Vec::with_capacity(
+        tags.len() + seqs.len() + refs.len() + addrs.len() + sizes.len() + stacks.len() + 16,
+    );
+    for len in [seqs.len(), refs.len(), addrs.len(), sizes.len()] {
         varint::push(&mut out, len as u64);
     }
-    for col in [tags, seqs, addrs, sizes, stacks] {
+    for col in [tags, seqs, refs, addrs, sizes, stacks] {
         out.extend_from_slice(&col);
     }
     out
@@ -229,6 +249,7 @@ pub fn decode(
 ) -> Result<(), EventsError> {
     let mut head = Reader::new(payload);
     let seq_len = head.u64()? as usize;
+    let ref_len = head.u64()? as usize;
     let addr_len = head.u64()? as usize;
     let size_len = head.u64()? as usize;
     let mut rest = &payload[head.position()..];
@@ -242,11 +263,13 @@ pub fn decode(
     };
     let tags = take(count as usize)?;
     let mut seqs = Reader::new(take(seq_len)?);
+    let mut refs = Reader::new(take(ref_len)?);
     let mut addrs = Reader::new(take(addr_len)?);
     let mut sizes = Reader::new(take(size_len)?);
     let mut stacks = Reader::new(rest);
+    let start = out.len();
     let mut seq = first_seq;
-    let mut addr = 0u64;
+    let mut prev_addr = 0u64;
     out.reserve(count as usize);
     for (i, &tag) in tags.iter().enumerate() {
         let delta = seqs.u64()?;
@@ -257,16 +280,25 @@ pub fn decode(
         if seq > last_seq {
             return Err(EventsError::BadSequence(i));
         }
-        addr = addr.wrapping_add(read_addr_delta(&mut addrs)?);
+        let addr = if tag >= TAG_REF {
+            let back = refs.u64()? as usize;
+            if back == 0 || back > i {
+                return Err(EventsError::BadTag(i, tag));
+            }
+            out[start + i - back].addr
+        } else {
+            prev_addr = prev_addr.wrapping_add(read_addr_delta(&mut addrs)?);
+            prev_addr
+        };
         out.push(match tag {
-            0 => Event {
+            0 | 2 => Event {
                 seq,
                 addr,
                 size: sizes.u64()?,
                 stack: stacks.u32()?,
                 kind: EventKind::Alloc,
             },
-            1 => Event {
+            1 | 3 => Event {
                 seq,
                 addr,
                 size: 0,
@@ -276,7 +308,12 @@ pub fn decode(
             t => return Err(EventsError::BadTag(i, t)),
         });
     }
-    if !(seqs.is_empty() && addrs.is_empty() && sizes.is_empty() && stacks.is_empty()) {
+    if !(seqs.is_empty()
+        && refs.is_empty()
+        && addrs.is_empty()
+        && sizes.is_empty()
+        && stacks.is_empty())
+    {
         return Err(EventsError::Truncated(payload.len()));
     }
     Ok(())
@@ -341,7 +378,26 @@ mod tests {
         })
     }
 
+    /// Events whose addresses come from a small pool, as real heaps reuse them.
+    fn arb_reusing_events() -> impl Strategy<Value = Vec<Event>> {
+        arb_events().prop_map(|mut events| {
+            for e in &mut events {
+                e.addr = 0x5555_0000_0000 + (e.addr % 8) * 48 + (e.addr >> 60);
+            }
+            events
+        })
+    }
+
     proptest! {
+        #[test]
+        fn reused_addresses_round_trip(events in arb_reusing_events()) {
+            let last = events.last().unwrap().seq;
+            let columns = encode_columns(&events);
+            let mut out = Vec::new();
+            decode(&columns, events[0].seq, last, events.len() as u32, &mut out).unwrap();
+            prop_assert_eq!(out, events);
+        }
+
         #[test]
         fn events_round_trip(events in arb_events()) {
             let last = events.last().unwrap().seq;

@@ -1,8 +1,9 @@
 //! The fixed record header, carried in a zstd skippable frame.
 
-/// Version of the format this crate writes and reads. Version 1 (events
-/// stored as rows) is refused with its own message; newer versions too.
-pub const FORMAT_VERSION: u16 = 2;
+/// Version of the format this crate writes and reads. Older versions
+/// (1: events as rows; 2: columns without back-references) and newer ones
+/// are refused with their own messages.
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Magic number of the zstd skippable frame that carries a record header
 /// (one of the sixteen skippable-frame magics, 0x184D2A50..=0x184D2A5F).
