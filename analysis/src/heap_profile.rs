@@ -17,13 +17,43 @@ fn bucket(out: &mut impl Write, c: &Counters) -> io::Result<()> {
     )
 }
 
+/// The ` 0x...` frame lists of stacks, formatted once and reused by every
+/// profile written from the same trace.
+pub struct StackText<'a> {
+    frames: &'a HashMap<u32, Box<[u64]>>,
+    text: HashMap<u32, Box<[u8]>>,
+}
+
+impl<'a> StackText<'a> {
+    /// Formats stacks from `frames` on demand.
+    pub fn new(frames: &'a HashMap<u32, Box<[u64]>>) -> Self {
+        Self {
+            frames,
+            text: HashMap::new(),
+        }
+    }
+
+    /// The frame list of stack `id` as written after `@`.
+    pub fn get(&mut self, id: u32) -> &[u8] {
+        let frames = self.frames;
+        self.text.entry(id).or_insert_with(|| {
+            let mut line = Vec::new();
+            for f in frames.get(&id).map_or(&[][..], |f| &f[..]) {
+                // Infallible: writing to a Vec.
+                let _ = write!(line, " 0x{f:08x}");
+            }
+            line.into_boxed_slice()
+        })
+    }
+}
+
 /// Writes a complete profile: header, one line per stack that has allocated
 /// (largest in-use bytes first), and the maps.
 pub fn write(
     out: &mut impl Write,
     totals: &Counters,
     stacks: &mut [(u32, Counters)],
-    frames: &HashMap<u32, Box<[u64]>>,
+    text: &mut StackText<'_>,
     maps: &str,
 ) -> io::Result<()> {
     write!(out, "heap profile: ")?;
@@ -37,9 +67,7 @@ pub fn write(
     });
     for (id, c) in stacks.iter() {
         bucket(out, c)?;
-        for f in frames.get(id).map_or(&[][..], |f| &f[..]) {
-            write!(out, " 0x{f:08x}")?;
-        }
+        out.write_all(text.get(*id))?;
         writeln!(out)?;
     }
     write!(out, "\nMAPPED_LIBRARIES:\n{maps}")?;
@@ -84,7 +112,14 @@ mod tests {
         ]
         .into();
         let mut out = Vec::new();
-        write(&mut out, &totals, &mut stacks, &frames, "maps\n").unwrap();
+        write(
+            &mut out,
+            &totals,
+            &mut stacks,
+            &mut StackText::new(&frames),
+            "maps\n",
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "heap profile:  12501:  5001300 [ 25000: 10000600] @ heapprofile\n\

@@ -41,6 +41,7 @@ fn plan(args: &ReplayArgs) -> Plan {
 /// Writes one profile file per snapshot, numbered in time order.
 struct Writer<'a> {
     trace: &'a Trace,
+    text: heap_profile::StackText<'a>,
     prefix: PathBuf,
     count: usize,
     quiet: bool,
@@ -61,15 +62,9 @@ impl Writer<'_> {
         let mut out = BufWriter::new(file);
         let mut stacks: Vec<_> = heap.stacks().collect();
         let maps = maps_at(&self.trace.maps, seq);
-        heap_profile::write(
-            &mut out,
-            &heap.totals(),
-            &mut stacks,
-            &self.trace.stacks,
-            &maps,
-        )
-        .and_then(|_| out.flush())
-        .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))
+        heap_profile::write(&mut out, &heap.totals(), &mut stacks, &mut self.text, &maps)
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))
     }
 }
 
@@ -115,6 +110,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let events = trace.ordered_events();
     let mut writer = Writer {
         trace: &trace,
+        text: heap_profile::StackText::new(&trace.stacks),
         prefix: args.output.clone().unwrap_or_else(|| default_prefix(path)),
         count: 0,
         quiet: args.quiet,
