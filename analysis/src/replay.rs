@@ -1,5 +1,6 @@
 //! The heap as it evolves: live blocks and per-stack counters.
 
+use heapreplay_format::hash::AddrHash;
 use heapreplay_format::{Event, EventKind};
 use std::collections::HashMap;
 
@@ -44,7 +45,7 @@ pub enum Applied {
 /// The replayed heap.
 #[derive(Debug, Default)]
 pub struct Heap {
-    live: HashMap<u64, (u64, u32)>,
+    live: HashMap<u64, (u64, u32), AddrHash>,
     per_stack: Vec<Counters>,
     totals: Counters,
     unknown_frees: u64,

@@ -6,6 +6,7 @@ use crate::clock::{seconds, SeqClock};
 use crate::plan::{marker_label, Plan};
 use crate::replay::Heap;
 use crate::rules::{DumpRules, Reason};
+use heapreplay_format::hash::AddrHash;
 use heapreplay_format::{ClockSample, Event, EventKind, Marker};
 use std::collections::HashMap;
 
@@ -107,7 +108,7 @@ pub struct Outcome {
 
 /// Where in-use bytes peaked: (seq of the event after which, bytes).
 pub fn find_peak(events: &[Event]) -> Option<(u64, u64)> {
-    let mut live: HashMap<u64, u64> = HashMap::new();
+    let mut live: HashMap<u64, u64, AddrHash> = HashMap::default();
     let (mut inuse, mut best) = (0u64, None::<(u64, u64)>);
     for e in events {
         match e.kind {

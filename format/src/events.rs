@@ -191,8 +191,8 @@ pub fn encode_columns(events: &[Event]) -> Vec<u8> {
     let mut tags = Vec::with_capacity(events.len());
     let (mut seqs, mut refs, mut addrs, mut sizes, mut stacks) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut last: std::collections::HashMap<u64, (usize, EventKind)> =
-        std::collections::HashMap::with_capacity(events.len());
+    let mut last: std::collections::HashMap<u64, (usize, EventKind), crate::hash::AddrHash> =
+        std::collections::HashMap::with_capacity_and_hasher(events.len(), crate::hash::AddrHash);
     let mut prev_seq = events.first().map_or(0, |e| e.seq);
     let mut prev_addr = 0u64;
     for (i, e) in events.iter().enumerate() {

@@ -30,8 +30,22 @@ pub mod writer;
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The next event sequence number: the global order of all events.
-pub static SEQ: AtomicU64 = AtomicU64::new(0);
+/// A value alone on its cache lines, so that writes to it do not slow down
+/// reads of its neighbours.
+#[repr(align(128))]
+pub struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The next event sequence number: the global order of all events. Every
+/// event increments it, from every thread, so it lives alone: sharing its
+/// cache line with the read-mostly flags made every hook miss on them.
+pub static SEQ: Padded<AtomicU64> = Padded(AtomicU64::new(0));
 
 /// True while events are being recorded.
 pub static ACTIVE: AtomicBool = AtomicBool::new(false);

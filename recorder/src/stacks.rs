@@ -26,7 +26,7 @@ impl Default for StackCache {
 }
 
 struct Table {
-    ids: HashMap<u64, u32>,
+    ids: HashMap<u64, u32, heapreplay_format::hash::AddrHash>,
     pending: Vec<u8>,
     pending_count: u32,
 }
@@ -62,7 +62,7 @@ pub fn intern(cache: &mut StackCache, frames: &[u64]) -> u32 {
 fn intern_slow(h: u64, frames: &[u64]) -> u32 {
     let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let table = guard.get_or_insert_with(|| Table {
-        ids: HashMap::new(),
+        ids: HashMap::default(),
         pending: Vec::new(),
         pending_count: 0,
     });

@@ -23,7 +23,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often the clock is sampled and library loads are checked.
 const TICK: Duration = Duration::from_millis(10);
 /// zstd level for records: fast, and the writer runs beside the program.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
 
 struct Output {
     fd: i32,
