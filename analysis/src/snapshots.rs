@@ -106,34 +106,214 @@ pub struct Outcome {
     pub end_ns: u64,
 }
 
-/// Where in-use bytes peaked: (seq of the event after which, bytes).
-pub fn find_peak(events: &[Event]) -> Option<(u64, u64)> {
-    let mut live: HashMap<u64, u64, AddrHash> = HashMap::default();
-    let (mut inuse, mut best) = (0u64, None::<(u64, u64)>);
-    for e in events {
+/// Finds where in-use bytes peaked, one event at a time.
+#[derive(Default)]
+pub struct PeakFinder {
+    live: HashMap<u64, u64, AddrHash>,
+    inuse: u64,
+    best: Option<(u64, u64)>,
+}
+
+impl PeakFinder {
+    /// Takes the next event in sequence order.
+    #[inline]
+    pub fn push(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
-                if let Some(old) = live.insert(e.addr, e.size) {
-                    inuse -= old;
+                if let Some(old) = self.live.insert(e.addr, e.size) {
+                    self.inuse -= old;
                 }
-                inuse += e.size;
-                if best.is_none_or(|(_, b)| inuse > b) {
-                    best = Some((e.seq, inuse));
+                self.inuse += e.size;
+                if self.best.is_none_or(|(_, b)| self.inuse > b) {
+                    self.best = Some((e.seq, self.inuse));
                 }
             }
             EventKind::Free => {
-                if let Some(size) = live.remove(&e.addr) {
-                    inuse -= size;
+                if let Some(size) = self.live.remove(&e.addr) {
+                    self.inuse -= size;
                 }
             }
         }
     }
-    best
+
+    /// The peak so far: (seq of the event after which, bytes in use).
+    pub fn peak(&self) -> Option<(u64, u64)> {
+        self.best
+    }
 }
 
-/// Replays `events` and calls `sink(heap, trigger, seq)` at each snapshot
-/// point of `plan`, in time order; `seq` says which maps apply. `clean_end`
-/// says whether the trace ends with the process exiting.
+/// Where in-use bytes peaked: (seq of the event after which, bytes).
+pub fn find_peak(events: &[Event]) -> Option<(u64, u64)> {
+    let mut finder = PeakFinder::default();
+    events.iter().for_each(|e| finder.push(e));
+    finder.peak()
+}
+
+/// What the engine needs to know about the trace besides its events.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// Markers in sequence order.
+    pub markers: &'a [Marker],
+    /// Clock samples in (seq, ns) order.
+    pub clock: &'a [ClockSample],
+    /// Wall-clock start of recording, ns since the epoch.
+    pub start_unix_ns: u64,
+    /// The trace ends with the process exiting.
+    pub clean_end: bool,
+}
+
+/// The snapshot pass, fed one event at a time in sequence order; it calls
+/// `sink(heap, trigger, seq)` at each snapshot point of the plan, in time
+/// order (`seq` says which maps apply).
+pub struct Engine<'a, S, E> {
+    plan: &'a Plan,
+    ctx: Context<'a>,
+    heap: Heap,
+    rules: DumpRules,
+    times: SeqClock<'a>,
+    chosen: Vec<&'a Marker>,
+    at: Vec<u64>,
+    peak: Option<(u64, u64)>,
+    need_time: bool,
+    next_marker: usize,
+    next_at: usize,
+    last_seq: u64,
+    out: Outcome,
+    sink: S,
+    _error: std::marker::PhantomData<E>,
+}
+
+impl<'a, S, E> Engine<'a, S, E>
+where
+    S: FnMut(&Heap, &Trigger, u64) -> Result<(), E>,
+{
+    /// An engine for `plan`; `peak` is where in-use bytes peak (needed when
+    /// the plan asks for the peak: see [`PeakFinder`]).
+    pub fn new(ctx: Context<'a>, plan: &'a Plan, peak: Option<(u64, u64)>, sink: S) -> Self {
+        let rules = DumpRules::new(plan.thresholds);
+        let chosen: Vec<&Marker> = ctx
+            .markers
+            .iter()
+            .filter(|m| plan.markers.iter().any(|f| f.matches(m)))
+            .collect();
+        let mut at: Vec<u64> = plan
+            .at
+            .iter()
+            .filter_map(|t| t.offset_ns(ctx.start_unix_ns))
+            .collect();
+        at.sort_unstable();
+        let peak = if plan.peak { peak } else { None };
+        let need_time = rules.needs_time() || !at.is_empty() || peak.is_some();
+        Self {
+            plan,
+            ctx,
+            heap: Heap::new(),
+            rules,
+            times: SeqClock::new(ctx.clock),
+            chosen,
+            at,
+            peak,
+            need_time,
+            next_marker: 0,
+            next_at: 0,
+            last_seq: 0,
+            out: Outcome::default(),
+            sink,
+            _error: std::marker::PhantomData,
+        }
+    }
+
+    fn emit(&mut self, trigger: Trigger, seq: u64) -> Result<(), E> {
+        self.out.snapshots += 1;
+        (self.sink)(&self.heap, &trigger, seq)
+    }
+
+    /// Takes the next event.
+    #[inline]
+    pub fn event(&mut self, e: &Event) -> Result<(), E> {
+        let ns = if self.need_time {
+            self.times.ns_at(e.seq)
+        } else {
+            0
+        };
+        while let Some(m) = self
+            .chosen
+            .get(self.next_marker)
+            .filter(|m| m.seq < e.seq)
+            .copied()
+        {
+            self.emit(
+                Trigger::Marker {
+                    label: marker_label(m),
+                    ns: m.ns,
+                },
+                m.seq,
+            )?;
+            self.next_marker += 1;
+        }
+        while let Some(&t) = self.at.get(self.next_at).filter(|&&t| t < ns) {
+            self.emit(Trigger::At { ns: t }, e.seq)?;
+            self.next_at += 1;
+        }
+        // gperftools checks its rules after every allocation and every free.
+        self.heap.apply(e);
+        if let Some(reason) = self.rules.check(&self.heap.totals(), ns) {
+            self.emit(Trigger::Rule(reason), e.seq)?;
+        }
+        if let Some((seq, bytes)) = self.peak.filter(|&(seq, _)| seq == e.seq) {
+            self.emit(Trigger::Peak { bytes, ns }, seq)?;
+        }
+        self.out.end_ns = ns;
+        self.last_seq = e.seq;
+        Ok(())
+    }
+
+    /// The end of the events: markers and times after the last event, and
+    /// the end-of-trace snapshot.
+    pub fn finish(mut self) -> Result<Outcome, E> {
+        let last_seq = self.last_seq;
+        let end_ns = self
+            .ctx
+            .clock
+            .iter()
+            .map(|c| c.ns)
+            .max()
+            .unwrap_or(0)
+            .max(self.out.end_ns);
+        self.out.end_ns = end_ns;
+        for i in self.next_marker..self.chosen.len() {
+            let m = self.chosen[i];
+            self.emit(
+                Trigger::Marker {
+                    label: marker_label(m),
+                    ns: m.ns,
+                },
+                m.seq,
+            )?;
+        }
+        for i in self.next_at..self.at.len() {
+            let t = self.at[i];
+            if t <= end_ns {
+                self.emit(Trigger::At { ns: t }, last_seq)?;
+            } else {
+                self.out.past_end.push(t);
+            }
+        }
+        if self.plan.wants_exit() {
+            let inuse_bytes = self.heap.totals().inuse_bytes();
+            self.emit(
+                Trigger::Exit {
+                    inuse_bytes,
+                    clean: self.ctx.clean_end,
+                },
+                last_seq,
+            )?;
+        }
+        Ok(self.out)
+    }
+}
+
+/// Replays `events` (all in memory) through an [`Engine`].
 pub fn run<E>(
     events: &[Event],
     markers: &[Marker],
@@ -141,94 +321,18 @@ pub fn run<E>(
     start_unix_ns: u64,
     clean_end: bool,
     plan: &Plan,
-    mut sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), E>,
+    sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), E>,
 ) -> Result<Outcome, E> {
-    let mut heap = Heap::new();
-    let mut rules = DumpRules::new(plan.thresholds);
-    let mut times = SeqClock::new(clock);
-    let mut out = Outcome::default();
-    let chosen: Vec<&Marker> = markers
-        .iter()
-        .filter(|m| plan.markers.iter().any(|f| f.matches(m)))
-        .collect();
-    let mut at: Vec<u64> = plan
-        .at
-        .iter()
-        .filter_map(|t| t.offset_ns(start_unix_ns))
-        .collect();
-    at.sort_unstable();
-    let peak = if plan.peak { find_peak(events) } else { None };
-    let need_time = rules.needs_time() || !at.is_empty() || peak.is_some();
-    let (mut next_marker, mut next_at) = (0, 0);
-    let mut emit = |heap: &Heap, trigger: Trigger, seq: u64, out: &mut Outcome| {
-        out.snapshots += 1;
-        sink(heap, &trigger, seq)
+    let ctx = Context {
+        markers,
+        clock,
+        start_unix_ns,
+        clean_end,
     };
+    let peak = if plan.peak { find_peak(events) } else { None };
+    let mut engine = Engine::new(ctx, plan, peak, sink);
     for e in events {
-        let ns = if need_time { times.ns_at(e.seq) } else { 0 };
-        while let Some(m) = chosen.get(next_marker).filter(|m| m.seq < e.seq) {
-            emit(
-                &heap,
-                Trigger::Marker {
-                    label: marker_label(m),
-                    ns: m.ns,
-                },
-                m.seq,
-                &mut out,
-            )?;
-            next_marker += 1;
-        }
-        while let Some(&t) = at.get(next_at).filter(|&&t| t < ns) {
-            emit(&heap, Trigger::At { ns: t }, e.seq, &mut out)?;
-            next_at += 1;
-        }
-        // gperftools checks its rules after every allocation and every free.
-        heap.apply(e);
-        if let Some(reason) = rules.check(&heap.totals(), ns) {
-            emit(&heap, Trigger::Rule(reason), e.seq, &mut out)?;
-        }
-        if let Some((seq, bytes)) = peak.filter(|&(seq, _)| seq == e.seq) {
-            emit(&heap, Trigger::Peak { bytes, ns }, seq, &mut out)?;
-        }
-        out.end_ns = ns;
+        engine.event(e)?;
     }
-    let last_seq = events.last().map_or(0, |e| e.seq);
-    let end_ns = clock
-        .iter()
-        .map(|c| c.ns)
-        .max()
-        .unwrap_or(0)
-        .max(out.end_ns);
-    out.end_ns = end_ns;
-    for m in &chosen[next_marker..] {
-        emit(
-            &heap,
-            Trigger::Marker {
-                label: marker_label(m),
-                ns: m.ns,
-            },
-            m.seq,
-            &mut out,
-        )?;
-    }
-    for &t in &at[next_at..] {
-        if t <= end_ns {
-            emit(&heap, Trigger::At { ns: t }, last_seq, &mut out)?;
-        } else {
-            out.past_end.push(t);
-        }
-    }
-    if plan.wants_exit() {
-        let inuse_bytes = heap.totals().inuse_bytes();
-        emit(
-            &heap,
-            Trigger::Exit {
-                inuse_bytes,
-                clean: clean_end,
-            },
-            last_seq,
-            &mut out,
-        )?;
-    }
-    Ok(out)
+    engine.finish()
 }

@@ -229,91 +229,158 @@ impl Trace {
         out
     }
 
-    /// Decodes every events record in parallel (on the current rayon pool)
-    /// and returns all events in sequence order. Damaged records are skipped
-    /// and added to [`Trace::problems`].
-    pub fn ordered_events(&mut self) -> Vec<Event> {
-        let decoded: Vec<Result<Vec<Event>, Problem>> = self
-            .events
-            .par_iter()
-            .map(|r| {
-                let rec = heapreplay_format::RawRecord {
-                    header: r.header,
-                    offset: r.offset,
-                    payload: &self.bytes[r.start..r.end],
-                };
-                let raw = rec.decompress().map_err(|e| Problem {
-                    offset: r.offset,
-                    what: format!(
-                        "events record skipped ({} events lost): {e}",
-                        r.header.count
-                    ),
-                })?;
-                let mut out = Vec::new();
-                decode_events(
-                    &raw,
-                    r.header.first_seq,
-                    r.header.last_seq,
-                    r.header.count,
-                    &mut out,
-                )
-                .map_err(|e| Problem {
-                    offset: r.offset,
-                    what: format!(
-                        "events record skipped ({} events lost): malformed events ({e:?})",
-                        r.header.count
-                    ),
-                })?;
-                Ok(out)
-            })
-            .collect();
-        let mut runs = Vec::with_capacity(decoded.len());
-        for d in decoded {
-            match d {
-                Ok(v) => runs.push(v),
-                Err(p) => self.problems.push(p),
+    /// Decodes one events record.
+    fn decode_record(&self, r: &EventsRef) -> Result<Vec<Event>, Problem> {
+        let rec = heapreplay_format::RawRecord {
+            header: r.header,
+            offset: r.offset,
+            payload: &self.bytes[r.start..r.end],
+        };
+        let lost = |what: String| Problem {
+            offset: r.offset,
+            what: format!(
+                "events record skipped ({} events lost): {what}",
+                r.header.count
+            ),
+        };
+        let raw = rec.decompress().map_err(lost)?;
+        let mut out = Vec::new();
+        decode_events(
+            &raw,
+            r.header.first_seq,
+            r.header.last_seq,
+            r.header.count,
+            &mut out,
+        )
+        .map_err(|e| lost(format!("malformed events ({e:?})")))?;
+        Ok(out)
+    }
+
+    /// Calls `f` on every event in sequence order, decoding the events
+    /// records in parallel batches (on the current rayon pool) on one thread
+    /// while merging and calling `f` on this one. Memory holds only the
+    /// batches in flight, never the whole trace. Damaged records are skipped
+    /// and reported in the result; an error from `f` stops the pass.
+    pub fn for_each_event<E>(&self, mut f: impl FnMut(&Event) -> Result<(), E>) -> Result<Pass, E> {
+        /// Records decoded per batch: enough to keep every core busy.
+        const BATCH: usize = 64;
+        let mut pass = Pass::default();
+        let records = &self.events;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Vec<Event>, Problem>>>(2);
+            scope.spawn(move || {
+                for batch in records.chunks(BATCH) {
+                    let decoded: Vec<_> = batch.par_iter().map(|r| self.decode_record(r)).collect();
+                    if tx.send(decoded).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut merge = Merge::default();
+            let mut received = 0;
+            for batch in rx {
+                received += batch.len();
+                for run in batch {
+                    match run {
+                        Ok(events) => {
+                            pass.events += events.len() as u64;
+                            merge.add(events);
+                        }
+                        Err(p) => pass.problems.push(p),
+                    }
+                }
+                // Records come in first-seq order: nothing not yet received
+                // can hold an event before the next record's first seq.
+                let bound = records
+                    .get(received)
+                    .map_or(u64::MAX, |r| r.header.first_seq);
+                merge.drain_below(bound, &mut f)?;
             }
-        }
-        let total: usize = runs.iter().map(Vec::len).sum();
+            merge.drain_below(u64::MAX, &mut f)
+        })?;
         if let Some(end) = &self.end {
-            if (total as u64) < end.events && self.problems.is_empty() {
-                self.problems.push(Problem {
+            if pass.events < end.events && pass.problems.is_empty() && self.problems.is_empty() {
+                pass.problems.push(Problem {
                     offset: 0,
                     what: format!(
-                        "{} events missing: the end record counts {}, the trace holds {total}",
-                        end.events - total as u64,
-                        end.events
+                        "{} events missing: the end record counts {}, the trace holds {}",
+                        end.events - pass.events,
+                        end.events,
+                        pass.events
                     ),
                 });
             }
         }
-        merge(runs, total)
+        Ok(pass)
     }
 }
 
-/// Merges runs that are each in sequence order into one ordered vector.
-fn merge(runs: Vec<Vec<Event>>, total: usize) -> Vec<Event> {
-    let mut out = Vec::with_capacity(total);
-    let mut heap: BinaryHeap<Reverse<(u64, usize, usize)>> = runs
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.is_empty())
-        .map(|(i, r)| Reverse((r[0].seq, i, 0)))
-        .collect();
-    while let Some(Reverse((_, run, idx))) = heap.pop() {
-        let r = &runs[run];
-        // Take the whole stretch of this run that precedes the next run's head.
-        let limit = heap.peek().map_or(u64::MAX, |Reverse((s, _, _))| *s);
-        let mut j = idx;
-        while j < r.len() && r[j].seq < limit {
-            out.push(r[j]);
-            j += 1;
-        }
-        if j < r.len() {
-            heap.push(Reverse((r[j].seq, run, j)));
-        }
+/// What a pass over the events found.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Events decoded.
+    pub events: u64,
+    /// Damaged events records, skipped.
+    pub problems: Vec<Problem>,
+}
+
+/// A k-way merge of runs that are each in sequence order.
+#[derive(Default)]
+struct Merge {
+    runs: Vec<Vec<Event>>,
+    free: Vec<usize>,
+    heads: BinaryHeap<Reverse<(u64, usize, usize)>>,
+}
+
+impl Merge {
+    fn add(&mut self, run: Vec<Event>) {
+        let Some(first) = run.first().map(|e| e.seq) else {
+            return;
+        };
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.runs[i] = run;
+                i
+            }
+            None => {
+                self.runs.push(run);
+                self.runs.len() - 1
+            }
+        };
+        self.heads.push(Reverse((first, slot, 0)));
     }
-    out
+
+    /// Hands every event below `bound` to `f`, in order.
+    fn drain_below<E>(
+        &mut self,
+        bound: u64,
+        f: &mut impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<(), E> {
+        while let Some(&Reverse((seq, slot, idx))) = self.heads.peek() {
+            if seq >= bound {
+                break;
+            }
+            self.heads.pop();
+            // Take the stretch of this run before the next run's head.
+            let limit = self
+                .heads
+                .peek()
+                .map_or(bound, |Reverse((s, _, _))| (*s).min(bound));
+            let run = &self.runs[slot];
+            let mut j = idx;
+            while j < run.len() && run[j].seq < limit {
+                f(&run[j])?;
+                j += 1;
+            }
+            if j < run.len() {
+                self.heads.push(Reverse((run[j].seq, slot, j)));
+            } else {
+                self.runs[slot] = Vec::new();
+                self.free.push(slot);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An I/O error's text without the "(os error N)" suffix.
@@ -342,13 +409,23 @@ mod tests {
 
     #[test]
     fn merge_interleaves_runs_by_sequence() {
-        let runs = vec![
-            vec![ev(1), ev(4), ev(5), ev(9)],
-            vec![ev(2), ev(3), ev(8)],
-            vec![],
-            vec![ev(6), ev(7)],
-        ];
-        let seqs: Vec<u64> = merge(runs, 9).iter().map(|e| e.seq).collect();
+        let mut m = Merge::default();
+        m.add(vec![ev(1), ev(4), ev(5), ev(9)]);
+        m.add(vec![ev(2), ev(3), ev(8)]);
+        m.add(vec![]);
+        let mut seqs = Vec::new();
+        m.drain_below(6, &mut |e: &Event| -> Result<(), ()> {
+            seqs.push(e.seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        m.add(vec![ev(6), ev(7)]);
+        m.drain_below(u64::MAX, &mut |e: &Event| -> Result<(), ()> {
+            seqs.push(e.seq);
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
     }
 }

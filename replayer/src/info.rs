@@ -3,7 +3,7 @@
 use crate::cli::InfoArgs;
 use heapreplay_analysis::clock::{seconds, SeqClock};
 use heapreplay_analysis::plan::marker_label;
-use heapreplay_analysis::snapshots::find_peak;
+use heapreplay_analysis::snapshots::PeakFinder;
 use heapreplay_analysis::Trace;
 use heapreplay_format::{EventKind, Marker};
 use std::collections::BTreeMap;
@@ -31,11 +31,11 @@ fn mib(bytes: u64) -> String {
 
 /// Prints the description.
 pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
-    let mut trace = Trace::open(&args.trace).map_err(|e| e.to_string())?;
-    let events = trace.ordered_events();
+    let trace = Trace::open(&args.trace).map_err(|e| e.to_string())?;
     let info = &trace.info;
     let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
-    for e in &events {
+    let mut peak = PeakFinder::default();
+    let pass = trace.for_each_event(|e| {
         match e.kind {
             EventKind::Alloc => {
                 allocs += 1;
@@ -43,7 +43,9 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             }
             EventKind::Free => frees += 1,
         }
-    }
+        peak.push(e);
+        Ok::<(), String>(())
+    })?;
     let end_ns = trace
         .end
         .as_ref()
@@ -67,11 +69,11 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     println!("threads:    {}", trace.threads().len());
     println!(
         "events:     {} ({allocs} allocations, {frees} frees), {} allocated",
-        events.len(),
+        pass.events,
         mib(bytes)
     );
     println!("stacks:     {} distinct", trace.stacks.len());
-    match find_peak(&events) {
+    match peak.peak() {
         Some((seq, peak)) => println!(
             "peak:       {} in use at {}",
             mib(peak),
@@ -97,13 +99,16 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         }
         None => println!("end:        cut short (no end record: the process was killed, crashed or is still running); complete up to its last flush"),
     }
-    if trace.problems.is_empty() {
+    let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
+    if problems.is_empty() {
         println!("damage:     none");
         return Ok(ExitCode::SUCCESS);
     }
-    let skipped: u64 = trace.problems.len() as u64;
-    println!("damage:     {skipped} damaged ranges; the rest is usable");
-    for p in &trace.problems {
+    println!(
+        "damage:     {} damaged ranges; the rest is usable",
+        problems.len()
+    );
+    for p in &problems {
         println!("  at offset {}: {}", p.offset, p.what);
     }
     Ok(ExitCode::from(3))

@@ -6,7 +6,7 @@ use heapreplay_analysis::maps::maps_at;
 use heapreplay_analysis::plan::{MarkerFilter, Plan};
 use heapreplay_analysis::replay::Heap;
 use heapreplay_analysis::rules::Thresholds;
-use heapreplay_analysis::snapshots::{self, Trigger};
+use heapreplay_analysis::snapshots::{Context, Engine, PeakFinder, Trigger};
 use heapreplay_analysis::trace::io_text;
 use heapreplay_analysis::{heap_profile, Trace};
 use std::io::{BufWriter, Write};
@@ -104,10 +104,20 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
             .build_global()
             .map_err(|e| format!("cannot start {n} threads: {e}"))?;
     }
-    let mut trace = Trace::open(path).map_err(|e| e.to_string())?;
+    let trace = Trace::open(path).map_err(|e| e.to_string())?;
     let plan = plan(args);
     check_markers(&trace, &plan, args.quiet)?;
-    let events = trace.ordered_events();
+    // The peak is only known after a whole pass: find it first if asked for.
+    let peak = if plan.peak {
+        let mut finder = PeakFinder::default();
+        trace.for_each_event(|e| {
+            finder.push(e);
+            Ok::<(), String>(())
+        })?;
+        finder.peak()
+    } else {
+        None
+    };
     let mut writer = Writer {
         trace: &trace,
         text: heap_profile::StackText::new(&trace.stacks),
@@ -115,15 +125,18 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         count: 0,
         quiet: args.quiet,
     };
-    let outcome = snapshots::run(
-        &events,
-        &trace.markers,
-        &trace.clock,
-        trace.info.start_unix_ns,
-        trace.end.is_some(),
-        &plan,
-        |heap, trigger, seq| writer.write(heap, trigger, seq),
-    )?;
+    let ctx = Context {
+        markers: &trace.markers,
+        clock: &trace.clock,
+        start_unix_ns: trace.info.start_unix_ns,
+        clean_end: trace.end.is_some(),
+    };
+    let mut engine = Engine::new(ctx, &plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
+        writer.write(heap, trigger, seq)
+    });
+    let pass = trace.for_each_event(|e| engine.event(e))?;
+    let outcome = engine.finish()?;
+    let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
 
     let shown = path.display();
     if !args.quiet {
@@ -143,10 +156,10 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
             eprintln!("heapreplay: {shown}: no snapshot point matched; nothing written");
         }
     }
-    if trace.problems.is_empty() {
+    if problems.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    for p in &trace.problems {
+    for p in &problems {
         eprintln!(
             "heapreplay: {shown}: damaged at offset {}: {}",
             p.offset, p.what
@@ -154,7 +167,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     }
     eprintln!(
         "heapreplay: {shown}: replayed {} events that were intact; profiles above are partial",
-        events.len()
+        pass.events
     );
     Ok(ExitCode::from(EXIT_DAMAGED))
 }
