@@ -256,16 +256,38 @@ impl Trace {
         Ok(out)
     }
 
-    /// Calls `f` on every event in sequence order, decoding the events
-    /// records in parallel batches (on the current rayon pool) on one thread
-    /// while merging and calling `f` on this one. Memory holds only the
-    /// batches in flight, never the whole trace. Damaged records are skipped
-    /// and reported in the result; an error from `f` stops the pass.
-    pub fn for_each_event<E>(&self, mut f: impl FnMut(&Event) -> Result<(), E>) -> Result<Pass, E> {
+    /// Calls `f` on every event in sequence order. With `pipeline`, events
+    /// records are decoded in parallel batches (on the current rayon pool) by
+    /// another thread while this one merges them and calls `f`; without, this
+    /// thread decodes and replays in turn. Memory holds only the batches in
+    /// flight, never the whole trace. Damaged records are skipped and
+    /// reported in the result; an error from `f` stops the pass.
+    pub fn for_each_event<E>(
+        &self,
+        pipeline: bool,
+        mut f: impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<Pass, E> {
         /// Records decoded per batch: enough to keep every core busy.
         const BATCH: usize = 64;
         let mut pass = Pass::default();
         let records = &self.events;
+        if !pipeline {
+            // One thread: decode and replay in turn, with no pipeline.
+            let mut merge = Merge::default();
+            for (i, r) in records.iter().enumerate() {
+                match self.decode_record(r) {
+                    Ok(events) => {
+                        pass.events += events.len() as u64;
+                        merge.add(events);
+                    }
+                    Err(p) => pass.problems.push(p),
+                }
+                let bound = records.get(i + 1).map_or(u64::MAX, |r| r.header.first_seq);
+                merge.drain_below(bound, &mut f)?;
+            }
+            merge.drain_below(u64::MAX, &mut f)?;
+            return Ok(self.check_complete(pass));
+        }
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Vec<Event>, Problem>>>(2);
             scope.spawn(move || {
@@ -298,6 +320,11 @@ impl Trace {
             }
             merge.drain_below(u64::MAX, &mut f)
         })?;
+        Ok(self.check_complete(pass))
+    }
+
+    /// Adds a problem if the end record counts more events than were found.
+    fn check_complete(&self, mut pass: Pass) -> Pass {
         if let Some(end) = &self.end {
             if pass.events < end.events && pass.problems.is_empty() && self.problems.is_empty() {
                 pass.problems.push(Problem {
@@ -311,7 +338,7 @@ impl Trace {
                 });
             }
         }
-        Ok(pass)
+        pass
     }
 }
 

@@ -43,7 +43,22 @@ pub struct Scan<'a> {
 impl RawRecord<'_> {
     /// Decompresses the payload and checks its length against the header.
     pub fn decompress(&self) -> Result<Vec<u8>, String> {
-        let raw = zstd::bulk::decompress(self.payload, self.header.raw_len as usize)
+        thread_local! {
+            // One decompression context per thread: making one per record
+            // cost more than decompressing a small record.
+            static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let raw = CONTEXT
+            .with(|c| {
+                let mut c = c.borrow_mut();
+                if c.is_none() {
+                    *c = Some(zstd::bulk::Decompressor::new()?);
+                }
+                c.as_mut()
+                    .expect("created above")
+                    .decompress(self.payload, self.header.raw_len as usize)
+            })
             .map_err(|e| format!("payload does not decompress ({e})"))?;
         if raw.len() != self.header.raw_len as usize {
             return Err(format!(

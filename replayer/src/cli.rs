@@ -106,7 +106,8 @@ pub struct ReplayArgs {
     #[arg(short, long, value_name = "PREFIX")]
     pub output: Option<PathBuf>,
 
-    /// Decoding threads [default: all cores].
+    /// Threads: 1 decodes and replays in turn; N decodes on N-1 threads while
+    /// one replays [default: all cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 

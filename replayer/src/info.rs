@@ -35,7 +35,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     let info = &trace.info;
     let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
     let mut peak = PeakFinder::default();
-    let pass = trace.for_each_event(|e| {
+    let pass = trace.for_each_event(crate::threads::setup(None)?, |e| {
         match e.kind {
             EventKind::Alloc => {
                 allocs += 1;

@@ -5,6 +5,7 @@ mod cli;
 mod info;
 mod record;
 mod replay;
+mod threads;
 
 use clap::Parser;
 use std::process::ExitCode;

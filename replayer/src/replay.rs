@@ -98,19 +98,14 @@ fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> 
 /// Replays the trace with the chosen rules.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let path = args.trace.as_deref().ok_or("no trace given")?;
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global()
-            .map_err(|e| format!("cannot start {n} threads: {e}"))?;
-    }
+    let pipeline = crate::threads::setup(args.threads)?;
     let trace = Trace::open(path).map_err(|e| e.to_string())?;
     let plan = plan(args);
     check_markers(&trace, &plan, args.quiet)?;
     // The peak is only known after a whole pass: find it first if asked for.
     let peak = if plan.peak {
         let mut finder = PeakFinder::default();
-        trace.for_each_event(|e| {
+        trace.for_each_event(pipeline, |e| {
             finder.push(e);
             Ok::<(), String>(())
         })?;
@@ -134,7 +129,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let mut engine = Engine::new(ctx, &plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
         writer.write(heap, trigger, seq)
     });
-    let pass = trace.for_each_event(|e| engine.event(e))?;
+    let pass = trace.for_each_event(pipeline, |e| engine.event(e))?;
     let outcome = engine.finish()?;
     let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
 
