@@ -229,6 +229,22 @@ impl Trace {
         out
     }
 
+    /// Lets go of the pages of records already decoded, so that resident
+    /// memory stays bounded by the work in flight, not the trace's length.
+    fn release(&self, records: &[EventsRef]) {
+        for r in records {
+            // SAFETY: the map is a read-only view of the file: dropping its
+            // pages only means a later access reads them from the file again.
+            let _ = unsafe {
+                self.bytes.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    r.start,
+                    r.end - r.start,
+                )
+            };
+        }
+    }
+
     /// Decodes one events record.
     fn decode_record(&self, r: &EventsRef) -> Result<Vec<Event>, Problem> {
         let rec = heapreplay_format::RawRecord {
@@ -275,7 +291,9 @@ impl Trace {
             // One thread: decode and replay in turn, with no pipeline.
             let mut merge = Merge::default();
             for (i, r) in records.iter().enumerate() {
-                match self.decode_record(r) {
+                let decoded = self.decode_record(r);
+                self.release(std::slice::from_ref(r));
+                match decoded {
                     Ok(events) => {
                         pass.events += events.len() as u64;
                         merge.add(events);
@@ -293,6 +311,7 @@ impl Trace {
             scope.spawn(move || {
                 for batch in records.chunks(BATCH) {
                     let decoded: Vec<_> = batch.par_iter().map(|r| self.decode_record(r)).collect();
+                    self.release(batch);
                     if tx.send(decoded).is_err() {
                         return;
                     }

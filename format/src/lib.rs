@@ -14,6 +14,7 @@ pub mod markers;
 pub mod reader;
 pub mod signals;
 pub mod stacks;
+pub mod synth;
 pub mod varint;
 
 pub use events::{Event, EventKind};

@@ -160,9 +160,9 @@ extern "C" fn init() {
         cmdline: file_text("/proc/self/cmdline"),
         recorder_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    if !writer::open(&path, info) {
+    let Some(path) = writer::open(&path, info) else {
         return;
-    }
+    };
     ACTIVE.store(true, Ordering::SeqCst);
     if !writer::start() {
         ACTIVE.store(false, Ordering::SeqCst);

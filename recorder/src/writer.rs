@@ -147,40 +147,27 @@ impl Output {
 
 /// Opens the trace file and writes its first records. On failure, says why on
 /// stderr once and returns false: the program then runs unrecorded.
-pub fn open(path: &str, info: FileInfo) -> bool {
-    let Ok(cpath) = std::ffi::CString::new(path) else {
-        crate::say!(
-            "cannot write trace to {path}: path contains a NUL byte; the program runs unrecorded"
-        );
-        return false;
+pub fn open(path: &str, info: FileInfo) -> Option<String> {
+    let (fd, path) = match claim(path) {
+        Ok(claimed) => claimed,
+        Err(err) => {
+            crate::say!(
+                "cannot write trace to {path}: {}; the program runs unrecorded",
+                crate::report::strerror(err)
+            );
+            return None;
+        }
     };
-    // SAFETY: cpath is NUL-terminated.
-    let fd = unsafe {
-        libc::open(
-            cpath.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        // SAFETY: reading errno right after the failed call.
-        let err = unsafe { *libc::__errno_location() };
-        crate::say!(
-            "cannot write trace to {path}: {}; the program runs unrecorded",
-            crate::report::strerror(err)
-        );
-        return false;
-    }
     let Ok(compressor) = record_compressor(ZSTD_LEVEL) else {
         crate::say!("cannot start the trace compressor; the program runs unrecorded");
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };
-        return false;
+        return None;
     };
     START_MONO_NS.store(info.start_mono_ns, Ordering::Relaxed);
     let mut out = Output {
         fd,
-        path: path.to_string(),
+        path: path.clone(),
         compressor,
         events: 0,
         clock: Vec::new(),
@@ -193,10 +180,54 @@ pub fn open(path: &str, info: FileInfo) -> bool {
     out.clock.push(ClockSample { seq, ns: 0 });
     if let Err(err) = result {
         fail(&out, err);
-        return false;
+        return None;
     }
     *OUTPUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
-    true
+    Some(path)
+}
+
+/// Opens `path` and takes an exclusive lock on it, then empties it. If
+/// another live process holds the lock (it records to the same path, as a
+/// parent and its child do when the path has no `%p`), the trace goes to
+/// `PATH.<pid>` instead, and that is said on stderr, so two recorders never
+/// write into one file.
+fn claim(path: &str) -> Result<(i32, String), i32> {
+    let open = |p: &str| -> Result<i32, i32> {
+        let c = std::ffi::CString::new(p).map_err(|_| libc::EINVAL)?;
+        // SAFETY: c is NUL-terminated.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd < 0 {
+            // SAFETY: reading errno right after the failed call.
+            Err(unsafe { *libc::__errno_location() })
+        } else {
+            Ok(fd)
+        }
+    };
+    // SAFETY: fd is ours; flock and ftruncate have no memory effects.
+    let lock_and_empty = |fd: i32| unsafe {
+        libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 && libc::ftruncate(fd, 0) == 0
+    };
+    let fd = open(path)?;
+    if lock_and_empty(fd) {
+        return Ok((fd, path.to_string()));
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    let own = format!("{path}.{}", std::process::id());
+    let fd = open(&own)?;
+    if !lock_and_empty(fd) {
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+        return Err(libc::EBUSY);
+    }
+    crate::say!("{path} is being written by another process; this one records to {own}");
+    Ok((fd, own))
 }
 
 fn fail(out: &Output, err: i32) {

@@ -10,7 +10,6 @@ pub struct ThreadUnwind {
     modules: ModuleSet,
     generation: u64,
     ctx: Box<CfiContext>,
-    stack_lo: u64,
     stack_hi: u64,
 }
 
@@ -21,41 +20,48 @@ pub enum Walk {
     Complete,
     /// Stopped early: unreadable memory or no usable unwind rule.
     Broken,
-    /// Could not start (the stack pointer is outside the known stack).
+    /// Could not start (the stack pointer is not below the known stack top).
     Unavailable,
 }
 
-/// This thread's stack bounds, from pthread_getattr_np.
-fn stack_bounds() -> (u64, u64) {
-    // SAFETY: attr is initialised by pthread_getattr_np before use and
-    // destroyed after; the out-pointers are valid.
+extern "C" {
+    /// Set by the dynamic loader: the stack pointer at process start.
+    static __libc_stack_end: *mut libc::c_void;
+}
+
+/// The highest address of this thread's stack that frames can lie below.
+///
+/// Found without any call that may lock or allocate: `pthread_getattr_np`
+/// takes the thread's lock and allocates (for the main thread it even reads
+/// /proc/self/maps), so calling it from a hook deadlocks when the hook runs
+/// inside it, as it does in every Rust program at start-up. glibc places a
+/// thread's descriptor at the top of its stack, so `pthread_self()` bounds a
+/// thread's frames; the main thread's frames lie below `__libc_stack_end`.
+fn stack_top() -> u64 {
+    // SAFETY: plain system calls and a read of a loader-provided variable.
     unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return (0, 0);
+        if libc::gettid() == libc::getpid() {
+            __libc_stack_end as u64
+        } else {
+            libc::pthread_self() as u64
         }
-        let mut addr: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: usize = 0;
-        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        if rc != 0 {
-            return (0, 0);
-        }
-        (addr as u64, addr as u64 + size as u64)
     }
 }
+
+/// The furthest a walk reads above the stack pointer; beyond it the stack is
+/// not one glibc laid out (a custom stack, another runtime's threads), and
+/// the walk is left to libgcc.
+const MAX_STACK_SPAN: u64 = 256 << 20;
 
 impl Default for ThreadUnwind {
     /// State for the calling thread.
     fn default() -> Self {
         let (generation, modules) = modules::current();
-        let (stack_lo, stack_hi) = stack_bounds();
         Self {
             modules,
             generation,
             ctx: Box::new(CfiContext::new()),
-            stack_lo,
-            stack_hi,
+            stack_hi: stack_top(),
         }
     }
 }
@@ -107,7 +113,7 @@ impl ThreadUnwind {
                 options(nomem, nostack, preserves_flags)
             );
         }
-        if sp < self.stack_lo || sp >= self.stack_hi {
+        if sp >= self.stack_hi || self.stack_hi - sp > MAX_STACK_SPAN {
             return Walk::Unavailable;
         }
         self.sync();
