@@ -4,7 +4,7 @@
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
-use heapreplay_format::reader::scan;
+use heapreplay_format::reader::scan_with;
 use heapreplay_format::stacks::decode_stacks;
 use heapreplay_format::{
     ClockSample, EndInfo, Event, FileInfo, Marker, RecordHeader, RecordKind, FORMAT_VERSION,
@@ -76,6 +76,10 @@ pub struct Trace {
     /// Damage found so far (scanning, decoding).
     pub problems: Vec<Problem>,
     events: Vec<EventsRef>,
+    /// For each index into `events`, the lowest file offset of it and every
+    /// record after it: what must stay readable once the records before it
+    /// are decoded.
+    low_water: Vec<usize>,
     bytes: memmap2::Mmap,
 }
 
@@ -101,7 +105,25 @@ impl Trace {
         // only grows, and every read is bounds-checked against the map length.
         let bytes = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| err(format!("cannot map: {}", io_text(&e))))?;
-        let scanned = scan(&bytes);
+        // Records are read once each, in no particular order: no read-ahead.
+        let _ = bytes.advise(memmap2::Advice::Random);
+        // Reading the headers faults in pages (and the kernel maps pages
+        // around each fault): let go of them behind the scan as it goes.
+        let mut released = 0usize;
+        let scanned = scan_with(&bytes, |pos| {
+            const STEP: usize = 8 << 20;
+            if pos >= released + 2 * STEP {
+                // SAFETY: read-only file map: dropped pages are read again on access.
+                let _ = unsafe {
+                    bytes.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        released,
+                        pos - STEP - released,
+                    )
+                };
+                released = pos - STEP;
+            }
+        });
         if let Some(v) = scanned.newer_version {
             if scanned.records.is_empty() {
                 return Err(err(format!(
@@ -200,7 +222,17 @@ impl Trace {
         maps.sort_by_key(|m| m.seq);
         clock.sort_by_key(|c| (c.seq, c.ns));
         events.sort_by_key(|e| e.header.first_seq);
+        let mut low_water = vec![0; events.len()];
+        let mut low = usize::MAX;
+        for (i, e) in events.iter().enumerate().rev() {
+            low = low.min(e.offset as usize);
+            low_water[i] = low;
+        }
         markers.sort_by_key(|m| m.seq);
+        // Scanning the headers faulted in most of the file (the kernel maps
+        // pages around each fault); let them go until the events are decoded.
+        // SAFETY: read-only file map: dropped pages are read again on access.
+        let _ = unsafe { bytes.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
         Ok(Trace {
             path: path.to_path_buf(),
             info,
@@ -211,6 +243,7 @@ impl Trace {
             end,
             problems,
             events,
+            low_water,
             bytes,
         })
     }
@@ -229,20 +262,33 @@ impl Trace {
         out
     }
 
-    /// Lets go of the pages of records already decoded, so that resident
+    /// Lets go of the file's pages below every record not decoded yet (the
+    /// first `decoded` records, in first-seq order, are done), so resident
     /// memory stays bounded by the work in flight, not the trace's length.
-    fn release(&self, records: &[EventsRef]) {
-        for r in records {
-            // SAFETY: the map is a read-only view of the file: dropping its
-            // pages only means a later access reads them from the file again.
-            let _ = unsafe {
-                self.bytes.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    r.start,
-                    r.end - r.start,
-                )
-            };
+    /// `released` is how far this was done before. The kernel maps pages
+    /// around each fault, some behind the point released before, so the
+    /// range starts a little earlier each time.
+    fn release(&self, decoded: usize, released: &mut usize) {
+        const FAULT_AROUND: usize = 256 * 1024;
+        let below = self
+            .low_water
+            .get(decoded)
+            .copied()
+            .unwrap_or(self.bytes.len());
+        if below <= *released {
+            return;
         }
+        let from = released.saturating_sub(FAULT_AROUND);
+        // SAFETY: the map is a read-only view of the file: dropping its pages
+        // only means a later access reads them from the file again.
+        let _ = unsafe {
+            self.bytes.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                from,
+                below - from,
+            )
+        };
+        *released = below;
     }
 
     /// Decodes one events record.
@@ -290,9 +336,12 @@ impl Trace {
         if !pipeline {
             // One thread: decode and replay in turn, with no pipeline.
             let mut merge = Merge::default();
+            let mut released = 0;
             for (i, r) in records.iter().enumerate() {
                 let decoded = self.decode_record(r);
-                self.release(std::slice::from_ref(r));
+                if i % 64 == 63 {
+                    self.release(i + 1, &mut released);
+                }
                 match decoded {
                     Ok(events) => {
                         pass.events += events.len() as u64;
@@ -309,9 +358,11 @@ impl Trace {
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Vec<Event>, Problem>>>(2);
             scope.spawn(move || {
+                let (mut done, mut released) = (0, 0);
                 for batch in records.chunks(BATCH) {
                     let decoded: Vec<_> = batch.par_iter().map(|r| self.decode_record(r)).collect();
-                    self.release(batch);
+                    done += batch.len();
+                    self.release(done, &mut released);
                     if tx.send(decoded).is_err() {
                         return;
                     }

@@ -88,9 +88,16 @@ fn resync(bytes: &[u8], from: usize) -> usize {
 /// Splits `bytes` into records. Never fails: what cannot be read is reported
 /// as [`Damage`] and skipped up to the next valid header.
 pub fn scan(bytes: &[u8]) -> Scan<'_> {
+    scan_with(bytes, |_| {})
+}
+
+/// [`scan`], calling `progress(offset)` as it passes each record, so that a
+/// caller reading a memory map can let go of the pages behind.
+pub fn scan_with(bytes: &[u8], mut progress: impl FnMut(usize)) -> Scan<'_> {
     let mut out = Scan::default();
     let mut pos = 0usize;
     while pos < bytes.len() {
+        progress(pos);
         match RecordHeader::decode(&bytes[pos..]) {
             Ok(header) => {
                 let start = pos + RECORD_PREFIX_LEN;
