@@ -253,6 +253,11 @@ impl Trace {
         self.events.len()
     }
 
+    /// Events the trace's events records say they hold.
+    pub fn recorded_events(&self) -> u64 {
+        self.events.iter().map(|r| u64::from(r.header.count)).sum()
+    }
+
     /// The distinct threads that recorded events, with their event counts.
     pub fn threads(&self) -> std::collections::BTreeMap<u32, u64> {
         let mut out = std::collections::BTreeMap::new();

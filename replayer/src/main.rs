@@ -3,6 +3,7 @@
 
 mod cli;
 mod info;
+mod progress;
 mod record;
 mod replay;
 mod threads;

@@ -1,6 +1,7 @@
 //! Replaying a trace into profile.heap files.
 
 use crate::cli::ReplayArgs;
+use crate::progress::Progress;
 use heapreplay_analysis::clock::seconds;
 use heapreplay_analysis::maps::maps_at;
 use heapreplay_analysis::plan::{MarkerFilter, Plan};
@@ -45,6 +46,7 @@ struct Writer<'a> {
     prefix: PathBuf,
     count: usize,
     quiet: bool,
+    progress: &'a std::cell::RefCell<Progress>,
 }
 
 impl Writer<'_> {
@@ -55,7 +57,10 @@ impl Writer<'_> {
             Some(tag) => format!("{}.{:04}.{tag}.heap", self.prefix.display(), self.count),
         };
         if !self.quiet {
-            eprintln!("Dumping heap profile to {name} ({})", trigger.reason());
+            self.progress.borrow().say(&format!(
+                "Dumping heap profile to {name} ({})",
+                trigger.reason()
+            ));
         }
         let file = std::fs::File::create(&name)
             .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
@@ -103,22 +108,28 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let plan = plan(args);
     check_markers(&trace, &plan, args.quiet)?;
     // The peak is only known after a whole pass: find it first if asked for.
+    let total = trace.recorded_events();
     let peak = if plan.peak {
         let mut finder = PeakFinder::default();
+        let mut progress = Progress::new(total, "finding the peak", args.quiet);
         trace.for_each_event(pipeline, |e| {
             finder.push(e);
+            progress.tick();
             Ok::<(), String>(())
         })?;
+        progress.finish();
         finder.peak()
     } else {
         None
     };
+    let progress = std::cell::RefCell::new(Progress::new(total, "replaying", args.quiet));
     let mut writer = Writer {
         trace: &trace,
         text: heap_profile::StackText::new(&trace.stacks),
         prefix: args.output.clone().unwrap_or_else(|| default_prefix(path)),
         count: 0,
         quiet: args.quiet,
+        progress: &progress,
     };
     let ctx = Context {
         markers: &trace.markers,
@@ -129,8 +140,12 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let mut engine = Engine::new(ctx, &plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
         writer.write(heap, trigger, seq)
     });
-    let pass = trace.for_each_event(pipeline, |e| engine.event(e))?;
+    let pass = trace.for_each_event(pipeline, |e| {
+        progress.borrow_mut().tick();
+        engine.event(e)
+    })?;
     let outcome = engine.finish()?;
+    progress.borrow_mut().finish();
     let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
 
     let shown = path.display();
