@@ -78,6 +78,24 @@ impl<'a> Reader<'a> {
     /// Reads one LEB128 `u64`.
     #[inline]
     pub fn u64(&mut self) -> Result<u64, VarintError> {
+        // Fast path: most values are one or two bytes.
+        if let Some(&b0) = self.bytes.get(self.pos) {
+            if b0 < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b0));
+            }
+            if let Some(&b1) = self.bytes.get(self.pos + 1) {
+                if b1 < 0x80 {
+                    self.pos += 2;
+                    return Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7));
+                }
+            }
+        }
+        self.u64_slow()
+    }
+
+    #[inline(never)]
+    fn u64_slow(&mut self) -> Result<u64, VarintError> {
         let start = self.pos;
         let mut value = 0u64;
         let mut shift = 0u32;
@@ -102,6 +120,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a LEB128 value that must fit in `u32`.
+    #[inline]
     pub fn u32(&mut self) -> Result<u32, VarintError> {
         let start = self.pos;
         u32::try_from(self.u64()?).map_err(|_| VarintError { offset: start })

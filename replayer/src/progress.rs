@@ -46,6 +46,12 @@ impl Progress {
         }
     }
 
+    /// `n` more events.
+    pub fn add(&mut self, n: u64) {
+        self.pending += n;
+        self.flush();
+    }
+
     /// One more event.
     #[inline]
     pub fn tick(&mut self) {

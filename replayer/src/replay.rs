@@ -140,8 +140,13 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let mut engine = Engine::new(ctx, &plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
         writer.write(heap, trigger, seq)
     });
+    let mut seen = 0u32;
     let pass = trace.for_each_event(pipeline, |e| {
-        progress.borrow_mut().tick();
+        seen += 1;
+        if seen == 1 << 16 {
+            progress.borrow_mut().add(u64::from(seen));
+            seen = 0;
+        }
         engine.event(e)
     })?;
     let outcome = engine.finish()?;
