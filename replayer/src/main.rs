@@ -2,6 +2,7 @@
 //! heap profiles, and runs programs under the recorder.
 
 mod cli;
+mod elf;
 mod info;
 mod progress;
 mod record;

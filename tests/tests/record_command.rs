@@ -35,3 +35,16 @@ fn record_runs_the_program_and_keeps_its_exit_status() {
         r.stderr
     );
 }
+
+#[test]
+fn record_refuses_programs_it_cannot_see() {
+    let work = Work::new("record_static");
+    let exe = work.compile("sites.c", "sites_static", &["-O2", "-static"]);
+    let r = work.heapreplay(&["record", "-o", "static.zst", "--", exe.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("is statically linked"), "{}", r.stderr);
+    assert!(
+        !work.path("static.zst").exists(),
+        "an empty trace was left behind"
+    );
+}
