@@ -104,13 +104,35 @@ unsafe impl GlobalAlloc for RealAllocator {
 #[global_allocator]
 static GLOBAL: RealAllocator = RealAllocator;
 
-/// The trace path: `HEAPREPLAY_OUT` (default `heapreplay.%p.zst`), `%p` replaced by the pid.
+/// The trace path template: `HEAPREPLAY_OUT` (default `heapreplay.%p.zst`),
+/// read once at start so a forked child uses the same one.
+static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The trace path for `pid`: the template with `%p` replaced by the pid.
 fn output_path(pid: u32) -> String {
-    let template = std::env::var("HEAPREPLAY_OUT")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "heapreplay.%p.zst".to_string());
+    let template = TEMPLATE.get_or_init(|| {
+        std::env::var("HEAPREPLAY_OUT")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "heapreplay.%p.zst".to_string())
+    });
     template.replace("%p", &pid.to_string())
+}
+
+/// What describes this process in its trace's first record.
+fn file_info() -> heapreplay_format::FileInfo {
+    heapreplay_format::FileInfo {
+        pid: std::process::id(),
+        // SAFETY: getppid has no preconditions.
+        ppid: unsafe { libc::getppid() } as u32,
+        start_unix_ns: writer::start_unix_ns(),
+        start_mono_ns: writer::mono_ns(),
+        exe: std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        cmdline: file_text("/proc/self/cmdline"),
+        recorder_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
 }
 
 fn file_text(path: &str) -> String {
@@ -130,10 +152,48 @@ extern "C" fn at_exit() {
     }
 }
 
-extern "C" fn in_fork_child() {
-    // The child has only the forking thread: stop recording there rather
-    // than write into the parent's trace.
-    ACTIVE.store(false, Ordering::SeqCst);
+/// The recorder's locks, held from just before `fork` until just after, in
+/// the forking thread of parent and child alike.
+static mut FORK_LOCKS: Option<(writer::ForkLock, thread::ForkLock, stacks::ForkLock)> = None;
+
+extern "C" fn before_fork() {
+    if !ACTIVE.load(Ordering::SeqCst) {
+        return;
+    }
+    // The order every other path takes them in: output, queue, threads, stacks.
+    let locks = (
+        writer::lock_for_fork(),
+        thread::lock_for_fork(),
+        stacks::lock_for_fork(),
+    );
+    // SAFETY: only the forking thread touches FORK_LOCKS, between the fork
+    // handlers of one fork call.
+    unsafe { *std::ptr::addr_of_mut!(FORK_LOCKS) = Some(locks) };
+}
+
+extern "C" fn after_fork_in_parent() {
+    // SAFETY: as in before_fork.
+    drop(unsafe { (*std::ptr::addr_of_mut!(FORK_LOCKS)).take() });
+}
+
+/// The child goes on recording, into a trace of its own (`%p` in the path
+/// becomes its pid; without `%p` it gets `PATH.<pid>`, as the parent holds
+/// the path), starting with every stack the parent interned.
+extern "C" fn after_fork_in_child() {
+    // SAFETY: as in before_fork.
+    let Some(mut locks) = (unsafe { (*std::ptr::addr_of_mut!(FORK_LOCKS)).take() }) else {
+        return;
+    };
+    let _guard = guard::Guard::enter();
+    let _errno = guard::ErrnoKeeper::save();
+    locks.1.restart_in_child();
+    locks.2.restart_in_child();
+    let path = output_path(std::process::id());
+    let ok = locks.0.restart_in_child(&path, file_info());
+    drop(locks);
+    if !ok || !writer::start() {
+        ACTIVE.store(false, Ordering::SeqCst);
+    }
 }
 
 extern "C" fn init() {
@@ -146,21 +206,8 @@ extern "C" fn init() {
     }
     unwind::init();
     thread::init();
-    let pid = std::process::id();
-    let path = output_path(pid);
-    let info = heapreplay_format::FileInfo {
-        pid,
-        // SAFETY: getppid has no preconditions.
-        ppid: unsafe { libc::getppid() } as u32,
-        start_unix_ns: writer::start_unix_ns(),
-        start_mono_ns: writer::mono_ns(),
-        exe: std::fs::read_link("/proc/self/exe")
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        cmdline: file_text("/proc/self/cmdline"),
-        recorder_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let Some(path) = writer::open(&path, info) else {
+    let path = output_path(std::process::id());
+    let Some(path) = writer::open(&path, file_info()) else {
         return;
     };
     ACTIVE.store(true, Ordering::SeqCst);
@@ -173,7 +220,11 @@ extern "C" fn init() {
     // SAFETY: registering plain extern "C" functions.
     unsafe {
         libc::atexit(at_exit);
-        libc::pthread_atfork(None, None, Some(in_fork_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        );
     }
     say!("recording to {path}");
 }

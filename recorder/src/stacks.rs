@@ -29,6 +29,10 @@ struct Table {
     ids: HashMap<u64, u32, heapreplay_format::hash::AddrHash>,
     pending: Vec<u8>,
     pending_count: u32,
+    /// Every stack interned so far, encoded: a forked child's trace starts
+    /// with all of them.
+    all: Vec<u8>,
+    all_count: u32,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
@@ -65,6 +69,8 @@ fn intern_slow(h: u64, frames: &[u64]) -> u32 {
         ids: HashMap::default(),
         pending: Vec::new(),
         pending_count: 0,
+        all: Vec::new(),
+        all_count: 0,
     });
     if let Some(&id) = table.ids.get(&h) {
         return id;
@@ -72,7 +78,11 @@ fn intern_slow(h: u64, frames: &[u64]) -> u32 {
     // Id 0 is never handed out, so a zeroed cache slot cannot alias a stack.
     let id = table.ids.len() as u32 + 1;
     table.ids.insert(h, id);
-    encode_stack(&mut table.pending, id, frames);
+    let start = table.all.len();
+    encode_stack(&mut table.all, id, frames);
+    table.all_count += 1;
+    let Table { all, pending, .. } = table;
+    pending.extend_from_slice(&all[start..]);
     table.pending_count += 1;
     id
 }
@@ -86,5 +96,24 @@ pub fn take_pending() -> (Vec<u8>, u32) {
             (std::mem::take(&mut t.pending), count)
         }
         None => (Vec::new(), 0),
+    }
+}
+
+/// The stack table held locked across `fork`, so no thread is interning
+/// while the process is copied.
+pub struct ForkLock(std::sync::MutexGuard<'static, Option<Table>>);
+
+/// Locks the table before `fork`.
+pub fn lock_for_fork() -> ForkLock {
+    ForkLock(TABLE.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+impl ForkLock {
+    /// In the child: its trace must define every stack the parent interned.
+    pub fn restart_in_child(&mut self) {
+        if let Some(t) = self.0.as_mut() {
+            t.pending = t.all.clone();
+            t.pending_count = t.all_count;
+        }
     }
 }

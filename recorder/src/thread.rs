@@ -59,7 +59,7 @@ impl Buffer {
 
 /// One thread's recording state.
 pub struct ThreadState {
-    tid: u32,
+    tid: std::sync::atomic::AtomicU32,
     locked: AtomicBool,
     buffer: UnsafeCell<Buffer>,
     cache: UnsafeCell<StackCache>,
@@ -116,7 +116,7 @@ impl ThreadState {
         // SAFETY: we hold the lock.
         let buf = unsafe { &mut *self.buffer.get() };
         let full = if buf.len + MAX_EVENT_LEN > BUF_LEN {
-            buf.take(self.tid)
+            buf.take(self.tid.load(Ordering::Relaxed))
         } else {
             None
         };
@@ -137,7 +137,7 @@ impl ThreadState {
     pub fn take(&self) -> Option<Chunk> {
         self.lock();
         // SAFETY: we hold the lock.
-        let chunk = unsafe { &mut *self.buffer.get() }.take(self.tid);
+        let chunk = unsafe { &mut *self.buffer.get() }.take(self.tid.load(Ordering::Relaxed));
         self.unlock();
         chunk
     }
@@ -175,7 +175,7 @@ pub fn current() -> &'static ThreadState {
 fn create() -> &'static ThreadState {
     let state = Box::new(ThreadState {
         // SAFETY: gettid has no preconditions.
-        tid: unsafe { libc::gettid() } as u32,
+        tid: std::sync::atomic::AtomicU32::new(unsafe { libc::gettid() } as u32),
         locked: AtomicBool::new(false),
         buffer: UnsafeCell::new(Buffer {
             bytes: Box::new([0; BUF_LEN]),
@@ -221,4 +221,36 @@ unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
 pub fn init() {
     // SAFETY: EXIT_KEY is written once here, before any thread can read it.
     unsafe { libc::pthread_key_create(std::ptr::addr_of_mut!(EXIT_KEY), Some(on_thread_exit)) };
+}
+
+/// The thread registry held locked across `fork`.
+pub struct ForkLock(std::sync::MutexGuard<'static, Vec<usize>>);
+
+/// Locks the registry before `fork`.
+pub fn lock_for_fork() -> ForkLock {
+    ForkLock(THREADS.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+impl ForkLock {
+    /// In the child, where only the forking thread lives on: the other
+    /// threads' states are freed, and the forking thread's buffered events,
+    /// which the parent records, are dropped.
+    pub fn restart_in_child(&mut self) {
+        let me = CURRENT.with(|c| c.get()) as usize;
+        for &p in self.0.iter().filter(|&&p| p != me) {
+            // SAFETY: states of threads that do not exist in the child; no
+            // one can reach them any more.
+            drop(unsafe { Box::from_raw(p as *mut ThreadState) });
+        }
+        self.0.retain(|&p| p == me);
+        if me != 0 {
+            // SAFETY: this thread's own live state.
+            let state = unsafe { &*(me as *const ThreadState) };
+            // SAFETY: gettid has no preconditions.
+            state
+                .tid
+                .store(unsafe { libc::gettid() } as u32, Ordering::Relaxed);
+            drop(state.take());
+        }
+    }
 }

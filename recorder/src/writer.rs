@@ -148,6 +148,14 @@ impl Output {
 /// Opens the trace file and writes its first records. On failure, says why on
 /// stderr once and returns false: the program then runs unrecorded.
 pub fn open(path: &str, info: FileInfo) -> Option<String> {
+    let out = start_output(path, info)?;
+    let path = out.path.clone();
+    *OUTPUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+    Some(path)
+}
+
+/// Claims the trace file and writes its first records.
+fn start_output(path: &str, info: FileInfo) -> Option<Output> {
     let (fd, path) = match claim(path) {
         Ok(claimed) => claimed,
         Err(err) => {
@@ -182,8 +190,7 @@ pub fn open(path: &str, info: FileInfo) -> Option<String> {
         fail(&out, err);
         return None;
     }
-    *OUTPUT.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
-    Some(path)
+    Some(out)
 }
 
 /// Opens `path` and takes an exclusive lock on it, then empties it. If
@@ -426,4 +433,40 @@ pub fn finished() -> bool {
 /// Wall-clock now, for the file header.
 pub fn start_unix_ns() -> u64 {
     unix_ns()
+}
+
+/// The output and the queue held locked across `fork`, so no thread is
+/// writing or queueing while the process is copied.
+pub struct ForkLock(
+    std::sync::MutexGuard<'static, Option<Output>>,
+    std::sync::MutexGuard<'static, Vec<Chunk>>,
+);
+
+/// Locks the output and the queue before `fork`.
+pub fn lock_for_fork() -> ForkLock {
+    let out = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
+    let queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    ForkLock(out, queue)
+}
+
+impl ForkLock {
+    /// In the child: the parent's trace and queued events stay the
+    /// parent's; the child opens its own trace at `path` (`%p` expanded by
+    /// the caller) and writes its first records. False if it cannot.
+    pub fn restart_in_child(&mut self, path: &str, info: FileInfo) -> bool {
+        if let Some(old) = self.0.take() {
+            // SAFETY: the child's copy of the parent's descriptor.
+            unsafe { libc::close(old.fd) };
+        }
+        self.1.clear();
+        drop(crate::markers::drain());
+        FINISHED.store(false, Ordering::SeqCst);
+        match start_output(path, info) {
+            Some(out) => {
+                *self.0 = Some(out);
+                true
+            }
+            None => false,
+        }
+    }
 }

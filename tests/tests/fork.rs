@@ -1,0 +1,89 @@
+//! fork: the child goes on recording into a trace of its own, while other
+//! threads of the parent allocate; the parent's trace is unaffected.
+
+use heapreplay_e2e::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn traces(work: &Work) -> Vec<PathBuf> {
+    let mut t: Vec<PathBuf> = std::fs::read_dir(&work.dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("trace.")
+        })
+        .filter(|p| !p.to_string_lossy().ends_with(".heap"))
+        .collect();
+    t.sort();
+    t
+}
+
+fn check(out: &str, name: &str) {
+    let work = Work::new(name);
+    let exe = work.compile("forker.c", "forker", &["-O2"]);
+    let ran = run(Command::new("timeout")
+        .args(["60", "env"])
+        .arg(format!("LD_PRELOAD={}", librecord().display()))
+        .arg(format!("HEAPREPLAY_OUT={}", work.path(out).display()))
+        .arg(&exe)
+        .arg("6")
+        .current_dir(&work.dir));
+    assert_eq!(ran.code, 0, "forker failed (124 = hung): {}", ran.stderr);
+    let parent_pid = ran
+        .stdout
+        .trim()
+        .strip_prefix("parent ")
+        .unwrap()
+        .to_string();
+    let all = traces(&work);
+    assert_eq!(
+        all.len(),
+        7,
+        "one trace for the parent and one per child: {all:?}"
+    );
+    let (mut parents, mut children) = (0, 0);
+    for (i, t) in all.iter().enumerate() {
+        let prefix = format!("p{i}");
+        let r = work.heapreplay(&["-o", &prefix, t.to_str().unwrap()]);
+        assert_eq!(r.code, 0, "{}: {}", t.display(), r.stderr);
+        let report = google_pprof(
+            "--inuse_objects",
+            &exe,
+            &work.path(&format!("{prefix}.0001.heap")),
+        );
+        let info = run(Command::new(heapreplay()).arg("info").arg(t));
+        if info.stdout.contains(&format!("pid {parent_pid} ")) {
+            parents += 1;
+            assert_flat(&report, "parent_alloc", 100.0, "parent before fork");
+            assert_flat(&report, "parent_after", 50.0, "parent after its children");
+            assert!(
+                !report.contains_key("child_alloc"),
+                "a child's allocations in the parent's trace"
+            );
+        } else {
+            children += 1;
+            assert!(
+                info.stdout.contains(&format!("(parent {parent_pid})")),
+                "{}",
+                info.stdout
+            );
+            assert!(info.stdout.contains("end:        clean"), "{}", info.stdout);
+            assert_flat(&report, "child_alloc", 200.0, "child");
+            assert!(!report.contains_key("parent_after"));
+        }
+    }
+    assert_eq!((parents, children), (1, 6));
+}
+
+#[test]
+fn children_record_into_their_own_traces() {
+    check("trace.%p.zst", "fork_pid");
+}
+
+#[test]
+fn children_get_their_own_trace_without_pid_in_the_path() {
+    check("trace.zst", "fork_nopid");
+}
