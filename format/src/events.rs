@@ -110,6 +110,11 @@ pub fn decode_rows(
     count: u32,
     out: &mut Vec<Event>,
 ) -> Result<(), EventsError> {
+    // Every row takes at least three bytes: a count beyond that is damage,
+    // not a reason to reserve memory.
+    if count as usize > rows.len() / 3 {
+        return Err(EventsError::Truncated(rows.len()));
+    }
     let mut r = Reader::new(rows);
     let mut seq = first_seq;
     let mut addr = 0u64;

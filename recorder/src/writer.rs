@@ -216,9 +216,14 @@ fn claim(path: &str) -> Result<(i32, String), i32> {
             Ok(fd)
         }
     };
-    // SAFETY: fd is ours; flock and ftruncate have no memory effects.
+    // SAFETY: fd is ours; fstat writes only `st`; flock and ftruncate have
+    // no memory effects.
     let lock_and_empty = |fd: i32| unsafe {
-        libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 && libc::ftruncate(fd, 0) == 0
+        let mut st: libc::stat = std::mem::zeroed();
+        let regular = libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        // A device or a pipe (/dev/null, /dev/full, a FIFO) is written as it is.
+        !regular
+            || (libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 && libc::ftruncate(fd, 0) == 0)
     };
     let fd = open(path)?;
     if lock_and_empty(fd) {

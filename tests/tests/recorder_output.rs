@@ -54,3 +54,22 @@ fn unwritable_trace_path_leaves_the_program_unharmed() {
         "heapreplay: cannot write trace to /nonexistent/dir/trace.zst: No such file or directory; the program runs unrecorded\n"
     );
 }
+
+#[test]
+fn full_disk_leaves_the_program_unharmed() {
+    // /dev/full takes the open but fails every write with ENOSPC.
+    let work = Work::new("full_disk");
+    let exe = work.compile("sleeper.c", "sleeper", &["-O2"]);
+    let plain = run(Command::new(&exe).arg("once"));
+    let ran = run(Command::new(&exe)
+        .arg("once")
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", "/dev/full"));
+    assert_eq!(ran.code, plain.code);
+    assert_eq!(ran.stdout, plain.stdout);
+    assert_eq!(
+        ran.stderr,
+        "heapreplay: cannot write trace to /dev/full: No space left on device; recording stopped, the program runs on unrecorded\n"
+    );
+    assert!(!std::path::Path::new(&format!("/dev/full.{}", std::process::id())).exists());
+}
