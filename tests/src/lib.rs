@@ -117,11 +117,12 @@ impl Work {
         let compiler = if src.ends_with(".cpp") { "g++" } else { "gcc" };
         let exe = self.path(out);
         let mut cmd = Command::new(compiler);
+        // Flags after the source, so that libraries (-lNAME) are linked.
         cmd.arg("-g")
-            .args(flags)
             .arg(root().join("tests/programs").join(src))
             .arg("-o")
-            .arg(&exe);
+            .arg(&exe)
+            .args(flags);
         if !src.ends_with(".cpp") {
             cmd.arg("-pthread").arg("-ldl");
         }

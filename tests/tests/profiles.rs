@@ -174,3 +174,34 @@ fn dlopened_library_is_symbolized() {
     let objects = google_pprof("--inuse_objects", &exe, &profile);
     assert_flat(&objects, "plugin_alloc", 128.0, "dlopen'ed library");
 }
+
+#[test]
+fn programs_linked_with_jemalloc_or_tcmalloc() {
+    // The recorder sits on top of whatever allocator the program brings.
+    for lib in ["jemalloc", "tcmalloc"] {
+        let work = Work::new(&format!("foreign_{lib}"));
+        let link = format!("-l{lib}");
+        let exe = work.compile("sites.c", "sites", &["-O2", &link]);
+        let libs = run_ok(std::process::Command::new("ldd").arg(&exe));
+        assert!(
+            libs.contains(&format!("lib{lib}")),
+            "{exe:?} is not linked with {lib}: {libs}"
+        );
+        let profile = record_and_replay(&work, &exe, &[]);
+        assert_eq!(
+            header(&profile),
+            [
+                2048 + 64 + 1 + 16,
+                5 << 20,
+                2048 + 3072 + 64 + 2 + 16,
+                (8 << 20) + (1 << 19)
+            ],
+            "{lib}: header totals"
+        );
+        let objects = google_pprof("--inuse_objects", &exe, &profile);
+        assert_flat(&objects, "leak_a", 2048.0, lib);
+        assert_flat(&objects, "aligned_e", 16.0, lib);
+        let allocs = google_pprof("--alloc_objects", &exe, &profile);
+        assert_flat(&allocs, "churn_b", 3072.0, lib);
+    }
+}

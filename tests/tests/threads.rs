@@ -82,3 +82,45 @@ fn eight_threads_lose_no_event() {
     assert_eq!(alloc_bytes, field(own, "alloc_bytes"), "allocated bytes");
     assert_eq!(inuse_bytes, field(own, "inuse_bytes"), "bytes in use");
 }
+
+fn maxrss(out: &str) -> u64 {
+    field(out.trim(), "maxrss_kb")
+}
+
+#[test]
+fn ten_thousand_short_lived_threads() {
+    let work = Work::new("many_threads");
+    let exe = work.compile("manythreads.c", "manythreads", &["-O2"]);
+    let plain = run_ok(std::process::Command::new(&exe).args(["10000", "50"]));
+    let ran = work.record(&exe, &["10000", "50"], "trace.zst");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // Recorder memory does not grow with dead threads: a few MiB in all.
+    let extra = maxrss(&ran.stdout).saturating_sub(maxrss(&plain));
+    assert!(
+        extra < 16 * 1024,
+        "recording 10,000 threads cost {extra} KiB"
+    );
+    let r = work.heapreplay(&["-o", "out", "trace.zst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Every thread's events were flushed when it exited.
+    let allocs = google_pprof("--alloc_objects", &exe, &work.path("out.0001.heap"));
+    assert_flat(
+        &allocs,
+        "thread_alloc",
+        100_000.0,
+        "allocations of 10,000 threads",
+    );
+    let inuse = google_pprof("--inuse_objects", &exe, &work.path("out.0001.heap"));
+    assert_flat(
+        &inuse,
+        "thread_alloc",
+        10_000.0,
+        "one block kept per thread",
+    );
+    let info = run_ok(
+        std::process::Command::new(heapreplay())
+            .arg("info")
+            .arg(work.path("trace.zst")),
+    );
+    assert!(info.contains("threads:    10001"), "{info}");
+}
