@@ -119,6 +119,28 @@ fn output_path(pid: u32) -> String {
     template.replace("%p", &pid.to_string())
 }
 
+/// Takes the recorder out of `LD_PRELOAD`, so that programs this one starts
+/// with `exec` run unrecorded (`HEAPREPLAY_FOLLOW_EXEC=0`). This process
+/// and its forked children are still recorded.
+fn stop_following_exec() {
+    let Ok(preload) = std::env::var("LD_PRELOAD") else {
+        return;
+    };
+    let kept: Vec<&str> = preload
+        .split([':', ' '])
+        .filter(|lib| !lib.is_empty() && !lib.ends_with("librecord.so"))
+        .collect();
+    // SAFETY: called from the library constructor, before the program's
+    // main and before the recorder starts any thread.
+    unsafe {
+        if kept.is_empty() {
+            std::env::remove_var("LD_PRELOAD");
+        } else {
+            std::env::set_var("LD_PRELOAD", kept.join(":"));
+        }
+    }
+}
+
 /// What describes this process in its trace's first record.
 fn file_info() -> heapreplay_format::FileInfo {
     heapreplay_format::FileInfo {
@@ -206,6 +228,9 @@ extern "C" fn init() {
     }
     unwind::init();
     thread::init();
+    if std::env::var("HEAPREPLAY_FOLLOW_EXEC").is_ok_and(|v| v == "0") {
+        stop_following_exec();
+    }
     let path = output_path(std::process::id());
     let Some(path) = writer::open(&path, file_info()) else {
         return;

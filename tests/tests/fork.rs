@@ -87,3 +87,31 @@ fn children_record_into_their_own_traces() {
 fn children_get_their_own_trace_without_pid_in_the_path() {
     check("trace.zst", "fork_nopid");
 }
+
+#[test]
+fn exec_is_followed_unless_told_not_to() {
+    let work = Work::new("exec_follow");
+    let exe = work.compile("sites.c", "sites", &["-O2"]);
+    let script = format!("{} ; true", exe.display());
+    for (follow, expected) in [(None, 2), (Some("0"), 1)] {
+        for t in traces(&work) {
+            std::fs::remove_file(t).unwrap();
+        }
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(&script)
+            .env("LD_PRELOAD", librecord())
+            .env("HEAPREPLAY_OUT", work.path("trace.%p.zst"));
+        if let Some(v) = follow {
+            cmd.env("HEAPREPLAY_FOLLOW_EXEC", v);
+        }
+        let ran = run(&mut cmd);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        // The shell, and the program it started unless exec is not followed.
+        assert_eq!(
+            traces(&work).len(),
+            expected,
+            "HEAPREPLAY_FOLLOW_EXEC={follow:?}"
+        );
+    }
+}
