@@ -1,4 +1,7 @@
-//! Marker signals (`HEAPREPLAY_MARKER_SIGNALS`, default `usr2`).
+//! Marker signals (`HEAPREPLAY_MARKER_SIGNALS`, default `usr2`), and the
+//! crash signals (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT), which get a
+//! last flush before the process dies when the program has no handler of
+//! its own for them.
 //!
 //! For each marker signal the recorder installs its own handler, which
 //! records a marker and then does what the application asked for that
@@ -26,6 +29,16 @@ struct AppDisposition {
 }
 
 static MARKED: [AtomicBool; NSIG] = [const { AtomicBool::new(false) }; NSIG];
+/// Signals that end the process by default, watched to flush before dying.
+static CRASH: [AtomicBool; NSIG] = [const { AtomicBool::new(false) }; NSIG];
+/// The signals watched for crashes.
+const CRASH_SIGNALS: [i32; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
 static APP: [AppDisposition; NSIG] = [const {
     AppDisposition {
         handler: AtomicUsize::new(0),
@@ -49,8 +62,13 @@ fn real_sigaction() -> Option<SigactionFn> {
     (p != 0).then(|| unsafe { std::mem::transmute::<usize, SigactionFn>(p) })
 }
 
-fn is_marked(sig: i32) -> bool {
-    sig > 0 && (sig as usize) < NSIG && MARKED[sig as usize].load(Ordering::Acquire)
+/// True for the signals whose dispositions the recorder keeps for the
+/// application (marker and crash signals).
+fn is_interposed(sig: i32) -> bool {
+    sig > 0
+        && (sig as usize) < NSIG
+        && (MARKED[sig as usize].load(Ordering::Acquire)
+            || CRASH[sig as usize].load(Ordering::Acquire))
 }
 
 fn mask_words(set: &libc::sigset_t) -> [u64; 2] {
@@ -96,12 +114,15 @@ fn install(sig: i32, real: SigactionFn) -> i32 {
     let app = app_view(sig);
     // SAFETY: sigaction is plain data; all-zero is valid.
     let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
-    ours.sa_sigaction = on_marker_signal as *const () as usize;
+    ours.sa_sigaction = on_signal as *const () as usize;
     ours.sa_mask = app.sa_mask;
     let has_handler = app.sa_sigaction != libc::SIG_DFL && app.sa_sigaction != libc::SIG_IGN;
     ours.sa_flags = libc::SA_SIGINFO
         | if has_handler {
             app.sa_flags & KEPT_FLAGS
+        } else if CRASH[sig as usize].load(Ordering::Acquire) {
+            // A crash may be a stack overflow: use the alternate stack if any.
+            libc::SA_ONSTACK
         } else {
             libc::SA_RESTART
         };
@@ -109,13 +130,19 @@ fn install(sig: i32, real: SigactionFn) -> i32 {
     unsafe { real(sig, &ours, std::ptr::null_mut()) }
 }
 
-extern "C" fn on_marker_signal(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     // SAFETY: reading this thread's errno.
     let saved = unsafe { *libc::__errno_location() };
-    crate::markers::place(sig, b"");
+    if MARKED[sig as usize].load(Ordering::Acquire) {
+        crate::markers::place(sig, b"");
+    }
     let app = &APP[sig as usize];
     let handler = app.handler.load(Ordering::Acquire);
     let flags = app.flags.load(Ordering::Acquire);
+    if CRASH[sig as usize].load(Ordering::Acquire) && handler == libc::SIG_DFL {
+        crash(sig, info);
+        return;
+    }
     if flags & libc::SA_RESETHAND != 0 {
         // The kernel has reset the disposition; so does the application's view.
         app.handler.store(libc::SIG_DFL, Ordering::Release);
@@ -137,8 +164,35 @@ extern "C" fn on_marker_signal(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c
     }
 }
 
-/// Parses `HEAPREPLAY_MARKER_SIGNALS` and installs the handlers. Unknown
-/// names are reported once and skipped.
+/// The process is about to die of `sig`: have the writer flush what it can
+/// (waiting at most 300 ms, so a crash inside the recorder or the allocator
+/// cannot turn into a hang), then let the crash proceed as it would have
+/// without the recorder: default disposition, same signal, same core dump.
+fn crash(sig: i32, info: *mut libc::siginfo_t) {
+    crate::writer::flush_before_crash(std::time::Duration::from_millis(300));
+    if let Some(real) = real_sigaction() {
+        // SAFETY: sigaction is plain data; installing the default action.
+        unsafe {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            real(sig, &dfl, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: info is the kernel's siginfo for this delivery (or NULL).
+    let sent = info.is_null() || unsafe { (*info).si_code } <= 0;
+    if sent {
+        // Sent by a process (kill, raise, abort): send it again; it is
+        // delivered, fatally, once this handler returns.
+        // SAFETY: raising a signal at this thread.
+        unsafe { libc::raise(sig) };
+    }
+    // A fault: returning re-runs the faulting instruction, which now kills
+    // the process with the same signal.
+}
+
+/// Parses `HEAPREPLAY_MARKER_SIGNALS` and installs the handlers (unknown
+/// names are reported once and skipped), and watches the crash signals the
+/// program leaves at their default.
 pub fn init() {
     let spec = std::env::var("HEAPREPLAY_MARKER_SIGNALS").unwrap_or_else(|_| "usr2".into());
     let Some(real) = real_sigaction() else { return };
@@ -165,6 +219,19 @@ pub fn init() {
         MARKED[sig as usize].store(true, Ordering::Release);
         install(sig, real);
     }
+    for sig in CRASH_SIGNALS {
+        // SAFETY: sigaction is plain data; all-zero is valid.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: querying the current disposition into a valid out-pointer.
+        if unsafe { real(sig, std::ptr::null(), &mut old) } != 0
+            || MARKED[sig as usize].load(Ordering::Acquire)
+        {
+            continue;
+        }
+        remember(sig, &old);
+        CRASH[sig as usize].store(true, Ordering::Release);
+        install(sig, real);
+    }
 }
 
 unsafe fn sigaction_impl(sig: i32, act: *const libc::sigaction, old: *mut libc::sigaction) -> i32 {
@@ -173,7 +240,7 @@ unsafe fn sigaction_impl(sig: i32, act: *const libc::sigaction, old: *mut libc::
         unsafe { *libc::__errno_location() = libc::ENOSYS };
         return -1;
     };
-    if !is_marked(sig) {
+    if !is_interposed(sig) {
         // SAFETY: forwarding the caller's arguments.
         return unsafe { real(sig, act, old) };
     }

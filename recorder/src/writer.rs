@@ -38,6 +38,30 @@ static OUTPUT: Mutex<Option<Output>> = Mutex::new(None);
 static QUEUE: Mutex<Vec<Chunk>> = Mutex::new(Vec::new());
 static WAKE: Condvar = Condvar::new();
 static FINISHED: AtomicBool = AtomicBool::new(false);
+/// A crashing thread's request for a last flush: 0 none, 1 asked, 2 done.
+static CRASH_FLUSH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// From a crash handler: asks the writer thread for a last flush and waits
+/// for it at most `limit`. Only atomics, a futex wake and nanosleep:
+/// the flush itself (which locks and allocates) runs on the writer thread.
+pub fn flush_before_crash(limit: Duration) {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    CRASH_FLUSH.store(1, Ordering::SeqCst);
+    WAKE.notify_one();
+    let step = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    for _ in 0..limit.as_millis() {
+        if CRASH_FLUSH.load(Ordering::SeqCst) == 2 {
+            return;
+        }
+        // SAFETY: nanosleep with a valid request and no remainder.
+        unsafe { libc::nanosleep(&step, std::ptr::null_mut()) };
+    }
+}
 static START_MONO_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Monotonic time at which recording started.
@@ -364,11 +388,15 @@ fn run() {
         }
         // A marker is a moment someone cares about: flush everything up to it.
         let marked = write_markers();
-        let periodic = marked || last_flush.elapsed() >= FLUSH_EVERY;
+        let crashing = CRASH_FLUSH.load(Ordering::SeqCst) == 1;
+        let periodic = marked || crashing || last_flush.elapsed() >= FLUSH_EVERY;
         if periodic {
             last_flush = std::time::Instant::now();
         }
         flush(periodic);
+        if crashing {
+            CRASH_FLUSH.store(2, Ordering::SeqCst);
+        }
     }
 }
 

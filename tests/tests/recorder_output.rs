@@ -73,3 +73,39 @@ fn full_disk_leaves_the_program_unharmed() {
     );
     assert!(!std::path::Path::new(&format!("/dev/full.{}", std::process::id())).exists());
 }
+
+#[test]
+fn crashes_flush_then_proceed_unchanged() {
+    let work = Work::new("crashes");
+    let exe = work.compile("crasher.c", "crasher", &["-O2"]);
+    for (mode, code) in [("segv", 128 + 11), ("abort", 128 + 6)] {
+        let plain = run(Command::new(&exe).arg(mode));
+        assert_eq!(plain.code, code, "{mode} without the recorder");
+        let trace = format!("{mode}.zst");
+        let ran = work.record(&exe, &[mode], &trace);
+        assert_eq!(
+            ran.code, code,
+            "{mode}: the crash must proceed with the same signal"
+        );
+        let r = work.heapreplay(&["-o", mode, &trace]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let allocs = google_pprof(
+            "--alloc_objects",
+            &exe,
+            &work.path(&format!("{mode}.0001.heap")),
+        );
+        assert_flat(
+            &allocs,
+            "before_crash",
+            300.0,
+            "allocations flushed before the crash",
+        );
+    }
+    // A program that handles its own faults keeps doing so, and sees the
+    // default disposition it expects before installing its handler.
+    let plain = run(Command::new(&exe).arg("recover"));
+    let ran = work.record(&exe, &["recover"], "recover.zst");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, plain.stdout);
+    assert_eq!(ran.stdout, "default\nrecovered\n");
+}
