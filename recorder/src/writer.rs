@@ -339,7 +339,7 @@ fn write_markers() -> bool {
 }
 
 /// Records the memory maps again (after a library was loaded).
-fn record_maps() {
+pub fn record_maps() {
     let text = maps::read();
     let seq = SEQ.load(Ordering::SeqCst);
     let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,6 +13,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our
+    // output goes away (`heapreplay info t.zst | head`).
+    // SAFETY: restoring the default action of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = cli::Cli::parse();
     let result = match cli.command {
         Some(cli::Command::Record(args)) => record::run(&args),

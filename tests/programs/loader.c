@@ -1,5 +1,6 @@
-/* Loads the plugin named on the command line, calls plugin_alloc, and also
- * allocates from its own host_alloc (512 KiB in 64 blocks). */
+/* Loads the plugin named on the command line, calls plugin_alloc, unloads
+ * it, and also allocates from its own host_alloc (512 KiB in 64 blocks).
+ * The plugin's blocks outlive it. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,5 +24,6 @@ int main(int argc, char **argv) {
     void (*plugin_alloc)(void) = (void (*)(void))dlsym(lib, "plugin_alloc");
     if (!plugin_alloc) return 1;
     plugin_alloc();
+    if (dlclose(lib) != 0) return 1;
     return 0;
 }

@@ -172,3 +172,17 @@ fn unwritable_output_is_reported() {
     let r = work.heapreplay(&["-o", "/nonexistent/dir/p", "good.zst"]);
     assert_clean_error(&r, 1, &["/nonexistent/dir/p.0001.heap", "cannot write"]);
 }
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let work = Work::new("closed_pipe");
+    let _ = recorded_trace(&work);
+    let r = run(std::process::Command::new("sh").arg("-c").arg(format!(
+        "{} info {} | head -c 10",
+        heapreplay().display(),
+        work.path("good.zst").display()
+    )));
+    assert_eq!(r.code, 0);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert_eq!(r.stdout, "trace:    ");
+}

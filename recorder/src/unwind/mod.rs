@@ -134,6 +134,9 @@ pub fn capture(thread: &mut ThreadUnwind, frames: &mut [u64; MAX_FRAMES], limit:
     match thread.walk(&mut filter) {
         Walk::Complete => return filter.len,
         Walk::Broken if modules::refresh_if_changed() => {
+            // A library loaded since the last look has code on this stack:
+            // record the maps now, before it can be unloaded again.
+            crate::writer::record_maps();
             filter.reset();
             if thread.walk(&mut filter) == Walk::Complete {
                 return filter.len;
