@@ -223,6 +223,16 @@ where
         }
     }
 
+    fn emit_marker(&mut self, m: &Marker) -> Result<(), E> {
+        self.emit(
+            Trigger::Marker {
+                label: marker_label(m),
+                ns: m.ns,
+            },
+            m.seq,
+        )
+    }
+
     fn emit(&mut self, trigger: Trigger, seq: u64) -> Result<(), E> {
         self.out.snapshots += 1;
         (self.sink)(&self.heap, &trigger, seq)
@@ -242,13 +252,7 @@ where
             .filter(|m| m.seq < e.seq)
             .copied()
         {
-            self.emit(
-                Trigger::Marker {
-                    label: marker_label(m),
-                    ns: m.ns,
-                },
-                m.seq,
-            )?;
+            self.emit_marker(m)?;
             self.next_marker += 1;
         }
         while let Some(&t) = self.at.get(self.next_at).filter(|&&t| t < ns) {
@@ -282,14 +286,7 @@ where
             .max(self.out.end_ns);
         self.out.end_ns = end_ns;
         for i in self.next_marker..self.chosen.len() {
-            let m = self.chosen[i];
-            self.emit(
-                Trigger::Marker {
-                    label: marker_label(m),
-                    ns: m.ns,
-                },
-                m.seq,
-            )?;
+            self.emit_marker(self.chosen[i])?;
         }
         for i in self.next_at..self.at.len() {
             let t = self.at[i];

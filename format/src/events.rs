@@ -101,6 +101,17 @@ impl From<VarintError> for EventsError {
     }
 }
 
+/// The next event's sequence number from the previous one and its delta:
+/// `None` unless it strictly grows (the first may equal the record's
+/// first_seq) and stays within the record's last_seq.
+#[inline]
+fn next_seq(prev: u64, delta: u64, first: bool, last_seq: u64) -> Option<u64> {
+    if delta == 0 && !first {
+        return None;
+    }
+    prev.checked_add(delta).filter(|&s| s <= last_seq)
+}
+
 /// Decodes the row form the recorder buffers (tag, seq delta, address
 /// delta, and for allocations size and stack, per event).
 pub fn decode_rows(
@@ -122,14 +133,7 @@ pub fn decode_rows(
     for i in 0..count {
         let at = r.position();
         let tag = r.byte()?;
-        let delta = r.u64()?;
-        if i > 0 && delta == 0 {
-            return Err(EventsError::BadSequence(at));
-        }
-        seq = seq.checked_add(delta).ok_or(EventsError::BadSequence(at))?;
-        if seq > last_seq {
-            return Err(EventsError::BadSequence(at));
-        }
+        seq = next_seq(seq, r.u64()?, i == 0, last_seq).ok_or(EventsError::BadSequence(at))?;
         addr = addr.wrapping_add(unzigzag(r.u64()?) as u64);
         let event = match tag {
             0 => Event {
@@ -277,14 +281,7 @@ pub fn decode(
     let mut prev_addr = 0u64;
     out.reserve(count as usize);
     for (i, &tag) in tags.iter().enumerate() {
-        let delta = seqs.u64()?;
-        if i > 0 && delta == 0 {
-            return Err(EventsError::BadSequence(i));
-        }
-        seq = seq.checked_add(delta).ok_or(EventsError::BadSequence(i))?;
-        if seq > last_seq {
-            return Err(EventsError::BadSequence(i));
-        }
+        seq = next_seq(seq, seqs.u64()?, i == 0, last_seq).ok_or(EventsError::BadSequence(i))?;
         let addr = if tag >= TAG_REF {
             let back = refs.u64()? as usize;
             if back == 0 || back > i {

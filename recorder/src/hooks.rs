@@ -128,40 +128,38 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     unsafe { (real.free)(ptr) };
 }
 
+/// Copies the bootstrap block `old` into `new` (of `size` bytes, or NULL);
+/// returns `new`.
+///
+/// # Safety
+/// `old` is an arena block; `new` is NULL or holds `size` bytes.
+unsafe fn move_from_bootstrap(old: *mut c_void, size: usize, new: *mut c_void) -> *mut c_void {
+    if !new.is_null() && is_bootstrap(old) {
+        // SAFETY: the arena block holds bootstrap_size bytes; new holds size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                old as *const u8,
+                new as *mut u8,
+                bootstrap_size(old).min(size),
+            )
+        };
+    }
+    new
+}
+
 unsafe fn realloc_impl(ptr: *mut c_void, size: usize) -> *mut c_void {
     if ptr.is_null() {
         // SAFETY: same contract as malloc.
         return unsafe { malloc(size) };
     }
     let Some(real) = real() else {
-        let p = bootstrap_alloc(size, 16);
-        if !p.is_null() && is_bootstrap(ptr) {
-            // SAFETY: both are arena blocks of at least the copied length.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    ptr as *const u8,
-                    p as *mut u8,
-                    bootstrap_size(ptr).min(size),
-                )
-            };
-        }
-        return p;
+        // SAFETY: ptr is an arena block (nothing else exists yet).
+        return unsafe { move_from_bootstrap(ptr, size, bootstrap_alloc(size, 16)) };
     };
     if is_bootstrap(ptr) {
         // A block from before the real allocator was known: move it out.
-        // SAFETY: same contract as malloc.
-        let p = unsafe { malloc(size) };
-        if !p.is_null() {
-            // SAFETY: the arena block holds bootstrap_size bytes; p holds size.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    ptr as *const u8,
-                    p as *mut u8,
-                    bootstrap_size(ptr).min(size),
-                )
-            };
-        }
-        return p;
+        // SAFETY: ptr is an arena block; malloc has its usual contract.
+        return unsafe { move_from_bootstrap(ptr, size, malloc(size)) };
     }
     let Some(r) = Recording::begin() else {
         // SAFETY: forwarding the caller's arguments.
