@@ -6,6 +6,7 @@
 //! (`scripts/test` builds them first).
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -138,6 +139,19 @@ impl Work {
             .current_dir(&self.dir)
             .env("LD_PRELOAD", librecord())
             .env("HEAPREPLAY_OUT", &trace))
+    }
+
+    /// Like [`Work::record`], but gives up after 60 seconds (exit status
+    /// 124: hung), and preloads the recorder into `program` only, not into
+    /// the process that watches the time.
+    pub fn record_bounded(&self, program: &Path, args: &[&OsStr], trace: &str) -> Ran {
+        run(Command::new("timeout")
+            .args(["60", "env"])
+            .arg(format!("LD_PRELOAD={}", librecord().display()))
+            .arg(format!("HEAPREPLAY_OUT={}", self.path(trace).display()))
+            .arg(program)
+            .args(args)
+            .current_dir(&self.dir))
     }
 
     /// Runs `heapreplay` with `args` in this directory.

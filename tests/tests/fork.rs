@@ -24,13 +24,7 @@ fn traces(work: &Work) -> Vec<PathBuf> {
 fn check(out: &str, name: &str) {
     let work = Work::new(name);
     let exe = work.compile("forker.c", "forker", &["-O2"]);
-    let ran = run(Command::new("timeout")
-        .args(["60", "env"])
-        .arg(format!("LD_PRELOAD={}", librecord().display()))
-        .arg(format!("HEAPREPLAY_OUT={}", work.path(out).display()))
-        .arg(&exe)
-        .arg("6")
-        .current_dir(&work.dir));
+    let ran = work.record_bounded(&exe, &["6".as_ref()], out);
     assert_eq!(ran.code, 0, "forker failed (124 = hung): {}", ran.stderr);
     let parent_pid = ran
         .stdout

@@ -8,14 +8,7 @@ use std::process::Command;
 fn first_allocation_inside_pthread_getattr_np() {
     let work = Work::new("getattr");
     let exe = work.compile("getattr.c", "getattr", &["-O2"]);
-    let ran = run(Command::new("timeout")
-        .args(["60", "env"])
-        .arg(format!("LD_PRELOAD={}", librecord().display()))
-        .arg(format!(
-            "HEAPREPLAY_OUT={}",
-            work.path("trace.zst").display()
-        ))
-        .arg(&exe));
+    let ran = work.record_bounded(&exe, &[], "trace.zst");
     assert_eq!(ran.code, 0, "did not finish (124 = hung): {}", ran.stderr);
     let r = work.heapreplay(&["-o", "out", "trace.zst"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -34,17 +27,17 @@ fn a_rust_program_is_recorded() {
             .arg(work.path("input.zst"))
             .arg("200000"),
     );
-    let ran = run(Command::new("timeout")
-        .args(["60", "env"])
-        .arg(format!("LD_PRELOAD={}", librecord().display()))
-        .arg(format!(
-            "HEAPREPLAY_OUT={}",
-            work.path("trace.zst").display()
-        ))
-        .arg(heapreplay())
-        .args(["-q", "--threads", "2", "-o"])
-        .arg(work.path("inner"))
-        .arg(work.path("input.zst")));
+    let inner = work.path("inner");
+    let input = work.path("input.zst");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "-q".as_ref(),
+        "--threads".as_ref(),
+        "2".as_ref(),
+        "-o".as_ref(),
+        inner.as_os_str(),
+        input.as_os_str(),
+    ];
+    let ran = work.record_bounded(&heapreplay(), &args, "trace.zst");
     assert_eq!(ran.code, 0, "did not finish (124 = hung): {}", ran.stderr);
     assert!(work.path("inner.0001.heap").exists());
     let r = work.heapreplay(&["-o", "out", "trace.zst"]);
