@@ -27,6 +27,8 @@ const ZSTD_LEVEL: i32 = 1;
 
 struct Output {
     fd: i32,
+    /// The trace file's (device, inode): the descriptor must still be it.
+    identity: (u64, u64),
     path: String,
     compressor: zstd::bulk::Compressor<'static>,
     events: u64,
@@ -92,7 +94,21 @@ fn unix_ns() -> u64 {
 }
 
 impl Output {
+    /// Closes the trace's descriptor, unless the program has taken its
+    /// number over (then it is the program's to close, not ours).
+    fn close(&self) {
+        if identity(self.fd) == Some(self.identity) {
+            // SAFETY: the descriptor is still our trace file.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+
     fn write_all(&mut self, mut bytes: &[u8]) -> Result<(), i32> {
+        // A program may close descriptors it did not open (daemons close
+        // them all) and reuse the number: never write into its file.
+        if identity(self.fd) != Some(self.identity) {
+            return Err(libc::EBADF);
+        }
         while !bytes.is_empty() {
             // SAFETY: bytes is a valid readable slice.
             let n = unsafe { libc::write(self.fd, bytes.as_ptr().cast(), bytes.len()) };
@@ -199,6 +215,7 @@ fn start_output(path: &str, info: FileInfo) -> Option<Output> {
     START_MONO_NS.store(info.start_mono_ns, Ordering::Relaxed);
     let mut out = Output {
         fd,
+        identity: identity(fd).unwrap_or((0, 0)),
         path: path.clone(),
         compressor,
         events: 0,
@@ -215,6 +232,15 @@ fn start_output(path: &str, info: FileInfo) -> Option<Output> {
         return None;
     }
     Some(out)
+}
+
+/// The (device, inode) of what `fd` refers to.
+fn identity(fd: i32) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes only `st`.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some((st.st_dev, st.st_ino))
+    }
 }
 
 /// Opens `path` and takes an exclusive lock on it, then empties it. If
@@ -268,13 +294,16 @@ fn claim(path: &str) -> Result<(i32, String), i32> {
 
 fn fail(out: &Output, err: i32) {
     ACTIVE.store(false, Ordering::SeqCst);
-    crate::say!(
-        "cannot write trace to {}: {}; recording stopped, the program runs on unrecorded",
-        out.path,
+    let why = if err == libc::EBADF {
+        "the program closed its descriptor".to_string()
+    } else {
         crate::report::strerror(err)
+    };
+    crate::say!(
+        "cannot write trace to {}: {why}; recording stopped, the program runs on unrecorded",
+        out.path
     );
-    // SAFETY: fd is ours; closing it once here.
-    unsafe { libc::close(out.fd) };
+    out.close();
 }
 
 /// Hands a full chunk to the writer. If the writer has fallen far behind,
@@ -488,8 +517,7 @@ impl ForkLock {
     /// the caller) and writes its first records. False if it cannot.
     pub fn restart_in_child(&mut self, path: &str, info: FileInfo) -> bool {
         if let Some(old) = self.0.take() {
-            // SAFETY: the child's copy of the parent's descriptor.
-            unsafe { libc::close(old.fd) };
+            old.close();
         }
         self.1.clear();
         drop(crate::markers::drain());

@@ -109,3 +109,29 @@ fn crashes_flush_then_proceed_unchanged() {
     assert_eq!(ran.stdout, plain.stdout);
     assert_eq!(ran.stdout, "default\nrecovered\n");
 }
+
+#[test]
+fn a_program_closing_all_descriptors_is_unharmed() {
+    // Daemons close every descriptor they did not open; the next file the
+    // program opens gets the trace's old number. Nothing of ours may land in it.
+    let work = Work::new("closer");
+    let exe = work.compile("closer.c", "closer", &["-O2"]);
+    let own = work.path("own.txt");
+    let plain = run(Command::new(&exe).arg(&own));
+    let ran = run(Command::new(&exe)
+        .arg(&own)
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("trace.zst")));
+    assert_eq!(ran.code, plain.code, "{}", ran.stderr);
+    assert_eq!(ran.stdout, "the program's own data\n");
+    assert_eq!(
+        std::fs::read_to_string(&own).unwrap(),
+        "the program's own data\n"
+    );
+    assert!(
+        ran.stderr
+            .contains("the program closed its descriptor; recording stopped"),
+        "{}",
+        ran.stderr
+    );
+}
