@@ -174,6 +174,45 @@ extern "C" fn at_exit() {
     }
 }
 
+type ExitFn = unsafe extern "C" fn(i32) -> !;
+
+/// Flushes, then leaves through the next definition of `name` (`_exit` or
+/// `_Exit`), which skips exit handlers: without this, a process that ends
+/// with `_exit` (a forked child, typically) would lose its last events.
+fn exit_now(name: &std::ffi::CStr, status: i32) -> ! {
+    at_exit();
+    // SAFETY: RTLD_NEXT lookup of a libc function with this signature.
+    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if !next.is_null() {
+        // SAFETY: libc's _exit/_Exit, which never return.
+        unsafe { std::mem::transmute::<*mut libc::c_void, ExitFn>(next)(status) }
+    }
+    // SAFETY: the exit_group system call ends the process.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    // SAFETY: exit_group does not return.
+    unsafe { std::hint::unreachable_unchecked() }
+}
+
+/// `_exit`: flush, then exit.
+///
+/// # Safety
+/// The C contract of `_exit`.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn _exit(status: i32) -> ! {
+    exit_now(c"_exit", status)
+}
+
+/// `_Exit`: flush, then exit.
+///
+/// # Safety
+/// The C contract of `_Exit`.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn _Exit(status: i32) -> ! {
+    exit_now(c"_Exit", status)
+}
+
 /// The recorder's locks, held from just before `fork` until just after, in
 /// the forking thread of parent and child alike.
 static mut FORK_LOCKS: Option<(writer::ForkLock, thread::ForkLock, stacks::ForkLock)> = None;
