@@ -135,3 +135,68 @@ fn a_program_closing_all_descriptors_is_unharmed() {
         ran.stderr
     );
 }
+
+/// A filesystem mounted for one test, unmounted when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: std::path::PathBuf, options: &str) -> Mount {
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(&dir));
+        assert_eq!(
+            r.code, 0,
+            "mounting a test filesystem needs root: {}",
+            r.stderr
+        );
+        Mount(dir)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn tiny_or_read_only_filesystems_leave_the_program_unharmed() {
+    let work = Work::new("tiny_fs");
+    let exe = work.compile("threads.c", "threads", &["-O2"]);
+    let plain = run(Command::new(&exe).args(["2", "200000"]));
+    // 64 KiB fill up after the first flushes: the disk is full mid-run.
+    let tiny = Mount::tmpfs(work.path("tiny"), "size=64k");
+    let ran = run(Command::new(&exe)
+        .args(["2", "200000"])
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", tiny.0.join("trace.zst")));
+    assert_eq!(ran.code, plain.code);
+    assert_eq!(ran.stdout, plain.stdout);
+    assert_eq!(
+        ran.stderr
+            .matches("No space left on device; recording stopped")
+            .count(),
+        1,
+        "{}",
+        ran.stderr
+    );
+    // What was written before the disk filled replays.
+    let r = work.heapreplay(&["-o", "partial", tiny.0.join("trace.zst").to_str().unwrap()]);
+    assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"));
+    drop(tiny);
+    let ro = Mount::tmpfs(work.path("ro"), "ro");
+    let ran = run(Command::new(&exe)
+        .args(["2", "1000"])
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", ro.0.join("trace.zst")));
+    assert_eq!(ran.code, 0);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "heapreplay: cannot write trace to {}: Read-only file system; the program runs unrecorded\n",
+            ro.0.join("trace.zst").display()
+        )
+    );
+}
