@@ -154,6 +154,19 @@ impl Work {
             .current_dir(&self.dir))
     }
 
+    /// Starts `program` recorded into `trace`, its stdout piped for reading
+    /// (for programs that report when they are ready and wait).
+    pub fn spawn_recorded(&self, program: &Path, trace: &str) -> std::process::Child {
+        Command::new(program)
+            .current_dir(&self.dir)
+            .env("LD_PRELOAD", librecord())
+            .env("HEAPREPLAY_OUT", self.path(trace))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+    }
+
     /// Runs `heapreplay` with `args` in this directory.
     pub fn heapreplay(&self, args: &[&str]) -> Ran {
         run(Command::new(heapreplay()).args(args).current_dir(&self.dir))

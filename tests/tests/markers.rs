@@ -3,7 +3,7 @@
 
 use heapreplay_e2e::*;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn expect_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, want: &str) {
     let got = lines.next().expect("program ended early").unwrap();
@@ -14,14 +14,7 @@ fn expect_line(lines: &mut impl Iterator<Item = std::io::Result<String>>, want: 
 fn usr2_markers_on_a_server_that_is_killed() {
     let work = Work::new("server");
     let exe = work.compile("server.c", "server", &["-O2", "-fomit-frame-pointer"]);
-    let mut child = Command::new(&exe)
-        .current_dir(&work.dir)
-        .env("LD_PRELOAD", librecord())
-        .env("HEAPREPLAY_OUT", work.path("trace.zst"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = work.spawn_recorded(&exe, "trace.zst");
     let pid = child.id().to_string();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for k in 1..=3 {

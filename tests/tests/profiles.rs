@@ -5,6 +5,15 @@ use heapreplay_e2e::*;
 
 const MIB: f64 = 1048576.0;
 
+/// The header of sites.c's end-of-trace profile: in use 2 + 1 + 1 + 1 MiB in
+/// 2048 + 64 + 1 + 16 blocks; allocated 8.5 MiB in 5202 blocks.
+const SITES_TOTALS: [u64; 4] = [
+    2048 + 64 + 1 + 16,
+    5 << 20,
+    2048 + 3072 + 64 + 2 + 16,
+    (8 << 20) + (1 << 19),
+];
+
 fn record_and_replay(work: &Work, exe: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
     let ran = work.record(exe, args, "trace.zst");
     assert_eq!(ran.code, 0, "recorded program failed: {}", ran.stderr);
@@ -33,16 +42,7 @@ fn check_sites(name: &str, flags: &[&str], google: bool, go: bool) {
     let profile = record_and_replay(&work, &exe, &[]);
     let what = format!("sites built with {flags:?}");
     // Exactly the program's allocations, nothing of the recorder's.
-    assert_eq!(
-        header(&profile),
-        [
-            2048 + 64 + 1 + 16,
-            5 << 20,
-            2048 + 3072 + 64 + 2 + 16,
-            (8 << 20) + (1 << 19)
-        ],
-        "{what}: header totals"
-    );
+    assert_eq!(header(&profile), SITES_TOTALS, "{what}: header totals");
     if google {
         let inuse = google_pprof("--inuse_space", &exe, &profile);
         assert_flat(&inuse, "leak_a", 2.0, &what);
@@ -188,16 +188,7 @@ fn programs_linked_with_jemalloc_or_tcmalloc() {
             "{exe:?} is not linked with {lib}: {libs}"
         );
         let profile = record_and_replay(&work, &exe, &[]);
-        assert_eq!(
-            header(&profile),
-            [
-                2048 + 64 + 1 + 16,
-                5 << 20,
-                2048 + 3072 + 64 + 2 + 16,
-                (8 << 20) + (1 << 19)
-            ],
-            "{lib}: header totals"
-        );
+        assert_eq!(header(&profile), SITES_TOTALS, "{lib}: header totals");
         let objects = google_pprof("--inuse_objects", &exe, &profile);
         assert_flat(&objects, "leak_a", 2048.0, lib);
         assert_flat(&objects, "aligned_e", 16.0, lib);

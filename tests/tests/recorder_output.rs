@@ -2,20 +2,13 @@
 
 use heapreplay_e2e::*;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 #[test]
 fn killed_process_replays_up_to_its_last_flush() {
     let work = Work::new("killed");
     let exe = work.compile("sleeper.c", "sleeper", &["-O2"]);
-    let mut child = Command::new(&exe)
-        .current_dir(&work.dir)
-        .env("LD_PRELOAD", librecord())
-        .env("HEAPREPLAY_OUT", work.path("trace.zst"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = work.spawn_recorded(&exe, "trace.zst");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
