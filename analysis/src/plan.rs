@@ -109,15 +109,11 @@ impl TimePoint {
 /// `us`, `ms`, `s`, `m`, `h`; a bare number is seconds. Zero is allowed here;
 /// callers that need a positive value check.
 pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = crate::units::split_number(text);
     let value: f64 = num.parse().map_err(|_| {
         format!("'{text}' is not a duration: expected a number and a unit, such as 30s or 500ms")
     })?;
-    let scale = match unit.trim() {
+    let scale = match unit {
         "ns" => 1.0,
         "us" | "µs" => 1e3,
         "ms" => 1e6,

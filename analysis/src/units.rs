@@ -1,21 +1,26 @@
 //! Parsing user-given sizes such as `10MB`, `512KiB` or `1GB`.
 
-/// Parses a byte size. Units are binary, as gperftools counts:
-/// `K`/`KB`/`KiB` = 2^10, `M`/`MB`/`MiB` = 2^20, `G`/`GB`/`GiB` = 2^30,
-/// `T`/`TB`/`TiB` = 2^40; a bare number or `B` is bytes. Fractions are
-/// allowed with a unit (`1.5GB`). Zero is refused.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits `10MB`, `1.5 s` or `500` into its number and its unit (trimmed).
+pub fn split_number(text: &str) -> (&str, &str) {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
+    (num, unit.trim())
+}
+
+/// Parses a byte size. Units are binary, as gperftools counts:
+/// `K`/`KB`/`KiB` = 2^10, `M`/`MB`/`MiB` = 2^20, `G`/`GB`/`GiB` = 2^30,
+/// `T`/`TB`/`TiB` = 2^40; a bare number or `B` is bytes. Fractions are
+/// allowed with a unit (`1.5GB`). Zero is refused.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (num, unit) = split_number(text);
     if num.is_empty() {
         return Err(format!(
             "'{text}' is not a size: expected a number such as 10MB"
         ));
     }
-    let unit = unit.trim();
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,

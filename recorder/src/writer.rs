@@ -306,6 +306,20 @@ fn fail(out: &Output, err: i32) {
     out.close();
 }
 
+/// Runs `write` on the output, if there still is one; if it fails, the
+/// output is given up (said once, recording stops).
+fn write_with(
+    guard: &mut std::sync::MutexGuard<'_, Option<Output>>,
+    write: impl FnOnce(&mut Output) -> Result<(), i32>,
+) {
+    let Some(out) = guard.as_mut() else { return };
+    if let Err(err) = write(out) {
+        if let Some(out) = guard.take() {
+            fail(&out, err);
+        }
+    }
+}
+
 /// Hands a full chunk to the writer. If the writer has fallen far behind,
 /// the calling thread writes the queue itself instead of letting it grow.
 pub fn submit(chunk: Chunk) {
@@ -331,24 +345,21 @@ pub fn flush(take_partial: bool) {
     }
     // Stacks are taken after the events: every stack those events use is in it.
     let (stacks, stack_count) = stacks::take_pending();
-    let Some(out) = guard.as_mut() else { return };
     chunks.sort_by_key(|c| c.first_seq);
-    let mut result = Ok(());
-    if stack_count > 0 {
-        let mut h = blank_header(RecordKind::Stacks);
-        h.count = stack_count;
-        result = out.record(h, &stacks);
-    }
-    for c in &chunks {
-        result = result.and_then(|_| out.chunk(c));
-    }
-    if take_partial {
-        result = result.and_then(|_| out.clock());
-    }
-    if let Err(err) = result {
-        let out = guard.take().expect("checked above");
-        fail(&out, err);
-    }
+    write_with(&mut guard, |out| {
+        if stack_count > 0 {
+            let mut h = blank_header(RecordKind::Stacks);
+            h.count = stack_count;
+            out.record(h, &stacks)?;
+        }
+        for c in &chunks {
+            out.chunk(c)?;
+        }
+        if take_partial {
+            out.clock()?;
+        }
+        Ok(())
+    });
 }
 
 /// Writes the markers placed since the last call; true if there were any.
@@ -357,13 +368,10 @@ fn write_markers() -> bool {
     if markers.is_empty() {
         return false;
     }
-    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(out) = guard.as_mut() {
-        if let Err(err) = out.markers(&markers) {
-            let out = guard.take().expect("checked above");
-            fail(&out, err);
-        }
-    }
+    write_with(
+        &mut OUTPUT.lock().unwrap_or_else(|e| e.into_inner()),
+        |out| out.markers(&markers),
+    );
     true
 }
 
@@ -371,13 +379,10 @@ fn write_markers() -> bool {
 pub fn record_maps() {
     let text = maps::read();
     let seq = SEQ.load(Ordering::SeqCst);
-    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(out) = guard.as_mut() {
-        if let Err(err) = out.maps(&text, seq) {
-            let out = guard.take().expect("checked above");
-            fail(&out, err);
-        }
-    }
+    write_with(
+        &mut OUTPUT.lock().unwrap_or_else(|e| e.into_inner()),
+        |out| out.maps(&text, seq),
+    );
 }
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
@@ -469,22 +474,21 @@ pub fn finish() {
     record_maps();
     write_markers();
     flush(true);
-    let mut guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(out) = guard.as_mut() {
-        let end = EndInfo {
-            next_seq: SEQ.load(Ordering::SeqCst),
-            events: out.events,
-            markers_dropped: crate::markers::DROPPED.load(Ordering::Relaxed),
-            end_ns: mono_ns().saturating_sub(out.start_mono_ns),
-        };
-        let mut h = blank_header(RecordKind::End);
-        h.first_seq = end.next_seq;
-        h.last_seq = end.next_seq;
-        if let Err(err) = out.record(h, &to_bytes(&end)) {
-            let out = guard.take().expect("checked above");
-            fail(&out, err);
-        }
-    }
+    write_with(
+        &mut OUTPUT.lock().unwrap_or_else(|e| e.into_inner()),
+        |out| {
+            let end = EndInfo {
+                next_seq: SEQ.load(Ordering::SeqCst),
+                events: out.events,
+                markers_dropped: crate::markers::DROPPED.load(Ordering::Relaxed),
+                end_ns: mono_ns().saturating_sub(out.start_mono_ns),
+            };
+            let mut h = blank_header(RecordKind::End);
+            h.first_seq = end.next_seq;
+            h.last_seq = end.next_seq;
+            out.record(h, &to_bytes(&end))
+        },
+    );
 }
 
 /// True once the final flush has run.

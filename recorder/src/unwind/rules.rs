@@ -102,13 +102,17 @@ fn home(addr: u64) -> usize {
     (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SLOT_BITS)) as usize
 }
 
+/// The slots `addr` may occupy, in probing order.
+#[inline]
+fn neighbourhood(addr: u64) -> impl Iterator<Item = &'static Slot> {
+    let start = home(addr);
+    (0..PROBES).map(move |i| &TABLE[(start + i) & (SLOTS - 1)])
+}
+
 /// The cached rule for `addr`, if any.
 #[inline]
 pub fn lookup(addr: u64) -> Option<Rule> {
-    let start = home(addr);
-    for i in 0..PROBES {
-        let slot = (start + i) & (SLOTS - 1);
-        let entry = &TABLE[slot];
+    for entry in neighbourhood(addr) {
         let key = entry.key.load(Ordering::Acquire);
         if key == addr {
             let value = entry.value.load(Ordering::Acquire);
@@ -128,10 +132,7 @@ pub fn lookup(addr: u64) -> Option<Rule> {
 /// Caches `rule` for `addr` (best effort: a full neighbourhood drops it).
 pub fn insert(addr: u64, rule: Rule) {
     let Some(value) = rule.pack() else { return };
-    let start = home(addr);
-    for i in 0..PROBES {
-        let slot = (start + i) & (SLOTS - 1);
-        let entry = &TABLE[slot];
+    for entry in neighbourhood(addr) {
         let key = entry.key.load(Ordering::Acquire);
         if key == addr {
             return;
