@@ -29,26 +29,12 @@ impl Counters {
     }
 }
 
-/// What applying an event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// A block was allocated.
-    Alloc,
-    /// A known block was freed.
-    Free,
-    /// A free of an address never seen allocated (allocated before recording
-    /// started, or by a path the recorder could not see); ignored, as
-    /// gperftools ignores it.
-    UnknownFree,
-}
-
 /// The replayed heap.
 #[derive(Debug, Default)]
 pub struct Heap {
     live: HashMap<u64, (u64, u32), AddrHash>,
     per_stack: Vec<Counters>,
     totals: Counters,
-    unknown_frees: u64,
 }
 
 impl Heap {
@@ -57,9 +43,11 @@ impl Heap {
         Self::default()
     }
 
-    /// Applies one event.
+    /// Applies one event. A free of an address never seen allocated (before
+    /// recording started, or by a path the recorder could not see) is
+    /// ignored, as gperftools ignores it.
     #[inline]
-    pub fn apply(&mut self, e: &Event) -> Applied {
+    pub fn apply(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
                 if let Some((size, stack)) = self.live.insert(e.addr, (e.size, e.stack)) {
@@ -75,18 +63,12 @@ impl Heap {
                 c.alloc_bytes += e.size;
                 self.totals.allocs += 1;
                 self.totals.alloc_bytes += e.size;
-                Applied::Alloc
             }
-            EventKind::Free => match self.live.remove(&e.addr) {
-                Some((size, stack)) => {
+            EventKind::Free => {
+                if let Some((size, stack)) = self.live.remove(&e.addr) {
                     self.account_free(size, stack);
-                    Applied::Free
                 }
-                None => {
-                    self.unknown_frees += 1;
-                    Applied::UnknownFree
-                }
-            },
+            }
         }
     }
 
@@ -110,10 +92,5 @@ impl Heap {
             .enumerate()
             .filter(|(_, c)| c.allocs > 0)
             .map(|(id, c)| (id as u32, *c))
-    }
-
-    /// Frees of addresses that were never allocated in the trace.
-    pub fn unknown_frees(&self) -> u64 {
-        self.unknown_frees
     }
 }

@@ -248,11 +248,6 @@ impl Trace {
         })
     }
 
-    /// Number of events records.
-    pub fn event_records(&self) -> usize {
-        self.events.len()
-    }
-
     /// Events the trace's events records say they hold.
     pub fn recorded_events(&self) -> u64 {
         self.events.iter().map(|r| u64::from(r.header.count)).sum()
