@@ -2,12 +2,17 @@
 //! replaying the heap, deciding snapshot points, writing profiles.
 
 pub mod clock;
+pub mod flamegraph;
 pub mod heap_profile;
 pub mod maps;
 pub mod plan;
+pub mod pprof;
+pub mod profile;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod snapshots;
+pub mod symbols;
 pub mod trace;
 pub mod units;
 

@@ -133,6 +133,67 @@ pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
     Ok(ns.round() as u64)
 }
 
+/// One point of a trace named on the command line (`top --at`, `diff --from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Point {
+    /// The end of the trace.
+    End,
+    /// Where in-use bytes were highest.
+    Peak,
+    /// A time (`30s`, `2026-11-27T15:04:05Z`; `start` is 0).
+    Time(TimePoint),
+    /// The `nth` (from 1) marker matching the filter (`marker:usr2`, `marker:usr2#3`).
+    Marker(MarkerFilter, usize),
+}
+
+impl Point {
+    /// Parses `end`, `peak`, `start`, a time, or `marker:NAME[#N]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "end" | "exit" => return Ok(Self::End),
+            "peak" => return Ok(Self::Peak),
+            "start" => return Ok(Self::Time(TimePoint::Offset(0))),
+            _ => {}
+        }
+        if let Some(rest) = t.strip_prefix("marker:") {
+            let (name, nth) = match rest.rsplit_once('#') {
+                Some((name, n)) => {
+                    let n: usize = n.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        format!("'{t}': after # comes which marker, counting from 1")
+                    })?;
+                    (name, n)
+                }
+                None => (rest, 1),
+            };
+            return Ok(Self::Marker(MarkerFilter::parse(name)?, nth));
+        }
+        TimePoint::parse(t).map(Self::Time).map_err(|e| {
+            format!("{e} (a point is end, peak, start, a time such as 30s, or marker:NAME[#N])")
+        })
+    }
+
+    /// How it is shown to people, with the time it turned out to be.
+    pub fn describe_at(&self, ns: u64) -> String {
+        match self {
+            Self::Time(TimePoint::Offset(_)) => self.describe(),
+            _ => format!("{} ({})", self.describe(), crate::clock::seconds(ns)),
+        }
+    }
+
+    /// How it is shown to people.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Time(TimePoint::Offset(0)) => "the start".into(),
+            Self::End => "the end".into(),
+            Self::Peak => "the peak".into(),
+            Self::Time(TimePoint::Offset(ns)) => crate::clock::seconds(*ns),
+            Self::Time(TimePoint::Absolute(_)) => "the given time".into(),
+            Self::Marker(f, n) => format!("{} marker #{n}", f.describe()),
+        }
+    }
+}
+
 /// The snapshots asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -182,6 +243,23 @@ mod tests {
             .unwrap_err()
             .contains("not a signal"));
         assert!(MarkerFilter::parse("rtmin+99").is_err());
+    }
+
+    #[test]
+    fn points_parse() {
+        assert_eq!(Point::parse("end"), Ok(Point::End));
+        assert_eq!(Point::parse("Peak"), Ok(Point::Peak));
+        assert_eq!(Point::parse("start"), Ok(Point::Time(TimePoint::Offset(0))));
+        assert_eq!(
+            Point::parse("marker:usr2#3"),
+            Ok(Point::Marker(MarkerFilter::Signal(12), 3))
+        );
+        assert_eq!(
+            Point::parse("marker:phase 2"),
+            Ok(Point::Marker(MarkerFilter::Named("phase 2".into()), 1))
+        );
+        assert!(Point::parse("marker:usr2#0").is_err());
+        assert!(Point::parse("tomorrow").unwrap_err().contains("a point is"));
     }
 
     #[test]

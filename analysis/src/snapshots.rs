@@ -272,6 +272,11 @@ where
         Ok(())
     }
 
+    /// The heap as replayed so far.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
     /// The end of the events: markers and times after the last event, and
     /// the end-of-trace snapshot.
     pub fn finish(mut self) -> Result<Outcome, E> {

@@ -1,7 +1,8 @@
 //! Command-line interface.
 
-use clap::{Args, Parser, Subcommand};
-use heapreplay_analysis::plan::{MarkerFilter, TimePoint};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use heapreplay_analysis::plan::{MarkerFilter, Point, TimePoint};
+use heapreplay_analysis::profile::SampleKind;
 use std::path::PathBuf;
 
 /// Record a program's allocations once, then write gperftools heap profiles
@@ -12,7 +13,7 @@ use std::path::PathBuf;
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  heapreplay record -- ./app            record ./app into heapreplay.<pid>.zst\n  heapreplay --interval 10MB trace.zst  a profile every 10 MB allocated, and one at the end\n  heapreplay --at-marker usr2 trace.zst a profile at each SIGUSR2 the program received\n  heapreplay --at-peak --at 30s,1m trace.zst\n  heapreplay info trace.zst\n  google-pprof --text ./app trace.0001.heap"
+    after_help = "Examples:\n  heapreplay record -- ./app            record ./app into heapreplay.<pid>.zst\n  heapreplay --interval 10MB trace.zst  a profile every 10 MB allocated, and one at the end\n  heapreplay --at-marker usr2 trace.zst a profile at each SIGUSR2 the program received\n  heapreplay --at-peak --at 30s,1m trace.zst\n  heapreplay info trace.zst\n  heapreplay top --at peak trace.zst     the biggest stacks at the peak\n  heapreplay leaks trace.zst             what was never freed\n  heapreplay --format pprof trace.zst   go tool pprof -top trace.0001.pb.gz\n  google-pprof --text ./app trace.0001.heap"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,6 +30,16 @@ pub enum Command {
     Record(RecordArgs),
     /// Describe a trace: process, duration, threads, events, peak, markers, damage.
     Info(InfoArgs),
+    /// The stacks holding the most memory, and allocating the most, at one point.
+    Top(TopArgs),
+    /// What was still allocated at the end of the trace, by stack.
+    Leaks(LeaksArgs),
+    /// What grew between two points of a trace, or between two traces.
+    Diff(DiffArgs),
+    /// A plot of in-use bytes over time, with markers, snapshots and the peak.
+    Timeline(TimelineArgs),
+    /// Events, stacks and snapshots as Parquet files, for DuckDB, DataFusion or Spark.
+    Export(ExportArgs),
 }
 
 /// `heapreplay info` options.
@@ -56,13 +67,48 @@ pub struct RecordArgs {
     pub program: Vec<String>,
 }
 
-/// Replay options: which snapshots to write and where.
+/// Replay options: which snapshots to write, in which format, and where.
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// The trace to replay.
     #[arg(value_name = "TRACE", required = true)]
     pub trace: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub rules: RuleArgs,
+
+    /// Prefix of the output files: PREFIX.0001.heap, ... [default: the trace name without .zst]
+    #[arg(short, long, value_name = "PREFIX")]
+    pub output: Option<PathBuf>,
+
+    /// What to write per snapshot: gperftools `heap` profiles, gzipped
+    /// `pprof` protobuf (.pb.gz), or `flamegraph` SVGs.
+    #[arg(long, value_enum, default_value = "heap")]
+    pub format: Format,
+
+    /// The value a flame graph shows: inuse_space, inuse_objects,
+    /// alloc_space or alloc_objects (pprof files hold all four).
+    #[arg(long, value_name = "KIND", value_parser = parse_sample, default_value = "inuse_space")]
+    pub sample: SampleKind,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Output formats of a replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// gperftools profile.heap text (`PREFIX.NNNN.heap`).
+    Heap,
+    /// Gzipped pprof profile.proto (`PREFIX.NNNN.pb.gz`).
+    Pprof,
+    /// Interactive SVG flame graph (`PREFIX.NNNN.svg`).
+    Flamegraph,
+}
+
+/// Snapshot rules: when to take snapshots.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RuleArgs {
     /// A profile every SIZE bytes allocated (gperftools'
     /// HEAP_PROFILE_ALLOCATION_INTERVAL). Units: B, KB, MB, GB (binary: 1MB = 2^20).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Snapshot rules")]
@@ -101,11 +147,11 @@ pub struct ReplayArgs {
     /// rules above (or no rule) are given.
     #[arg(long, help_heading = "Snapshot rules")]
     pub at_exit: bool,
+}
 
-    /// Prefix of the output files: PREFIX.0001.heap, ... [default: the trace name without .zst]
-    #[arg(short, long, value_name = "PREFIX")]
-    pub output: Option<PathBuf>,
-
+/// Options every replaying command takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CommonArgs {
     /// Threads: 1 decodes and replays in turn; N decodes on N-1 threads while
     /// one replays [default: all cores].
     #[arg(long, value_name = "N")]
@@ -114,6 +160,143 @@ pub struct ReplayArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Where to look for separate debug files (by build id and debuglink),
+    /// besides next to each binary. Repeatable [default: /usr/lib/debug].
+    #[arg(long, value_name = "DIR")]
+    pub debug_dir: Vec<PathBuf>,
+}
+
+/// `heapreplay top` options.
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// The trace.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// The point to look at: end, peak, start, a time (30s, 2026-11-27T15:04:05Z)
+    /// or marker:NAME[#N] (the Nth such marker, from 1).
+    #[arg(long, value_name = "POINT", value_parser = parse_point, default_value = "end")]
+    pub at: Point,
+
+    /// How many stacks to list in each table.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
+    pub count: usize,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `heapreplay leaks` options.
+#[derive(Args, Debug)]
+pub struct LeaksArgs {
+    /// The trace.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// How many stacks to list [default: all].
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: Option<usize>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `heapreplay diff` options.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The trace; with a second trace, compares the first at --from with the
+    /// second at --to.
+    #[arg(value_name = "TRACE", num_args = 1..=2, required = true)]
+    pub traces: Vec<PathBuf>,
+
+    /// The earlier point (see `top --at`) [default: start with one trace, end with two].
+    #[arg(long, value_name = "POINT", value_parser = parse_point)]
+    pub from: Option<Point>,
+
+    /// The later point [default: end].
+    #[arg(long, value_name = "POINT", value_parser = parse_point, default_value = "end")]
+    pub to: Point,
+
+    /// `text` to stdout, or `pprof` / `flamegraph` to the file given with -o.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DiffFormat,
+
+    /// Output file for pprof and flamegraph.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The value a flame graph compares (inuse_space, inuse_objects, alloc_space, alloc_objects).
+    #[arg(long, value_name = "KIND", value_parser = parse_sample, default_value = "inuse_space")]
+    pub sample: SampleKind,
+
+    /// How many stacks to list as text.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    pub count: usize,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Formats of `heapreplay diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// A table of the stacks that changed most.
+    Text,
+    /// Gzipped pprof with the differences as values (negative where it shrank).
+    Pprof,
+    /// A differential flame graph: sizes are the later point, red grew, blue shrank.
+    Flamegraph,
+}
+
+/// `heapreplay timeline` options.
+#[derive(Args, Debug)]
+pub struct TimelineArgs {
+    /// The trace.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// The image to write: .svg or .png [default: the trace name with .timeline.svg].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Snapshot points to draw on the plot (the same rules as a replay).
+    #[command(flatten)]
+    pub rules: RuleArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `heapreplay export` options.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The trace.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// Write Parquet files (events.parquet, stacks.parquet, snapshots.parquet).
+    #[arg(long, required = true)]
+    pub parquet: bool,
+
+    /// The folder to write them to [default: the trace name with .parquet].
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Snapshots to export (the same rules as a replay; default: the end).
+    #[command(flatten)]
+    pub rules: RuleArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+fn parse_point(s: &str) -> Result<Point, String> {
+    Point::parse(s)
+}
+
+fn parse_sample(s: &str) -> Result<SampleKind, String> {
+    SampleKind::parse(s)
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

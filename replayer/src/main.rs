@@ -2,12 +2,17 @@
 //! heap profiles, and runs programs under the recorder.
 
 mod cli;
+mod diff;
 mod elf;
+mod export;
 mod info;
+mod pass;
 mod progress;
 mod record;
 mod replay;
 mod threads;
+mod timeline;
+mod top;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -21,6 +26,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(cli::Command::Record(args)) => record::run(&args),
         Some(cli::Command::Info(args)) => info::run(&args),
+        Some(cli::Command::Top(args)) => top::top(&args),
+        Some(cli::Command::Leaks(args)) => top::leaks(&args),
+        Some(cli::Command::Diff(args)) => diff::run(&args),
+        Some(cli::Command::Timeline(args)) => timeline::run(&args),
+        Some(cli::Command::Export(args)) => export::run(&args),
         None => replay::run(&cli.replay),
     };
     match result {

@@ -1,0 +1,137 @@
+//! `heapreplay diff`: what changed between two points of a trace, or two traces.
+
+use crate::cli::{DiffArgs, DiffFormat};
+use crate::pass;
+use heapreplay_analysis::plan::{Point, TimePoint};
+use heapreplay_analysis::profile::SampleKind;
+use heapreplay_analysis::report::{self, Change};
+use heapreplay_analysis::trace::io_text;
+use heapreplay_analysis::{flamegraph, pprof};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// One side of the comparison: the named stacks, and how to call it.
+struct Side {
+    stacks: Vec<report::NamedStack>,
+    label: String,
+    code: ExitCode,
+}
+
+fn side(
+    path: &Path,
+    points: &[&Point],
+    args: &DiffArgs,
+    pipeline: bool,
+) -> Result<Vec<Side>, String> {
+    let trace = heapreplay_analysis::Trace::open(path).map_err(|e| e.to_string())?;
+    let owned: Vec<Point> = points.iter().map(|p| (*p).clone()).collect();
+    let (snapshots, code) = pass::capture(&trace, &owned, pipeline, args.common.quiet)?;
+    let mut stacks = pass::stacks(&trace, &args.common);
+    Ok(snapshots
+        .iter()
+        .zip(points)
+        .map(|(s, p)| Side {
+            stacks: report::by_frames(s, &mut stacks),
+            label: format!("{} at {}", path.display(), p.describe_at(s.ns)),
+            code,
+        })
+        .collect())
+}
+
+fn folded(changes: &[Change], kind: SampleKind) -> Vec<String> {
+    let index = SampleKind::ALL.iter().position(|k| *k == kind).unwrap_or(3);
+    let value = |c: &report::NamedStack| SampleKind::ALL[index].of(&c.1).max(0);
+    changes
+        .iter()
+        .filter_map(|c| {
+            let before = value(&(c.frames.clone(), c.before));
+            let after = value(&(c.frames.clone(), c.after));
+            if before == 0 && after == 0 {
+                return None;
+            }
+            let mut names: Vec<String> = c
+                .frames
+                .iter()
+                .rev()
+                .map(|f| f.function.replace(';', ":"))
+                .collect();
+            if names.is_empty() {
+                names.push("[unknown]".into());
+            }
+            Some(format!("{} {before} {after}", names.join(";")))
+        })
+        .collect()
+}
+
+/// Compares the two points and writes the result.
+pub fn run(args: &DiffArgs) -> Result<ExitCode, String> {
+    let pipeline = crate::threads::setup(args.common.threads)?;
+    let (before, after) = match args.traces.as_slice() {
+        [one] => {
+            let from = args
+                .from
+                .clone()
+                .unwrap_or(Point::Time(TimePoint::Offset(0)));
+            let mut sides = side(one, &[&from, &args.to], args, pipeline)?;
+            let after = sides.pop().ok_or("no snapshot")?;
+            (sides.pop().ok_or("no snapshot")?, after)
+        }
+        [a, b] => {
+            let from = args.from.clone().unwrap_or(Point::End);
+            let before = side(a, &[&from], args, pipeline)?
+                .pop()
+                .ok_or("no snapshot")?;
+            let after = side(b, &[&args.to], args, pipeline)?
+                .pop()
+                .ok_or("no snapshot")?;
+            (before, after)
+        }
+        _ => return Err("diff takes one trace or two".into()),
+    };
+    let title = format!("from {} to {}", before.label, after.label);
+    let changes = report::changes(before.stacks, after.stacks);
+    let code = if before.code != ExitCode::SUCCESS {
+        before.code
+    } else {
+        after.code
+    };
+    if args.format == DiffFormat::Text {
+        let mut out = std::io::stdout().lock();
+        report::write_diff(&mut out, &title, &changes, args.count)
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("cannot write the report: {e}"))?;
+        return Ok(code);
+    }
+    let path = args
+        .output
+        .as_deref()
+        .ok_or("--format pprof and flamegraph write to a file: give it with -o FILE")?;
+    let shown = path.display();
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
+    let mut out = BufWriter::new(file);
+    let written = match args.format {
+        DiffFormat::Pprof => {
+            let mut b = pprof::Builder::new(args.sample, 0, &title);
+            for c in &changes {
+                b.add_named(&c.frames, c.delta());
+            }
+            b.write(&mut out)
+        }
+        _ => flamegraph::write_lines(
+            &mut out,
+            &folded(&changes, args.sample),
+            args.sample,
+            "heapreplay diff",
+            &format!("{} — {title}; red grew, blue shrank", args.sample.name()),
+        ),
+    };
+    written
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
+    if !args.common.quiet {
+        eprintln!("heapreplay: wrote {shown} ({title})");
+    }
+    Ok(code)
+}

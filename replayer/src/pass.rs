@@ -1,0 +1,277 @@
+//! One replaying pass over a trace, shared by every command that replays:
+//! the peak pre-pass when needed, progress, warnings about the trace, damage.
+
+use crate::cli::{CommonArgs, RuleArgs};
+use crate::progress::Progress;
+use heapreplay_analysis::clock::{seconds, SeqClock};
+use heapreplay_analysis::maps::maps_at;
+use heapreplay_analysis::plan::{MarkerFilter, Plan, Point};
+use heapreplay_analysis::profile::{Snapshot, Stacks};
+use heapreplay_analysis::replay::Heap;
+use heapreplay_analysis::rules::Thresholds;
+use heapreplay_analysis::snapshots::{Context, Engine, Outcome, PeakFinder, Trigger};
+use heapreplay_analysis::symbols::{default_debug_dirs, Symbolizer};
+use heapreplay_analysis::Trace;
+use heapreplay_format::Event;
+use std::cell::RefCell;
+use std::process::ExitCode;
+
+/// Exit status when output was written but the trace was damaged.
+pub const EXIT_DAMAGED: u8 = 3;
+
+/// The snapshot plan from the command line's rules.
+pub fn plan(rules: &RuleArgs) -> Plan {
+    Plan {
+        thresholds: Thresholds {
+            alloc_interval: rules.interval.unwrap_or(0),
+            dealloc_interval: rules.dealloc_interval.unwrap_or(0),
+            inuse_interval: rules.inuse_interval.unwrap_or(0),
+            time_interval_ns: rules.time_interval.unwrap_or(0),
+        },
+        markers: rules.at_marker.clone(),
+        at: rules.at.clone(),
+        peak: rules.at_peak,
+        exit: rules.at_exit,
+    }
+}
+
+/// Opens a trace and sets up the decoding threads.
+pub fn open(path: &std::path::Path, common: &CommonArgs) -> Result<(Trace, bool), String> {
+    let pipeline = crate::threads::setup(common.threads)?;
+    let trace = Trace::open(path).map_err(|e| e.to_string())?;
+    Ok((trace, pipeline))
+}
+
+/// Resolves the trace's stacks against the maps recorded over its whole run.
+pub fn stacks<'a>(trace: &'a Trace, common: &CommonArgs) -> Stacks<'a> {
+    let dirs = if common.debug_dir.is_empty() {
+        default_debug_dirs()
+    } else {
+        common.debug_dir.clone()
+    };
+    let maps = maps_at(&trace.maps, u64::MAX);
+    Stacks::new(&trace.stacks, Symbolizer::new(&maps, dirs))
+}
+
+/// Named markers asked for that the trace does not hold are an error (most
+/// likely a typo); signals that never came are only worth a warning.
+fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> {
+    for f in &plan.markers {
+        if trace.markers.iter().any(|m| f.matches(m)) {
+            continue;
+        }
+        let present = crate::info::marker_summary(&trace.markers);
+        match f {
+            MarkerFilter::Named(_) => {
+                return Err(format!(
+                    "{}: no marker named {} (markers in this trace: {present})",
+                    trace.path.display(),
+                    f.describe()
+                ))
+            }
+            _ if !quiet => eprintln!(
+                "heapreplay: {}: no {} marker in this trace (markers in this trace: {present})",
+                trace.path.display(),
+                f.describe()
+            ),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Replays `trace` under `plan`: `sink(heap, trigger, seq, progress)` at each
+/// snapshot point, `each(heap, event)` after every event. Returns what the pass
+/// found and the exit status (damage gives [`EXIT_DAMAGED`]), having told the
+/// user about a missing end, `--at` points past the end, and damage.
+pub fn run(
+    trace: &Trace,
+    plan: &Plan,
+    pipeline: bool,
+    quiet: bool,
+    mut sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
+    mut each: impl FnMut(&Heap, &Event),
+) -> Result<(Outcome, ExitCode), String> {
+    check_markers(trace, plan, quiet)?;
+    // The peak is only known after a whole pass: find it first if asked for.
+    let total = trace.recorded_events();
+    let peak = if plan.peak {
+        let mut finder = PeakFinder::default();
+        let mut progress = Progress::new(total, "finding the peak", quiet);
+        trace.for_each_event(pipeline, |e| {
+            finder.push(e);
+            progress.tick();
+            Ok::<(), String>(())
+        })?;
+        progress.finish();
+        finder.peak()
+    } else {
+        None
+    };
+    let progress = RefCell::new(Progress::new(total, "replaying", quiet));
+    let ctx = Context {
+        markers: &trace.markers,
+        clock: &trace.clock,
+        start_unix_ns: trace.info.start_unix_ns,
+        clean_end: trace.end.is_some(),
+    };
+    let mut engine = Engine::new(ctx, plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
+        sink(heap, trigger, seq, &progress.borrow())
+    });
+    let mut seen = 0u32;
+    let pass = trace.for_each_event(pipeline, |e| {
+        seen += 1;
+        if seen == 1 << 16 {
+            progress.borrow_mut().add(u64::from(seen));
+            seen = 0;
+        }
+        engine.event(e)?;
+        each(engine.heap(), e);
+        Ok::<(), String>(())
+    })?;
+    let outcome = engine.finish()?;
+    progress.borrow_mut().finish();
+
+    let shown = trace.path.display();
+    if !quiet {
+        for t in &outcome.past_end {
+            eprintln!(
+                "heapreplay: {shown}: --at {} is after the end of the trace ({}); no snapshot for it",
+                seconds(*t),
+                seconds(outcome.end_ns)
+            );
+        }
+        if trace.end.is_none() {
+            eprintln!(
+                "heapreplay: {shown}: the trace has no end record (the process was killed or is still running); replayed up to its last flush"
+            );
+        }
+    }
+    let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
+    if problems.is_empty() {
+        return Ok((outcome, ExitCode::SUCCESS));
+    }
+    for p in &problems {
+        eprintln!(
+            "heapreplay: {shown}: damaged at offset {}: {}",
+            p.offset, p.what
+        );
+    }
+    eprintln!(
+        "heapreplay: {shown}: replayed {} events that were intact; output above is partial",
+        pass.events
+    );
+    Ok((outcome, ExitCode::from(EXIT_DAMAGED)))
+}
+
+/// The snapshot point a [`Point`] comes out as in the pass.
+enum Target {
+    /// Before the first event: nothing allocated.
+    Start,
+    Exit,
+    Peak,
+    At(u64),
+    MarkerSeq(u64),
+}
+
+impl Target {
+    fn matches(&self, trigger: &Trigger, seq: u64) -> bool {
+        match (self, trigger) {
+            (Target::Exit, Trigger::Exit { .. }) | (Target::Peak, Trigger::Peak { .. }) => true,
+            (Target::At(t), Trigger::At { ns }) => t == ns,
+            (Target::MarkerSeq(s), Trigger::Marker { .. }) => *s == seq,
+            _ => false,
+        }
+    }
+}
+
+/// Snapshots of `trace` at each of `points` (in the order given), in one pass.
+pub fn capture(
+    trace: &Trace,
+    points: &[Point],
+    pipeline: bool,
+    quiet: bool,
+) -> Result<(Vec<Snapshot>, ExitCode), String> {
+    let mut plan = Plan::default();
+    let mut targets = Vec::new();
+    let shown = trace.path.display();
+    for p in points {
+        targets.push(match p {
+            Point::End => {
+                plan.exit = true;
+                Target::Exit
+            }
+            Point::Peak => {
+                plan.peak = true;
+                Target::Peak
+            }
+            Point::Time(t) => {
+                let ns = t.offset_ns(trace.info.start_unix_ns).ok_or_else(|| {
+                    format!("{shown}: {} is before the trace started", p.describe())
+                })?;
+                if ns == 0 {
+                    Target::Start
+                } else {
+                    plan.at.push(*t);
+                    Target::At(ns)
+                }
+            }
+            Point::Marker(f, n) => {
+                let m = trace
+                    .markers
+                    .iter()
+                    .filter(|m| f.matches(m))
+                    .nth(n - 1)
+                    .ok_or_else(|| {
+                        format!(
+                            "{shown}: there is no {} (markers in this trace: {})",
+                            p.describe(),
+                            crate::info::marker_summary(&trace.markers)
+                        )
+                    })?;
+                plan.markers.push(f.clone());
+                Target::MarkerSeq(m.seq)
+            }
+        });
+    }
+    let mut found: Vec<Option<Snapshot>> = targets
+        .iter()
+        .map(|t| {
+            matches!(t, Target::Start).then(|| Snapshot::take(&Heap::new(), "start".into(), 0))
+        })
+        .collect();
+    let mut clock = SeqClock::new(&trace.clock);
+    let (outcome, code) = run(
+        trace,
+        &plan,
+        pipeline,
+        quiet,
+        |heap, trigger, seq, _| {
+            let ns = match trigger {
+                Trigger::At { ns } | Trigger::Marker { ns, .. } | Trigger::Peak { ns, .. } => *ns,
+                _ => clock.ns_at(seq),
+            };
+            for (slot, target) in found.iter_mut().zip(&targets) {
+                if slot.is_none() && target.matches(trigger, seq) {
+                    *slot = Some(Snapshot::take(heap, trigger.reason(), ns));
+                }
+            }
+            Ok(())
+        },
+        |_, _| {},
+    )?;
+    let mut snapshots = Vec::new();
+    for (slot, p) in found.into_iter().zip(points) {
+        match slot {
+            Some(s) => snapshots.push(s),
+            None => {
+                return Err(format!(
+                    "{shown}: {} is not in the trace (it ends at {})",
+                    p.describe(),
+                    seconds(outcome.end_ns)
+                ))
+            }
+        }
+    }
+    Ok((snapshots, code))
+}

@@ -1,0 +1,52 @@
+//! `heapreplay top` and `heapreplay leaks`: text reports at one point.
+
+use crate::cli::{LeaksArgs, TopArgs};
+use crate::pass;
+use heapreplay_analysis::plan::Point;
+use heapreplay_analysis::report;
+use std::io::Write;
+use std::process::ExitCode;
+
+fn print(
+    write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>,
+) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    write(&mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("cannot write the report: {e}"))
+}
+
+/// Prints the biggest stacks at the chosen point.
+pub fn top(args: &TopArgs) -> Result<ExitCode, String> {
+    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    let (snapshots, code) = pass::capture(
+        &trace,
+        std::slice::from_ref(&args.at),
+        pipeline,
+        args.common.quiet,
+    )?;
+    let snapshot = &snapshots[0];
+    let mut stacks = pass::stacks(&trace, &args.common);
+    let title = format!(
+        "{} at {}",
+        trace.path.display(),
+        args.at.describe_at(snapshot.ns)
+    );
+    print(|out| report::write_top(out, &title, snapshot, &mut stacks, args.count))?;
+    Ok(code)
+}
+
+/// Prints what was never freed.
+pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
+    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    let (snapshots, code) = pass::capture(&trace, &[Point::End], pipeline, args.common.quiet)?;
+    let mut stacks = pass::stacks(&trace, &args.common);
+    let how = if trace.end.is_some() {
+        "at exit"
+    } else {
+        "at the end of the trace (the process did not exit: some of this may still have been freed)"
+    };
+    let title = format!("{} {how}", trace.path.display());
+    print(|out| report::write_leaks(out, &title, &snapshots[0], &mut stacks, args.count))?;
+    Ok(code)
+}
