@@ -224,17 +224,35 @@ pub fn google_pprof(view: &str, binary: &Path, profile: &Path) -> HashMap<String
 
 /// `go tool pprof -top -unit=B -sample_index=<index> <binary> <profile>`.
 pub fn go_pprof(index: &str, binary: &Path, profile: &Path) -> HashMap<String, Row> {
+    parse_report(&go_pprof_text(
+        &["-top", "-unit=B", &format!("-sample_index={index}")],
+        &[binary, profile],
+    ))
+}
+
+/// `go tool pprof ARGS FILES...`: its standard output.
+pub fn go_pprof_text(args: &[&str], files: &[&Path]) -> String {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    let out = run_ok(
+    run_ok(
         Command::new("go")
-            .args(["tool", "pprof", "-top", "-nodecount=1000", "-unit=B"])
-            .arg(format!("-sample_index={index}"))
-            .arg(binary)
-            .arg(profile)
+            .args(["tool", "pprof", "-nodecount=1000"])
+            .args(args)
+            .args(files)
             .env("HOME", home)
             .env("PPROF_TMPDIR", std::env::temp_dir()),
-    );
-    parse_report(&out)
+    )
+}
+
+/// The `<title>` texts of an SVG, read with Python's XML parser (so the
+/// file must be well-formed XML).
+pub fn svg_titles(svg: &Path) -> Vec<String> {
+    let script = "import sys, xml.etree.ElementTree as ET\n\
+        for e in ET.parse(sys.argv[1]).iter():\n\
+        \x20   if e.tag.rsplit('}', 1)[-1] == 'title' and e.text: print(e.text)";
+    run_ok(Command::new("python3").args(["-c", script]).arg(svg))
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The four numbers of a profile's header line: in-use objects, in-use
