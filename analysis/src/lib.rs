@@ -13,6 +13,7 @@ pub mod report;
 pub mod rules;
 pub mod snapshots;
 pub mod symbols;
+pub mod timeline;
 pub mod trace;
 pub mod units;
 
