@@ -46,17 +46,13 @@ impl Heap {
     /// Applies one event. A free of an address never seen allocated (before
     /// recording started, or by a path the recorder could not see) is
     /// ignored, as gperftools ignores it.
-    /// Events marked [`Event::paired`] (freed within their record) skip the
-    /// live map: the free carries the size and stack.
     #[inline]
     pub fn apply(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
-                if !e.paired {
-                    if let Some((size, stack)) = self.live.insert(e.addr, (e.size, e.stack)) {
-                        // The previous block's free was never seen: retire it now.
-                        self.account_free(size, stack);
-                    }
+                if let Some((size, stack)) = self.live.insert(e.addr, (e.size, e.stack)) {
+                    // The previous block's free was never seen: retire it now.
+                    self.account_free(size, stack);
                 }
                 let id = e.stack as usize;
                 if id >= self.per_stack.len() {
@@ -68,7 +64,6 @@ impl Heap {
                 self.totals.allocs += 1;
                 self.totals.alloc_bytes += e.size;
             }
-            EventKind::Free if e.paired => self.account_free(e.size, e.stack),
             EventKind::Free => {
                 if let Some((size, stack)) = self.live.remove(&e.addr) {
                     self.account_free(size, stack);
@@ -97,85 +92,5 @@ impl Heap {
             .enumerate()
             .filter(|(_, c)| c.allocs > 0)
             .map(|(id, c)| (id as u32, *c))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use heapreplay_format::events::pair_within;
-
-    /// One thread's events from a small generator: blocks that die young,
-    /// live long or never die, and addresses reused.
-    fn events(n: u64, seed: u64) -> Vec<Event> {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut live: Vec<u64> = Vec::new();
-        let mut out = Vec::new();
-        for seq in 0..n {
-            let r = next();
-            let free = !live.is_empty() && r % 3 == 0;
-            let e = if free {
-                let i = (next() % live.len() as u64) as usize;
-                let addr = live.swap_remove(i);
-                Event {
-                    seq,
-                    addr,
-                    size: 0,
-                    stack: 0,
-                    kind: EventKind::Free,
-                    paired: false,
-                }
-            } else {
-                let addr = 0x1000 + (next() % 64) * 16;
-                if live.contains(&addr) {
-                    continue;
-                }
-                live.push(addr);
-                Event {
-                    seq,
-                    addr,
-                    size: 1 + r % 500,
-                    stack: (r % 7) as u32,
-                    kind: EventKind::Alloc,
-                    paired: false,
-                }
-            };
-            out.push(e);
-        }
-        out
-    }
-
-    #[test]
-    fn pairing_within_records_changes_no_count() {
-        for seed in 1..20 {
-            let plain = events(5000, seed);
-            let mut by_lookup = Heap::new();
-            let mut by_pairs = Heap::new();
-            let mut paired = plain.clone();
-            // Records of 300 events each, as a thread's buffers would cut them.
-            for record in paired.chunks_mut(300) {
-                pair_within(record);
-            }
-            assert!(paired.iter().filter(|e| e.paired).count() > 1000);
-            for (a, b) in plain.iter().zip(&paired) {
-                by_lookup.apply(a);
-                by_pairs.apply(b);
-                assert_eq!(
-                    by_lookup.totals(),
-                    by_pairs.totals(),
-                    "seed {seed} seq {}",
-                    a.seq
-                );
-            }
-            let s1: Vec<_> = by_lookup.stacks().collect();
-            let s2: Vec<_> = by_pairs.stacks().collect();
-            assert_eq!(s1, s2, "seed {seed}");
-        }
     }
 }

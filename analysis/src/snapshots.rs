@@ -120,17 +120,14 @@ impl PeakFinder {
     pub fn push(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
-                if !e.paired {
-                    if let Some(old) = self.live.insert(e.addr, e.size) {
-                        self.inuse -= old;
-                    }
+                if let Some(old) = self.live.insert(e.addr, e.size) {
+                    self.inuse -= old;
                 }
                 self.inuse += e.size;
                 if self.best.is_none_or(|(_, b)| self.inuse > b) {
                     self.best = Some((e.seq, self.inuse));
                 }
             }
-            EventKind::Free if e.paired => self.inuse -= e.size,
             EventKind::Free => {
                 if let Some(size) = self.live.remove(&e.addr) {
                     self.inuse -= size;

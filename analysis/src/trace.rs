@@ -315,9 +315,6 @@ impl Trace {
             &mut out,
         )
         .map_err(|e| lost(format!("malformed events ({e:?})")))?;
-        // Here, on the decoding threads, blocks that live and die within the
-        // record are paired, so that replaying them needs no address lookup.
-        heapreplay_format::events::pair_within(&mut out);
         Ok(out)
     }
 
@@ -504,7 +501,6 @@ mod tests {
             size: 1,
             stack: 1,
             kind: EventKind::Alloc,
-            paired: false,
         }
     }
 

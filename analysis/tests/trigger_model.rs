@@ -63,7 +63,6 @@ fn build(ops: &[Op]) -> (Vec<Event>, Vec<Marker>) {
                     size,
                     stack: 1 + (slot % 3) as u32,
                     kind: EventKind::Alloc,
-                    paired: false,
                 });
             }
             Op::Free { slot } => {
@@ -74,7 +73,6 @@ fn build(ops: &[Op]) -> (Vec<Event>, Vec<Marker>) {
                     size: 0,
                     stack: 0,
                     kind: EventKind::Free,
-                    paired: false,
                 });
             }
             Op::Mark => markers.push(Marker {

@@ -30,38 +30,6 @@ pub struct Event {
     pub stack: u32,
     /// What happened.
     pub kind: EventKind,
-    /// The block's allocation and free are both in this event's record (one
-    /// thread, one buffer): the free then carries the block's size and stack,
-    /// and a replay needs no address lookup for either. Set by readers
-    /// ([`pair_within`]), never stored.
-    pub paired: bool,
-}
-
-/// Marks allocations freed later in the same run of events, and gives those
-/// frees the block's size and stack (see [`Event::paired`]). A run is one
-/// thread's events in order: a block allocated and freed in it cannot be
-/// touched by another thread in between.
-pub fn pair_within(events: &mut [Event]) {
-    let mut open: std::collections::HashMap<u64, usize, crate::hash::AddrHash> =
-        std::collections::HashMap::with_capacity_and_hasher(events.len() / 2, Default::default());
-    for i in 0..events.len() {
-        let e = events[i];
-        match e.kind {
-            EventKind::Alloc => {
-                open.insert(e.addr, i);
-            }
-            EventKind::Free => {
-                if let Some(j) = open.remove(&e.addr) {
-                    let (size, stack) = (events[j].size, events[j].stack);
-                    events[j].paired = true;
-                    let f = &mut events[i];
-                    f.paired = true;
-                    f.size = size;
-                    f.stack = stack;
-                }
-            }
-        }
-    }
 }
 
 /// The most bytes one encoded event can take.
@@ -174,7 +142,6 @@ pub fn decode_rows(
                 size: r.u64()?,
                 stack: r.u32()?,
                 kind: EventKind::Alloc,
-                paired: false,
             },
             1 => Event {
                 seq,
@@ -182,7 +149,6 @@ pub fn decode_rows(
                 size: 0,
                 stack: 0,
                 kind: EventKind::Free,
-                paired: false,
             },
             t => return Err(EventsError::BadTag(at, t)),
         };
@@ -333,7 +299,6 @@ pub fn decode(
                 size: sizes.u64()?,
                 stack: stacks.u32()?,
                 kind: EventKind::Alloc,
-                paired: false,
             },
             1 | 3 => Event {
                 seq,
@@ -341,7 +306,6 @@ pub fn decode(
                 size: 0,
                 stack: 0,
                 kind: EventKind::Free,
-                paired: false,
             },
             t => return Err(EventsError::BadTag(i, t)),
         });
@@ -401,7 +365,6 @@ mod tests {
                             size,
                             stack,
                             kind: EventKind::Alloc,
-                            paired: false,
                         }
                     } else {
                         Event {
@@ -410,7 +373,6 @@ mod tests {
                             size: 0,
                             stack: 0,
                             kind: EventKind::Free,
-                            paired: false,
                         }
                     }
                 })

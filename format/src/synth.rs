@@ -151,7 +151,6 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<u64> {
                     size: 0,
                     stack: 0,
                     kind: EventKind::Free,
-                    paired: false,
                 });
             } else {
                 // Hot stacks: a quarter of the stacks take most allocations.
@@ -169,7 +168,6 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<u64> {
                     size,
                     stack: stack.min(spec.stacks),
                     kind: EventKind::Alloc,
-                    paired: false,
                 });
             }
             seq += 1;

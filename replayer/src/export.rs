@@ -214,8 +214,7 @@ mod parquet_files {
         constant: &'a Constant,
         clock: SeqClock<'a>,
         /// Live blocks: address to size and allocating stack, as the
-        /// replayed heap keeps them, to give frees their size and stack
-        /// (paired events carry both and skip it, as in the heap).
+        /// replayed heap keeps them, to give frees their size and stack.
         live: HashMap<u64, (u64, u32), AddrHash>,
         len: usize,
         seq: UInt64Builder,
@@ -262,21 +261,13 @@ mod parquet_files {
             self.address.append_value(e.addr);
             match e.kind {
                 EventKind::Alloc => {
-                    // A block freed within its record (paired) is never
-                    // looked up: its free carries the size and stack.
-                    if !e.paired {
-                        self.live.insert(e.addr, (e.size, e.stack));
-                    }
+                    self.live.insert(e.addr, (e.size, e.stack));
                     self.kind.append_value("alloc");
                     self.size.append_value(e.size);
                     self.stack.append_value(e.stack);
                 }
                 EventKind::Free => {
-                    let block = if e.paired {
-                        Some((e.size, e.stack))
-                    } else {
-                        self.live.remove(&e.addr)
-                    };
+                    let block = self.live.remove(&e.addr);
                     self.kind.append_value("free");
                     self.size.append_value(block.map_or(0, |(size, _)| size));
                     self.stack.append_option(block.map(|(_, stack)| stack));
