@@ -172,15 +172,20 @@ impl<'a> Stacks<'a> {
 
     /// Function names of stack `id`, root first, as flame graphs want them.
     pub fn folded(&mut self, id: u32) -> String {
-        let frames = self.frames(id);
-        let mut names: Vec<String> = frames
-            .iter()
-            .rev()
-            .map(|f| f.function.replace(';', ":"))
-            .collect();
-        if names.is_empty() {
-            names.push("[unknown]".into());
-        }
-        names.join(";")
+        folded(self.frames(id))
     }
+}
+
+/// Function names of a stack (frames leaf first) joined root first with `;`,
+/// the folded form flame graphs read.
+pub fn folded(frames: &[Frame]) -> String {
+    if frames.is_empty() {
+        return "[unknown]".into();
+    }
+    let names: Vec<String> = frames
+        .iter()
+        .rev()
+        .map(|f| f.function.replace(';', ":"))
+        .collect();
+    names.join(";")
 }

@@ -3,7 +3,7 @@
 use crate::cli::{DiffArgs, DiffFormat};
 use crate::pass;
 use heapreplay_analysis::plan::{Point, TimePoint};
-use heapreplay_analysis::profile::SampleKind;
+use heapreplay_analysis::profile::{self, SampleKind};
 use heapreplay_analysis::report::{self, Change};
 use heapreplay_analysis::trace::io_text;
 use heapreplay_analysis::{flamegraph, pprof};
@@ -39,27 +39,17 @@ fn side(
         .collect())
 }
 
+/// Folded lines with the value before and after, for a differential flame graph.
 fn folded(changes: &[Change], kind: SampleKind) -> Vec<String> {
-    let index = SampleKind::ALL.iter().position(|k| *k == kind).unwrap_or(3);
-    let value = |c: &report::NamedStack| SampleKind::ALL[index].of(&c.1).max(0);
     changes
         .iter()
         .filter_map(|c| {
-            let before = value(&(c.frames.clone(), c.before));
-            let after = value(&(c.frames.clone(), c.after));
+            let before = kind.of(&c.before).max(0);
+            let after = kind.of(&c.after).max(0);
             if before == 0 && after == 0 {
                 return None;
             }
-            let mut names: Vec<String> = c
-                .frames
-                .iter()
-                .rev()
-                .map(|f| f.function.replace(';', ":"))
-                .collect();
-            if names.is_empty() {
-                names.push("[unknown]".into());
-            }
-            Some(format!("{} {before} {after}", names.join(";")))
+            Some(format!("{} {before} {after}", profile::folded(&c.frames)))
         })
         .collect()
 }

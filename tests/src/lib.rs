@@ -243,6 +243,16 @@ pub fn go_pprof_text(args: &[&str], files: &[&Path]) -> String {
     )
 }
 
+/// The GNU build id of a binary, in hex, as `readelf -n` prints it.
+pub fn build_id(binary: &Path) -> String {
+    let notes = run_ok(Command::new("readelf").arg("-n").arg(binary));
+    notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("{} has no build id", binary.display()))
+        .to_string()
+}
+
 /// The `<title>` texts of an SVG, read with Python's XML parser (so the
 /// file must be well-formed XML).
 pub fn svg_titles(svg: &Path) -> Vec<String> {

@@ -68,12 +68,8 @@ fn pprof_protobuf_reads_in_go_tool_pprof_with_the_same_numbers() {
         "{lines}"
     );
     let raw = go_pprof_text(&["-raw"], &[&p]);
-    let notes = run_ok(Command::new("readelf").arg("-n").arg(&exe));
-    let id = notes
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Build ID: "))
-        .expect("the test binary has a build id");
-    assert!(raw.contains(id), "build id {id} not in:\n{raw}");
+    let id = build_id(&exe);
+    assert!(raw.contains(&id), "build id {id} not in:\n{raw}");
     assert!(raw.contains("sites"), "{raw}");
 }
 
@@ -301,11 +297,7 @@ fn names_come_from_separate_debug_files() {
         bare.contains("sites+0x"),
         "unknown frames name the file: {bare}"
     );
-    let notes = run_ok(Command::new("readelf").arg("-n").arg(&exe));
-    let id = notes
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Build ID: "))
-        .unwrap();
+    let id = build_id(&exe);
     let dir = work.path("debug/.build-id").join(&id[..2]);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(&debug, dir.join(format!("{}.debug", &id[2..]))).unwrap();

@@ -1,0 +1,107 @@
+//! `events.parquet`: one row per allocation and free.
+
+use super::table::{field, Constant, Table, BATCH};
+use arrow_array::builder::{StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::ArrayRef;
+use arrow_schema::{DataType, Field};
+use heapreplay_analysis::clock::SeqClock;
+use heapreplay_format::hash::AddrHash;
+use heapreplay_format::{Event, EventKind};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// `events.parquet`: one row per allocation and free.
+pub(super) struct Events<'a> {
+    table: Table,
+    constant: &'a Constant,
+    clock: SeqClock<'a>,
+    /// Live blocks: address to size and allocating stack, as the
+    /// replayed heap keeps them, to give frees their size and stack.
+    live: HashMap<u64, (u64, u32), AddrHash>,
+    len: usize,
+    seq: UInt64Builder,
+    ns: UInt64Builder,
+    kind: StringBuilder,
+    address: UInt64Builder,
+    size: UInt64Builder,
+    stack: UInt32Builder,
+}
+
+impl<'a> Events<'a> {
+    pub(super) fn fields() -> Vec<Field> {
+        vec![
+            field("trace", DataType::Utf8, false),
+            field("pid", DataType::UInt32, false),
+            field("seq", DataType::UInt64, false),
+            field("ns", DataType::UInt64, false),
+            field("kind", DataType::Utf8, false),
+            field("address", DataType::UInt64, false),
+            field("size", DataType::UInt64, false),
+            field("stack", DataType::UInt32, true),
+        ]
+    }
+
+    pub(super) fn new(table: Table, constant: &'a Constant, clock: SeqClock<'a>) -> Self {
+        Self {
+            table,
+            constant,
+            clock,
+            live: HashMap::with_hasher(AddrHash),
+            len: 0,
+            seq: UInt64Builder::with_capacity(BATCH),
+            ns: UInt64Builder::with_capacity(BATCH),
+            kind: StringBuilder::with_capacity(BATCH, BATCH * 5),
+            address: UInt64Builder::with_capacity(BATCH),
+            size: UInt64Builder::with_capacity(BATCH),
+            stack: UInt32Builder::with_capacity(BATCH),
+        }
+    }
+
+    pub(super) fn push(&mut self, e: &Event) -> Result<(), String> {
+        self.seq.append_value(e.seq);
+        self.ns.append_value(self.clock.ns_at(e.seq));
+        self.address.append_value(e.addr);
+        match e.kind {
+            EventKind::Alloc => {
+                self.live.insert(e.addr, (e.size, e.stack));
+                self.kind.append_value("alloc");
+                self.size.append_value(e.size);
+                self.stack.append_value(e.stack);
+            }
+            EventKind::Free => {
+                let block = self.live.remove(&e.addr);
+                self.kind.append_value("free");
+                self.size.append_value(block.map_or(0, |(size, _)| size));
+                self.stack.append_option(block.map(|(_, stack)| stack));
+            }
+        }
+        self.len += 1;
+        if self.len == BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            self.constant.trace(self.len),
+            self.constant.pid(self.len),
+            Arc::new(self.seq.finish()),
+            Arc::new(self.ns.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.address.finish()),
+            Arc::new(self.size.finish()),
+            Arc::new(self.stack.finish()),
+        ];
+        self.len = 0;
+        self.table.write(columns)
+    }
+
+    pub(super) fn close(mut self) -> Result<String, String> {
+        self.flush()?;
+        self.table.close()
+    }
+}
