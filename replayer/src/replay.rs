@@ -1,19 +1,24 @@
 //! Replaying a trace into one file per snapshot: profile.heap, pprof or a
 //! flame graph.
+//!
+//! The replaying thread only copies each snapshot's counters and hands them
+//! to a writing thread, which sorts, formats and writes the file; so many
+//! snapshots cost little more than one pass over the trace.
 
-use crate::cli::{Format, ReplayArgs};
+use crate::cli::{CommonArgs, Format, ReplayArgs};
 use crate::pass;
-use crate::progress::Progress;
 use heapreplay_analysis::clock::SeqClock;
 use heapreplay_analysis::maps::maps_at;
 use heapreplay_analysis::profile::{SampleKind, Snapshot, Stacks};
-use heapreplay_analysis::replay::Heap;
-use heapreplay_analysis::snapshots::Trigger;
 use heapreplay_analysis::trace::io_text;
 use heapreplay_analysis::{flamegraph, heap_profile, pprof, Trace};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{sync_channel, Receiver};
+
+/// Snapshots waiting to be written, at most: bounds the memory they hold.
+const QUEUED: usize = 8;
 
 /// The default output prefix: the trace path without `.zst`.
 pub fn default_prefix(trace: &Path) -> PathBuf {
@@ -21,60 +26,46 @@ pub fn default_prefix(trace: &Path) -> PathBuf {
     PathBuf::from(s.strip_suffix(".zst").unwrap_or(&s).to_string())
 }
 
-/// Writes one file per snapshot, numbered in time order.
-struct Writer<'a> {
+/// One file to write.
+struct Job {
+    name: String,
+    /// Sequence number of the snapshot (which maps apply).
+    seq: u64,
+    snapshot: Snapshot,
+}
+
+/// Writes the files, on its own thread.
+struct FileWriter<'a> {
     trace: &'a Trace,
     format: Format,
     sample: SampleKind,
+    common: &'a CommonArgs,
     text: heap_profile::StackText<'a>,
     stacks: Option<Stacks<'a>>,
-    common: &'a crate::cli::CommonArgs,
-    clock: SeqClock<'a>,
-    prefix: PathBuf,
-    count: usize,
-    quiet: bool,
 }
 
-impl Writer<'_> {
-    fn extension(&self) -> &'static str {
-        match self.format {
-            Format::Heap => "heap",
-            Format::Pprof => "pb.gz",
-            Format::Flamegraph => "svg",
-        }
-    }
-
-    fn write(
-        &mut self,
-        heap: &Heap,
-        trigger: &Trigger,
-        seq: u64,
-        progress: &Progress,
-    ) -> Result<(), String> {
-        self.count += 1;
-        let ext = self.extension();
-        let name = match trigger.tag() {
-            None => format!("{}.{:04}.{ext}", self.prefix.display(), self.count),
-            Some(tag) => format!("{}.{:04}.{tag}.{ext}", self.prefix.display(), self.count),
-        };
-        if !self.quiet {
-            progress.say(&format!(
-                "Dumping heap profile to {name} ({})",
-                trigger.reason()
-            ));
-        }
+impl FileWriter<'_> {
+    fn write(&mut self, job: Job) -> Result<(), String> {
+        let Job {
+            name,
+            seq,
+            mut snapshot,
+        } = job;
         let file = std::fs::File::create(&name)
             .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
         let mut out = BufWriter::new(file);
         let written = match self.format {
             Format::Heap => {
-                let mut stacks: Vec<_> = heap.stacks().collect();
                 let maps = maps_at(&self.trace.maps, seq);
-                heap_profile::write(&mut out, &heap.totals(), &mut stacks, &mut self.text, &maps)
+                heap_profile::write(
+                    &mut out,
+                    &snapshot.totals,
+                    &mut snapshot.stacks,
+                    &mut self.text,
+                    &maps,
+                )
             }
             Format::Pprof | Format::Flamegraph => {
-                let ns = self.clock.ns_at(seq);
-                let snapshot = Snapshot::take(heap, trigger.reason(), ns);
                 let (trace, common) = (self.trace, self.common);
                 let stacks = self
                     .stacks
@@ -91,6 +82,22 @@ impl Writer<'_> {
             .and_then(|_| out.flush())
             .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))
     }
+
+    /// Writes every job until the queue closes; stops at the first error.
+    fn run(mut self, jobs: Receiver<Job>) -> Result<(), String> {
+        for job in jobs {
+            self.write(job)?;
+        }
+        Ok(())
+    }
+}
+
+fn extension(format: Format) -> &'static str {
+    match format {
+        Format::Heap => "heap",
+        Format::Pprof => "pb.gz",
+        Format::Flamegraph => "svg",
+    }
 }
 
 /// Replays the trace with the chosen rules.
@@ -99,26 +106,58 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let (trace, pipeline) = pass::open(path, &args.common)?;
     let plan = pass::plan(&args.rules);
     let quiet = args.common.quiet;
-    let mut writer = Writer {
+    let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
+    let ext = extension(args.format);
+    let writer = FileWriter {
         trace: &trace,
         format: args.format,
         sample: args.sample,
+        common: &args.common,
         text: heap_profile::StackText::new(&trace.stacks),
         stacks: None,
-        common: &args.common,
-        clock: SeqClock::new(&trace.clock),
-        prefix: args.output.clone().unwrap_or_else(|| default_prefix(path)),
-        count: 0,
-        quiet,
     };
-    let (outcome, code) = pass::run(
-        &trace,
-        &plan,
-        pipeline,
-        quiet,
-        |heap, trigger, seq, progress| writer.write(heap, trigger, seq, progress),
-        |_, _| {},
-    )?;
+    let (jobs, queue) = sync_channel::<Job>(QUEUED);
+    let (replayed, written) = std::thread::scope(|scope| {
+        let writing = scope.spawn(move || writer.run(queue));
+        let mut clock = SeqClock::new(&trace.clock);
+        let mut count = 0usize;
+        let replayed = pass::run(
+            &trace,
+            &plan,
+            pipeline,
+            quiet,
+            |heap, trigger, seq, progress| {
+                count += 1;
+                let name = match trigger.tag() {
+                    None => format!("{}.{count:04}.{ext}", prefix.display()),
+                    Some(tag) => format!("{}.{count:04}.{tag}.{ext}", prefix.display()),
+                };
+                if !quiet {
+                    progress.say(&format!(
+                        "Dumping heap profile to {name} ({})",
+                        trigger.reason()
+                    ));
+                }
+                let snapshot = Snapshot::take(heap, trigger.reason(), clock.ns_at(seq));
+                // A closed queue means the writer stopped on an error: it
+                // says which once joined.
+                jobs.send(Job {
+                    name,
+                    seq,
+                    snapshot,
+                })
+                .map_err(|_| String::new())
+            },
+            |_, _| {},
+        );
+        drop(jobs);
+        let written = writing
+            .join()
+            .unwrap_or_else(|_| Err("the writing thread failed".into()));
+        (replayed, written)
+    });
+    written?;
+    let (outcome, code) = replayed?;
     if outcome.snapshots == 0 && !quiet {
         eprintln!(
             "heapreplay: {}: no snapshot point matched; nothing written",
