@@ -70,6 +70,16 @@ impl Trigger {
         }
     }
 
+    /// When it happened, in ns since the start, for the triggers that carry
+    /// their time (markers, `--at` points, the peak); the others happen at
+    /// their event's time, which the caller's clock gives.
+    pub fn ns(&self) -> Option<u64> {
+        match self {
+            Trigger::At { ns } | Trigger::Marker { ns, .. } | Trigger::Peak { ns, .. } => Some(*ns),
+            Trigger::Rule(_) | Trigger::Exit { .. } => None,
+        }
+    }
+
     /// The rule's part of the file name; `None` for gperftools' own dumps,
     /// which keep gperftools' names.
     pub fn tag(&self) -> Option<String> {

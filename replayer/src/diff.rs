@@ -20,13 +20,12 @@ struct Side {
 
 fn side(
     path: &Path,
-    points: &[&Point],
+    points: &[Point],
     args: &DiffArgs,
     pipeline: bool,
 ) -> Result<Vec<Side>, String> {
     let trace = heapreplay_analysis::Trace::open(path).map_err(|e| e.to_string())?;
-    let owned: Vec<Point> = points.iter().map(|p| (*p).clone()).collect();
-    let (snapshots, code) = pass::capture(&trace, &owned, pipeline, args.common.quiet)?;
+    let (snapshots, code) = pass::capture(&trace, points, pipeline, args.common.quiet)?;
     let mut stacks = pass::stacks(&trace, &args.common);
     Ok(snapshots
         .iter()
@@ -63,16 +62,16 @@ pub fn run(args: &DiffArgs) -> Result<ExitCode, String> {
                 .from
                 .clone()
                 .unwrap_or(Point::Time(TimePoint::Offset(0)));
-            let mut sides = side(one, &[&from, &args.to], args, pipeline)?;
+            let mut sides = side(one, &[from, args.to.clone()], args, pipeline)?;
             let after = sides.pop().ok_or("no snapshot")?;
             (sides.pop().ok_or("no snapshot")?, after)
         }
         [a, b] => {
             let from = args.from.clone().unwrap_or(Point::End);
-            let before = side(a, &[&from], args, pipeline)?
+            let before = side(a, &[from], args, pipeline)?
                 .pop()
                 .ok_or("no snapshot")?;
-            let after = side(b, &[&args.to], args, pipeline)?
+            let after = side(b, std::slice::from_ref(&args.to), args, pipeline)?
                 .pop()
                 .ok_or("no snapshot")?;
             (before, after)
@@ -87,10 +86,7 @@ pub fn run(args: &DiffArgs) -> Result<ExitCode, String> {
         after.code
     };
     if args.format == DiffFormat::Text {
-        let mut out = std::io::stdout().lock();
-        report::write_diff(&mut out, &title, &changes, args.count)
-            .and_then(|_| out.flush())
-            .map_err(|e| format!("cannot write the report: {e}"))?;
+        crate::top::print(|out| report::write_diff(out, &title, &changes, args.count))?;
         return Ok(code);
     }
     let path = args

@@ -247,10 +247,7 @@ pub fn capture(
         pipeline,
         quiet,
         |heap, trigger, seq, _| {
-            let ns = match trigger {
-                Trigger::At { ns } | Trigger::Marker { ns, .. } | Trigger::Peak { ns, .. } => *ns,
-                _ => clock.ns_at(seq),
-            };
+            let ns = trigger.ns().unwrap_or_else(|| clock.ns_at(seq));
             for (slot, target) in found.iter_mut().zip(&targets) {
                 if slot.is_none() && target.matches(trigger, seq) {
                     *slot = Some(Snapshot::take(heap, trigger.reason(), ns));

@@ -15,9 +15,9 @@ use std::process::ExitCode;
 
 /// `trace.zst` -> `trace.timeline.svg`.
 fn default_output(trace: &Path) -> PathBuf {
-    let name = trace.as_os_str().to_string_lossy();
-    let stem = name.strip_suffix(".zst").unwrap_or(&name);
-    PathBuf::from(format!("{stem}.timeline.svg"))
+    let mut s = crate::replay::default_prefix(trace).into_os_string();
+    s.push(".timeline.svg");
+    PathBuf::from(s)
 }
 
 /// The trace's clock samples with its markers added as samples: a marker
@@ -77,13 +77,12 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         pipeline,
         quiet,
         |heap, trigger, seq, _| {
-            let ns = match trigger {
-                // Without rules the plan asks for the end of the trace only,
-                // as gperftools dumps at exit: not worth a point unless asked.
-                Trigger::Exit { .. } if !args.rules.at_exit => return Ok(()),
-                Trigger::At { ns } | Trigger::Marker { ns, .. } | Trigger::Peak { ns, .. } => *ns,
-                _ => snapshot_clock.ns_at(seq),
-            };
+            // Without rules the plan asks for the end of the trace only,
+            // as gperftools dumps at exit: not worth a point unless asked.
+            if matches!(trigger, Trigger::Exit { .. }) && !args.rules.at_exit {
+                return Ok(());
+            }
+            let ns = trigger.ns().unwrap_or_else(|| snapshot_clock.ns_at(seq));
             let bytes = heap.totals().inuse_bytes();
             timeline.borrow_mut().snapshot(ns, bytes, trigger.reason());
             Ok(())

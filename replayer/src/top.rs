@@ -7,7 +7,8 @@ use heapreplay_analysis::report;
 use std::io::Write;
 use std::process::ExitCode;
 
-fn print(
+/// Writes a text report to standard output.
+pub fn print(
     write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>,
 ) -> Result<(), String> {
     let mut out = std::io::stdout().lock();

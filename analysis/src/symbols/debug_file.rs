@@ -37,35 +37,29 @@ fn has_dwarf(file: &object::File<'_>) -> bool {
         .is_some_and(|s| s.size() > 0)
 }
 
-fn parse(path: &Path) -> Option<(std::fs::File, memmap2::Mmap)> {
+/// Maps the file at `path` read-only, to be parsed.
+pub fn map(path: &Path) -> Option<memmap2::Mmap> {
     let file = std::fs::File::open(path).ok()?;
     // SAFETY: the mapping is read-only and only parsed; a binary rewritten
     // while we read it gives wrong names, not memory unsafety in our code
     // beyond what every debugger accepts.
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    Some((file, map))
+    unsafe { memmap2::Mmap::map(&file) }.ok()
 }
 
-/// The debug files for the binary at `path`, looked up under `debug_dirs`.
-pub fn find(path: &Path, debug_dirs: &[PathBuf]) -> DebugFiles {
-    let Some((_file, map)) = parse(path) else {
-        return DebugFiles::default();
-    };
-    let Ok(binary) = object::File::parse(&*map) else {
-        return DebugFiles::default();
-    };
-    let separate = if has_dwarf(&binary) {
+/// The debug files for `binary`, read from `path`, looked up under `debug_dirs`.
+pub fn find(binary: &object::File<'_>, path: &Path, debug_dirs: &[PathBuf]) -> DebugFiles {
+    let separate = if has_dwarf(binary) {
         None
     } else {
-        by_build_id(&binary, debug_dirs).or_else(|| by_debuglink(&binary, path, debug_dirs))
+        by_build_id(binary, debug_dirs).or_else(|| by_debuglink(binary, path, debug_dirs))
     };
     let supplementary = match &separate {
-        Some(p) => parse(p).and_then(|(_f, m)| {
+        Some(p) => map(p).and_then(|m| {
             object::File::parse(&*m)
                 .ok()
                 .and_then(|o| altlink(&o, p, debug_dirs))
         }),
-        None => altlink(&binary, path, debug_dirs),
+        None => altlink(binary, path, debug_dirs),
     };
     DebugFiles {
         separate,

@@ -76,9 +76,7 @@ struct Module {
 
 impl Module {
     fn open(path: &Path, debug_dirs: &[PathBuf]) -> Option<(Module, Option<String>)> {
-        let file = std::fs::File::open(path).ok()?;
-        // SAFETY: read-only mapping, only parsed (see debug_file::parse).
-        let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+        let map = debug_file::map(path)?;
         let obj = object::File::parse(&*map).ok()?;
         let segments = obj
             .segments()
@@ -92,7 +90,7 @@ impl Module {
             })
             .collect();
         let build_id = obj.build_id().ok().flatten().map(debug_file::hex);
-        let debug = debug_file::find(path, debug_dirs);
+        let debug = debug_file::find(&obj, path, debug_dirs);
         let dwarf_path = debug.separate.as_deref().unwrap_or(path);
         let loader = addr2line::Loader::new_with_sup(dwarf_path, debug.supplementary.as_deref())
             .or_else(|_| addr2line::Loader::new(dwarf_path))

@@ -18,7 +18,6 @@ pub(super) struct Events<'a> {
     /// Live blocks: address to size and allocating stack, as the
     /// replayed heap keeps them, to give frees their size and stack.
     live: HashMap<u64, (u64, u32), AddrHash>,
-    len: usize,
     seq: UInt64Builder,
     ns: UInt64Builder,
     kind: StringBuilder,
@@ -47,7 +46,6 @@ impl<'a> Events<'a> {
             constant,
             clock,
             live: HashMap::with_hasher(AddrHash),
-            len: 0,
             seq: UInt64Builder::with_capacity(BATCH),
             ns: UInt64Builder::with_capacity(BATCH),
             kind: StringBuilder::with_capacity(BATCH, BATCH * 5),
@@ -75,20 +73,20 @@ impl<'a> Events<'a> {
                 self.stack.append_option(block.map(|(_, stack)| stack));
             }
         }
-        self.len += 1;
-        if self.len == BATCH {
+        if self.table.row_added() {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        if self.len == 0 {
+        let rows = self.table.pending();
+        if rows == 0 {
             return Ok(());
         }
         let columns: Vec<ArrayRef> = vec![
-            self.constant.trace(self.len),
-            self.constant.pid(self.len),
+            self.constant.trace(rows),
+            self.constant.pid(rows),
             Arc::new(self.seq.finish()),
             Arc::new(self.ns.finish()),
             Arc::new(self.kind.finish()),
@@ -96,7 +94,6 @@ impl<'a> Events<'a> {
             Arc::new(self.size.finish()),
             Arc::new(self.stack.finish()),
         ];
-        self.len = 0;
         self.table.write(columns)
     }
 

@@ -1,6 +1,6 @@
 //! `snapshots.parquet`: one row per stack that has allocated, per snapshot.
 
-use super::table::{field, Constant, Table, BATCH};
+use super::table::{field, Constant, Table};
 use arrow_array::builder::{StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field};
@@ -15,7 +15,6 @@ pub(super) struct Snapshots<'a> {
     constant: &'a Constant,
     clock: SeqClock<'a>,
     count: u32,
-    len: usize,
     snapshot: UInt32Builder,
     reason: StringBuilder,
     ns: UInt64Builder,
@@ -47,7 +46,6 @@ impl<'a> Snapshots<'a> {
             constant,
             clock,
             count: 0,
-            len: 0,
             snapshot: UInt32Builder::new(),
             reason: StringBuilder::new(),
             ns: UInt64Builder::new(),
@@ -61,10 +59,7 @@ impl<'a> Snapshots<'a> {
 
     pub(super) fn take(&mut self, heap: &Heap, trigger: &Trigger, seq: u64) -> Result<(), String> {
         self.count += 1;
-        let ns = match trigger {
-            Trigger::At { ns } | Trigger::Marker { ns, .. } | Trigger::Peak { ns, .. } => *ns,
-            _ => self.clock.ns_at(seq),
-        };
+        let ns = trigger.ns().unwrap_or_else(|| self.clock.ns_at(seq));
         let reason = trigger.reason();
         for (stack, c) in heap.stacks() {
             self.snapshot.append_value(self.count);
@@ -75,8 +70,7 @@ impl<'a> Snapshots<'a> {
             self.inuse_objects.append_value(c.inuse_objects());
             self.alloc_bytes.append_value(c.alloc_bytes);
             self.alloc_objects.append_value(c.allocs);
-            self.len += 1;
-            if self.len == BATCH {
+            if self.table.row_added() {
                 self.flush()?;
             }
         }
@@ -84,11 +78,12 @@ impl<'a> Snapshots<'a> {
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        if self.len == 0 {
+        let rows = self.table.pending();
+        if rows == 0 {
             return Ok(());
         }
         let columns: Vec<ArrayRef> = vec![
-            self.constant.trace(self.len),
+            self.constant.trace(rows),
             Arc::new(self.snapshot.finish()),
             Arc::new(self.reason.finish()),
             Arc::new(self.ns.finish()),
@@ -98,7 +93,6 @@ impl<'a> Snapshots<'a> {
             Arc::new(self.alloc_bytes.finish()),
             Arc::new(self.alloc_objects.finish()),
         ];
-        self.len = 0;
         self.table.write(columns)
     }
 

@@ -1,6 +1,6 @@
 //! `stacks.parquet`: one row per frame of every stack, inlined calls expanded.
 
-use super::table::{field, Constant, Table, BATCH};
+use super::table::{field, Constant, Table};
 use arrow_array::builder::{BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field};
@@ -12,7 +12,6 @@ use std::sync::Arc;
 pub(super) struct StackRows<'a> {
     table: Table,
     constant: &'a Constant,
-    len: usize,
     stack: UInt32Builder,
     depth: UInt32Builder,
     address: UInt64Builder,
@@ -40,7 +39,6 @@ impl<'a> StackRows<'a> {
         Self {
             table,
             constant,
-            len: 0,
             stack: UInt32Builder::new(),
             depth: UInt32Builder::new(),
             address: UInt64Builder::new(),
@@ -69,8 +67,7 @@ impl<'a> StackRows<'a> {
         self.file.append_option(file);
         self.line.append_option(line);
         self.inlined.append_value(inlined);
-        self.len += 1;
-        if self.len == BATCH {
+        if self.table.row_added() {
             self.flush()?;
         }
         Ok(())
@@ -106,11 +103,12 @@ impl<'a> StackRows<'a> {
     }
 
     fn flush(&mut self) -> Result<(), String> {
-        if self.len == 0 {
+        let rows = self.table.pending();
+        if rows == 0 {
             return Ok(());
         }
         let columns: Vec<ArrayRef> = vec![
-            self.constant.trace(self.len),
+            self.constant.trace(rows),
             Arc::new(self.stack.finish()),
             Arc::new(self.depth.finish()),
             Arc::new(self.address.finish()),
@@ -119,7 +117,6 @@ impl<'a> StackRows<'a> {
             Arc::new(self.line.finish()),
             Arc::new(self.inlined.finish()),
         ];
-        self.len = 0;
         self.table.write(columns)
     }
 

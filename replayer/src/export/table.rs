@@ -47,6 +47,8 @@ pub(super) struct Table {
     batches: Option<SyncSender<Option<RecordBatch>>>,
     writer: Option<JoinHandle<Result<(), String>>>,
     rows: u64,
+    /// Rows added to the builders since the last batch was written.
+    pending: usize,
 }
 
 impl Table {
@@ -99,11 +101,25 @@ impl Table {
             batches: Some(batches),
             writer: Some(writer),
             rows: 0,
+            pending: 0,
         })
     }
 
-    /// Appends one batch of rows, the columns in schema order.
+    /// Counts one row added to the caller's builders; true when they hold a
+    /// whole batch, to be written.
+    pub(super) fn row_added(&mut self) -> bool {
+        self.pending += 1;
+        self.pending == BATCH
+    }
+
+    /// Rows in the caller's builders not written yet.
+    pub(super) fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Appends one batch of rows (the pending ones), the columns in schema order.
     pub(super) fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), String> {
+        self.pending = 0;
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| format!("{}: cannot write: {e}", self.shown))?;
         self.rows += batch.num_rows() as u64;
