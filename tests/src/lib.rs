@@ -39,6 +39,16 @@ pub fn librecord() -> PathBuf {
     artifact("librecord.so")
 }
 
+/// The header of tests/programs/sites.c's end-of-trace profile: in use
+/// 2 + 1 + 1 + 1 MiB in 2048 + 64 + 1 + 16 blocks; allocated 8.5 MiB in
+/// 2048 + 3072 + 64 + 2 + 16 blocks.
+pub const SITES_TOTALS: [u64; 4] = [
+    2048 + 64 + 1 + 16,
+    5 << 20,
+    2048 + 3072 + 64 + 2 + 16,
+    (8 << 20) + (1 << 19),
+];
+
 /// Compiler flags under which Go 1.19's bundled `go tool pprof` can
 /// symbolize C code: it reads only DWARF (version 4 here), takes the first
 /// mapping of a binary as its load address (so code must share the first
@@ -170,6 +180,13 @@ impl Work {
     /// Runs `heapreplay` with `args` in this directory.
     pub fn heapreplay(&self, args: &[&str]) -> Ran {
         run(Command::new(heapreplay()).args(args).current_dir(&self.dir))
+    }
+
+    /// Runs `heapreplay` with `args` in this directory; it must succeed.
+    pub fn heapreplay_ok(&self, args: &[&str]) -> Ran {
+        let r = self.heapreplay(args);
+        assert_eq!(r.code, 0, "heapreplay {args:?} failed: {}", r.stderr);
+        r
     }
 }
 

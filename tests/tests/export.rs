@@ -8,15 +8,6 @@ use std::process::Command;
 
 const MIB: u64 = 1 << 20;
 
-/// The header of sites.c's end-of-trace profile (as in profiles.rs): in use
-/// 2 + 1 + 1 + 1 MiB in 2048 + 64 + 1 + 16 blocks; allocated 8.5 MiB in 5202.
-const SITES_TOTALS: [u64; 4] = [
-    2048 + 64 + 1 + 16,
-    5 << 20,
-    2048 + 3072 + 64 + 2 + 16,
-    (8 << 20) + (1 << 19),
-];
-
 /// What each function of sites.c holds at the end: bytes and objects.
 const LEAKS: [(&str, u64, u64); 4] = [
     ("leak_a", 2 * MIB, 2048),
@@ -54,9 +45,7 @@ fn recorded(name: &str) -> Work {
 
 /// Runs `heapreplay ARGS`, which must succeed; returns its stderr.
 fn heapreplay_ok(work: &Work, args: &[&str]) -> String {
-    let r = work.heapreplay(args);
-    assert_eq!(r.code, 0, "heapreplay {args:?} failed: {}", r.stderr);
-    r.stderr
+    work.heapreplay_ok(args).stderr
 }
 
 /// Rows of a DuckDB query run in `dir`, each row's values as text (NULL as

@@ -7,25 +7,19 @@ use heapreplay_e2e::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// sites.c's totals at exit: in-use objects and bytes, allocated objects and bytes.
-const SITES_TOTALS: [u64; 4] = [2129, 5 << 20, 5202, (8 << 20) + (1 << 19)];
-
 fn recorded_sites(name: &str, flags: &[&str]) -> (Work, PathBuf) {
     let work = Work::new(name);
     let exe = work.compile("sites.c", "sites", flags);
     let ran = work.record(&exe, &[], "trace.zst");
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     // The reference: gperftools' format from the same trace.
-    let r = work.heapreplay(&["-q", "-o", "ref", "trace.zst"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    work.heapreplay_ok(&["-q", "-o", "ref", "trace.zst"]);
     assert_eq!(header(&work.path("ref.0001.heap")), SITES_TOTALS);
     (work, exe)
 }
 
 fn ok(work: &Work, args: &[&str]) -> String {
-    let r = work.heapreplay(args);
-    assert_eq!(r.code, 0, "heapreplay {args:?}: {}", r.stderr);
-    r.stdout
+    work.heapreplay_ok(args).stdout
 }
 
 fn go_top(index: &str, profile: &Path) -> std::collections::HashMap<String, Row> {

@@ -5,15 +5,6 @@ use heapreplay_e2e::*;
 
 const MIB: f64 = 1048576.0;
 
-/// The header of sites.c's end-of-trace profile: in use 2 + 1 + 1 + 1 MiB in
-/// 2048 + 64 + 1 + 16 blocks; allocated 8.5 MiB in 5202 blocks.
-const SITES_TOTALS: [u64; 4] = [
-    2048 + 64 + 1 + 16,
-    5 << 20,
-    2048 + 3072 + 64 + 2 + 16,
-    (8 << 20) + (1 << 19),
-];
-
 fn record_and_replay(work: &Work, exe: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
     let ran = work.record(exe, args, "trace.zst");
     assert_eq!(ran.code, 0, "recorded program failed: {}", ran.stderr);
