@@ -210,32 +210,34 @@ impl Symbolizer {
             })
             .collect();
         mappings.sort_by_key(|m| m.start);
-        let mut me = Self {
+        Self {
             mappings,
             modules: HashMap::new(),
             debug_dirs,
             cache: HashMap::new(),
-        };
-        // Open each file once now: build ids for the mappings.
-        let paths: Vec<String> = me.mappings.iter().map(|m| m.path.clone()).collect();
-        let mut ids: HashMap<String, Option<String>> = HashMap::new();
-        for p in paths {
-            if let std::collections::hash_map::Entry::Vacant(slot) = ids.entry(p.clone()) {
-                let (module, id) = match Module::open(Path::new(&p), &me.debug_dirs) {
-                    Some((m, id)) => (Some(m), id),
-                    None => (None, None),
-                };
-                me.modules.insert(p, module);
-                slot.insert(id);
-            }
         }
-        for m in &mut me.mappings {
-            m.build_id = ids.get(&m.path).cloned().flatten();
-        }
-        me
     }
 
-    /// Every mapped file, by start address.
+    /// The opened file of mapping `index`, opened on first use (files no
+    /// stack reaches are never read); its build id goes to every mapping of
+    /// the file.
+    fn module(&mut self, index: usize) -> Option<&Module> {
+        let path = self.mappings[index].path.clone();
+        if !self.modules.contains_key(&path) {
+            let (module, id) = match Module::open(Path::new(&path), &self.debug_dirs) {
+                Some((m, id)) => (Some(m), id),
+                None => (None, None),
+            };
+            for m in self.mappings.iter_mut().filter(|m| m.path == path) {
+                m.build_id = id.clone();
+            }
+            self.modules.insert(path.clone(), module);
+        }
+        self.modules.get(&path)?.as_ref()
+    }
+
+    /// Every mapped file, by start address (build ids known for the files
+    /// that an address resolved so far lies in).
     pub fn mappings(&self) -> &[Mapping] {
         &self.mappings
     }
@@ -255,14 +257,14 @@ impl Symbolizer {
         &self.cache[&address]
     }
 
-    fn resolve(&self, address: u64) -> Location {
+    fn resolve(&mut self, address: u64) -> Location {
         let mapping = self.mapping_of(address);
         let lines = mapping
             .and_then(|i| {
-                let m = &self.mappings[i];
-                let module = self.modules.get(&m.path)?.as_ref()?;
+                let (start, offset) = (self.mappings[i].start, self.mappings[i].offset);
+                let module = self.module(i)?;
                 // A return address points after the call: look up the call itself.
-                let offset = address.checked_sub(1)? - m.start + m.offset;
+                let offset = address.checked_sub(1)? - start + offset;
                 Some(module.lines(module.file_address(offset)?))
             })
             .unwrap_or_default();
