@@ -11,6 +11,47 @@ pub struct ThreadUnwind {
     generation: u64,
     ctx: Box<CfiContext>,
     stack_hi: u64,
+    near: Box<NearCache>,
+}
+
+/// Slots in each thread's own rule cache.
+const NEAR_SLOTS: usize = 1024;
+
+/// A thread's own direct-mapped cache of rules, in front of the shared
+/// table: one load, no probing, no seqlock re-check, and small enough
+/// (16 KiB) to stay in the first-level cache. A frame's rule lookup sits on
+/// the walk's serial chain (read a return address, find its rule, read the
+/// next), so its latency is the walk's speed.
+struct NearCache {
+    /// (code address, packed rule) pairs; a zero address is empty.
+    slots: [(u64, u64); NEAR_SLOTS],
+}
+
+impl NearCache {
+    #[inline(always)]
+    fn slot(pc: u64) -> usize {
+        ((pc ^ (pc >> 10)) as usize) & (NEAR_SLOTS - 1)
+    }
+
+    /// The packed rule for `pc` (see [`Rule::pack`]), or 0.
+    #[inline(always)]
+    fn get(&self, pc: u64) -> u64 {
+        let (key, packed) = self.slots[Self::slot(pc)];
+        if key == pc {
+            packed
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, pc: u64, packed: u64) {
+        self.slots[Self::slot(pc)] = (pc, packed);
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill((0, 0));
+    }
 }
 
 /// How a walk ended.
@@ -62,6 +103,9 @@ impl Default for ThreadUnwind {
             generation,
             ctx: Box::new(CfiContext::new()),
             stack_hi: stack_top(),
+            near: Box::new(NearCache {
+                slots: [(0, 0); NEAR_SLOTS],
+            }),
         }
     }
 }
@@ -74,12 +118,32 @@ impl ThreadUnwind {
             let (generation, set) = modules::current();
             self.generation = generation;
             self.modules = set;
+            // Rules were cleared because an object was unloaded.
+            self.near.clear();
         }
     }
 
-    /// The rule for the frame at `pc` (`first`: `pc` is an instruction
-    /// pointer, else a return address).
-    #[inline]
+    /// The packed rule for the frame at `pc` (`first`: `pc` is an
+    /// instruction pointer, else a return address). A rule that does not
+    /// pack is given as [`Rule::Unknown`]'s word: the walk is then redone by
+    /// libgcc.
+    #[inline(always)]
+    fn rule_word(&mut self, pc: u64, first: bool) -> u64 {
+        let word = self.near.get(pc);
+        if word != 0 {
+            return word;
+        }
+        self.rule_word_slow(pc, first)
+    }
+
+    #[inline(never)]
+    fn rule_word_slow(&mut self, pc: u64, first: bool) -> u64 {
+        let word = self.rule(pc, first).pack().unwrap_or(Rule::UNKNOWN_WORD);
+        self.near.put(pc, word);
+        word
+    }
+
+    /// The rule for the frame at `pc`, from the shared table or computed.
     fn rule(&mut self, pc: u64, first: bool) -> Rule {
         if let Some(rule) = rules::lookup(pc) {
             return rule;
@@ -135,22 +199,22 @@ impl ThreadUnwind {
             if !filter.push(pc) {
                 return Walk::Complete;
             }
-            let (cfa_bp, cfa_off, ra_off, bp_off) = match self.rule(pc, first) {
-                Rule::Frame {
-                    cfa_bp,
-                    cfa_off,
-                    ra_off,
-                    bp_off,
-                } => (cfa_bp, cfa_off, ra_off, bp_off),
-                Rule::End => return Walk::Complete,
-                Rule::Unknown => return Walk::Broken,
+            // Decoded in place from the packed word: the lookup is on the
+            // walk's serial chain, and frames are nearly always `Frame`.
+            let word = self.rule_word(pc, first);
+            let Some(frame) = rules::FrameWord::new(word) else {
+                return if Rule::unpack(word) == Some(Rule::End) {
+                    Walk::Complete
+                } else {
+                    Walk::Broken
+                };
             };
-            let cfa = (if cfa_bp { bp } else { sp }).wrapping_add(cfa_off as i64 as u64);
-            let Some(ra) = read(cfa.wrapping_add(ra_off as i64 as u64)) else {
+            let cfa = (if frame.cfa_bp() { bp } else { sp }).wrapping_add(frame.cfa_off());
+            let Some(ra) = read(cfa.wrapping_add(frame.ra_off())) else {
                 return Walk::Broken;
             };
-            if let Some(off) = bp_off {
-                match read(cfa.wrapping_add(off as i64 as u64)) {
+            if let Some(off) = frame.bp_off() {
+                match read(cfa.wrapping_add(off)) {
                     Some(v) => bp = v,
                     None => return Walk::Broken,
                 }

@@ -34,8 +34,11 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// The packed word of [`Rule::Unknown`].
+    pub const UNKNOWN_WORD: u64 = 2;
+
     /// Packs into 64 bits; `None` if an offset does not fit.
-    fn pack(self) -> Option<u64> {
+    pub(super) fn pack(self) -> Option<u64> {
         let small = |v: i32| -> Option<u64> {
             (v % 8 == 0 && (-1024..1024).contains(&v)).then_some(((v / 8) as i8 as u8) as u64)
         };
@@ -61,7 +64,8 @@ impl Rule {
         })
     }
 
-    fn unpack(w: u64) -> Option<Rule> {
+    #[inline(always)]
+    pub(super) fn unpack(w: u64) -> Option<Rule> {
         let small = |x: u64| i32::from(x as u8 as i8) * 8;
         match w & 3 {
             0 => None,
@@ -74,6 +78,42 @@ impl Rule {
                 bp_off: (w & (1 << 43) != 0).then(|| small(w >> 44)),
             }),
         }
+    }
+}
+
+/// A packed [`Rule::Frame`], read field by field without unpacking.
+#[derive(Clone, Copy)]
+pub struct FrameWord(u64);
+
+impl FrameWord {
+    /// The word as a frame rule, if it is one.
+    #[inline(always)]
+    pub fn new(word: u64) -> Option<Self> {
+        (word & 3 == 3).then_some(Self(word))
+    }
+
+    /// The CFA is based on rbp (else rsp).
+    #[inline(always)]
+    pub fn cfa_bp(self) -> bool {
+        self.0 & 4 != 0
+    }
+
+    /// The CFA's offset from its base register, sign-extended.
+    #[inline(always)]
+    pub fn cfa_off(self) -> u64 {
+        (self.0 >> 3) as u32 as i32 as i64 as u64
+    }
+
+    /// The return address's offset from the CFA, sign-extended.
+    #[inline(always)]
+    pub fn ra_off(self) -> u64 {
+        (i64::from((self.0 >> 35) as u8 as i8) * 8) as u64
+    }
+
+    /// The saved rbp's offset from the CFA, if rbp was saved.
+    #[inline(always)]
+    pub fn bp_off(self) -> Option<u64> {
+        (self.0 & (1 << 43) != 0).then(|| (i64::from((self.0 >> 44) as u8 as i8) * 8) as u64)
     }
 }
 
@@ -188,7 +228,23 @@ mod tests {
                 bp_off: Some(-56),
             },
         ] {
-            assert_eq!(Rule::unpack(r.pack().unwrap()), Some(r));
+            let word = r.pack().unwrap();
+            assert_eq!(Rule::unpack(word), Some(r));
+            if let Rule::Frame {
+                cfa_bp,
+                cfa_off,
+                ra_off,
+                bp_off,
+            } = r
+            {
+                let f = FrameWord::new(word).unwrap();
+                assert_eq!(f.cfa_bp(), cfa_bp);
+                assert_eq!(f.cfa_off() as i64, i64::from(cfa_off));
+                assert_eq!(f.ra_off() as i64, i64::from(ra_off));
+                assert_eq!(f.bp_off().map(|o| o as i64), bp_off.map(i64::from));
+            } else {
+                assert!(FrameWord::new(word).is_none());
+            }
         }
         assert_eq!(
             Rule::Frame {
