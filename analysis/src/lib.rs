@@ -10,6 +10,7 @@ pub mod pprof;
 pub mod profile;
 pub mod replay;
 pub mod report;
+pub mod resolve;
 pub mod rules;
 pub mod snapshots;
 pub mod symbols;

@@ -1,8 +1,7 @@
-//! The heap as it evolves: live blocks and per-stack counters.
+//! The heap as it evolves: per-stack counters, from resolved events.
 
-use heapreplay_format::hash::AddrHash;
+use crate::resolve::UNKNOWN_STACK;
 use heapreplay_format::{Event, EventKind};
-use std::collections::HashMap;
 
 /// Allocation and free counts and bytes, per stack or in total.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,7 +31,6 @@ impl Counters {
 /// The replayed heap.
 #[derive(Debug, Default)]
 pub struct Heap {
-    live: HashMap<u64, (u64, u32), AddrHash>,
     per_stack: Vec<Counters>,
     totals: Counters,
 }
@@ -43,17 +41,12 @@ impl Heap {
         Self::default()
     }
 
-    /// Applies one event. A free of an address never seen allocated (before
-    /// recording started, or by a path the recorder could not see) is
-    /// ignored, as gperftools ignores it.
+    /// Applies one resolved event (see [`crate::resolve`]). A free of an
+    /// address that was not live is ignored, as gperftools ignores it.
     #[inline]
     pub fn apply(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
-                if let Some((size, stack)) = self.live.insert(e.addr, (e.size, e.stack)) {
-                    // The previous block's free was never seen: retire it now.
-                    self.account_free(size, stack);
-                }
                 let id = e.stack as usize;
                 if id >= self.per_stack.len() {
                     self.per_stack.resize(id + 1, Counters::default());
@@ -64,11 +57,10 @@ impl Heap {
                 self.totals.allocs += 1;
                 self.totals.alloc_bytes += e.size;
             }
-            EventKind::Free => {
-                if let Some((size, stack)) = self.live.remove(&e.addr) {
-                    self.account_free(size, stack);
-                }
+            EventKind::Free | EventKind::Retire if e.stack != UNKNOWN_STACK => {
+                self.account_free(e.size, e.stack);
             }
+            EventKind::Free | EventKind::Retire => {}
         }
     }
 

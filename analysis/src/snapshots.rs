@@ -5,10 +5,9 @@
 use crate::clock::{seconds, SeqClock};
 use crate::plan::{marker_label, Plan};
 use crate::replay::Heap;
+use crate::resolve::{resolve_all, UNKNOWN_STACK};
 use crate::rules::{DumpRules, Reason};
-use heapreplay_format::hash::AddrHash;
 use heapreplay_format::{ClockSample, Event, EventKind, Marker};
-use std::collections::HashMap;
 
 /// Why a snapshot was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,31 +115,27 @@ pub struct Outcome {
     pub end_ns: u64,
 }
 
-/// Finds where in-use bytes peaked, one event at a time.
+/// Finds where in-use bytes peaked, one resolved event at a time.
 #[derive(Default)]
 pub struct PeakFinder {
-    live: HashMap<u64, u64, AddrHash>,
     inuse: u64,
     best: Option<(u64, u64)>,
 }
 
 impl PeakFinder {
-    /// Takes the next event in sequence order.
+    /// Takes the next resolved event in sequence order.
     #[inline]
     pub fn push(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
-                if let Some(old) = self.live.insert(e.addr, e.size) {
-                    self.inuse -= old;
-                }
                 self.inuse += e.size;
                 if self.best.is_none_or(|(_, b)| self.inuse > b) {
                     self.best = Some((e.seq, self.inuse));
                 }
             }
-            EventKind::Free => {
-                if let Some(size) = self.live.remove(&e.addr) {
-                    self.inuse -= size;
+            EventKind::Free | EventKind::Retire => {
+                if e.stack != UNKNOWN_STACK {
+                    self.inuse -= e.size;
                 }
             }
         }
@@ -152,7 +147,8 @@ impl PeakFinder {
     }
 }
 
-/// Where in-use bytes peaked: (seq of the event after which, bytes).
+/// Where in-use bytes peaked in resolved `events`: (seq of the event after
+/// which, bytes).
 pub fn find_peak(events: &[Event]) -> Option<(u64, u64)> {
     let mut finder = PeakFinder::default();
     events.iter().for_each(|e| finder.push(e));
@@ -188,6 +184,8 @@ pub struct Engine<'a, S, E> {
     next_marker: usize,
     next_at: usize,
     last_seq: u64,
+    /// Blocks retired by the next allocation (see [`EventKind::Retire`]).
+    retired: Vec<Event>,
     out: Outcome,
     sink: S,
     _error: std::marker::PhantomData<E>,
@@ -227,6 +225,7 @@ where
             next_marker: 0,
             next_at: 0,
             last_seq: 0,
+            retired: Vec::new(),
             out: Outcome::default(),
             sink,
             _error: std::marker::PhantomData,
@@ -248,9 +247,14 @@ where
         (self.sink)(&self.heap, &trigger, seq)
     }
 
-    /// Takes the next event.
+    /// Takes the next resolved event (see [`crate::resolve`]).
     #[inline]
     pub fn event(&mut self, e: &Event) -> Result<(), E> {
+        if e.kind == EventKind::Retire {
+            // Part of the allocation that follows: applied with it.
+            self.retired.push(*e);
+            return Ok(());
+        }
         let ns = if self.need_time {
             self.times.ns_at(e.seq)
         } else {
@@ -270,6 +274,9 @@ where
             self.next_at += 1;
         }
         // gperftools checks its rules after every allocation and every free.
+        for r in self.retired.drain(..) {
+            self.heap.apply(&r);
+        }
         self.heap.apply(e);
         if let Some(reason) = self.rules.check(&self.heap.totals(), ns) {
             self.emit(Trigger::Rule(reason), e.seq)?;
@@ -341,9 +348,10 @@ pub fn run<E>(
         start_unix_ns,
         clean_end,
     };
-    let peak = if plan.peak { find_peak(events) } else { None };
+    let events = resolve_all(events);
+    let peak = if plan.peak { find_peak(&events) } else { None };
     let mut engine = Engine::new(ctx, plan, peak, sink);
-    for e in events {
+    for e in &events {
         engine.event(e)?;
     }
     engine.finish()

@@ -1,6 +1,7 @@
 //! Opening a trace: scanning its records, reading metadata, stacks, maps and
 //! clock samples, and decoding the events in parallel into one ordered stream.
 
+use crate::resolve::Resolver;
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
@@ -318,78 +319,86 @@ impl Trace {
         Ok(out)
     }
 
-    /// Calls `f` on every event in sequence order. With `pipeline`, events
-    /// records are decoded in parallel batches (on the current rayon pool) by
-    /// another thread while this one merges them and calls `f`; without, this
-    /// thread decodes and replays in turn. Memory holds only the batches in
-    /// flight, never the whole trace. Damaged records are skipped and
-    /// reported in the result; an error from `f` stops the pass.
+    /// Calls `f` on every event in sequence order, resolved (each free
+    /// carries the size and stack of the block it frees: see
+    /// [`crate::resolve`]). With `pipeline`, another thread decodes events
+    /// records in parallel batches (on the current rayon pool) while this
+    /// one merges, resolves and calls `f`; without, this thread decodes in
+    /// turn. Memory holds only the batches in flight and the live blocks,
+    /// never the whole trace. Damaged records are skipped and reported in
+    /// the result; an error from `f` stops the pass.
     pub fn for_each_event<E>(
         &self,
         pipeline: bool,
-        mut f: impl FnMut(&Event) -> Result<(), E>,
+        f: impl FnMut(&Event) -> Result<(), E>,
     ) -> Result<Pass, E> {
         /// Records decoded per batch: enough to keep every core busy.
         const BATCH: usize = 64;
-        let mut pass = Pass::default();
         let records = &self.events;
         if !pipeline {
-            // One thread: decode and replay in turn, with no pipeline.
-            let mut merge = Merge::default();
             let mut released = 0;
-            for (i, r) in records.iter().enumerate() {
+            let batches = records.iter().enumerate().map(|(i, r)| {
                 let decoded = self.decode_record(r);
                 if i % 64 == 63 {
                     self.release(i + 1, &mut released);
                 }
-                match decoded {
-                    Ok(events) => {
-                        pass.events += events.len() as u64;
-                        merge.add(events);
-                    }
-                    Err(p) => pass.problems.push(p),
-                }
-                let bound = records.get(i + 1).map_or(u64::MAX, |r| r.header.first_seq);
-                merge.drain_below(bound, &mut f)?;
-            }
-            merge.drain_below(u64::MAX, &mut f)?;
-            return Ok(self.check_complete(pass));
+                (i + 1, vec![decoded])
+            });
+            return self.replay_batches(batches, f);
         }
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Vec<Event>, Problem>>>(2);
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
             scope.spawn(move || {
                 let (mut done, mut released) = (0, 0);
                 for batch in records.chunks(BATCH) {
                     let decoded: Vec<_> = batch.par_iter().map(|r| self.decode_record(r)).collect();
                     done += batch.len();
                     self.release(done, &mut released);
-                    if tx.send(decoded).is_err() {
+                    if tx.send((done, decoded)).is_err() {
                         return;
                     }
                 }
             });
-            let mut merge = Merge::default();
-            let mut received = 0;
-            for batch in rx {
-                received += batch.len();
-                for run in batch {
-                    match run {
-                        Ok(events) => {
-                            pass.events += events.len() as u64;
-                            merge.add(events);
-                        }
-                        Err(p) => pass.problems.push(p),
-                    }
-                }
-                // Records come in first-seq order: nothing not yet received
-                // can hold an event before the next record's first seq.
-                let bound = records
-                    .get(received)
-                    .map_or(u64::MAX, |r| r.header.first_seq);
-                merge.drain_below(bound, &mut f)?;
+            self.replay_batches(rx.into_iter(), f)
+        })
+    }
+
+    /// Merges decoded batches of records (each with the count of records
+    /// decoded so far) into sequence order, resolves the events and calls
+    /// `f` on each.
+    fn replay_batches<E>(
+        &self,
+        batches: impl Iterator<Item = (usize, Vec<Result<Vec<Event>, Problem>>)>,
+        mut f: impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<Pass, E> {
+        let mut pass = Pass::default();
+        let mut merge = Merge::default();
+        let mut resolver = Resolver::default();
+        let mut each = |e: &Event| {
+            let mut e = *e;
+            if let Some(retire) = resolver.resolve(&mut e) {
+                f(&retire)?;
             }
-            merge.drain_below(u64::MAX, &mut f)
-        })?;
+            f(&e)
+        };
+        for (done, decoded) in batches {
+            for run in decoded {
+                match run {
+                    Ok(events) => {
+                        pass.events += events.len() as u64;
+                        merge.add(events);
+                    }
+                    Err(p) => pass.problems.push(p),
+                }
+            }
+            // Records come in first-seq order: nothing not yet decoded can
+            // hold an event before the next record's first seq.
+            let bound = self
+                .events
+                .get(done)
+                .map_or(u64::MAX, |r| r.header.first_seq);
+            merge.drain_below(bound, &mut each)?;
+        }
         Ok(self.check_complete(pass))
     }
 

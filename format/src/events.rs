@@ -15,6 +15,11 @@ pub enum EventKind {
     Alloc = 0,
     /// The block at `addr` was freed.
     Free = 1,
+    /// Never stored in a trace: made by a replay when an allocation reuses
+    /// an address whose block was never seen freed. It retires that block
+    /// (`size` and `stack` are the old block's) just before the allocation,
+    /// with the same sequence number.
+    Retire = 2,
 }
 
 /// One decoded event.
@@ -331,6 +336,7 @@ pub fn encode_rows(events: &[Event]) -> Vec<u8> {
         pos = match e.kind {
             EventKind::Alloc => enc.alloc(&mut out, pos, e.seq, e.addr, e.size, e.stack),
             EventKind::Free => enc.free(&mut out, pos, e.seq, e.addr),
+            EventKind::Retire => pos, // made by replays, never recorded
         };
     }
     out.truncate(pos);

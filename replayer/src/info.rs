@@ -42,6 +42,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
                 bytes += e.size;
             }
             EventKind::Free => frees += 1,
+            EventKind::Retire => {}
         }
         peak.push(e);
         Ok::<(), String>(())

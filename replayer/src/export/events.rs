@@ -5,9 +5,8 @@ use arrow_array::builder::{StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field};
 use heapreplay_analysis::clock::SeqClock;
-use heapreplay_format::hash::AddrHash;
+use heapreplay_analysis::resolve::UNKNOWN_STACK;
 use heapreplay_format::{Event, EventKind};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// `events.parquet`: one row per allocation and free.
@@ -17,7 +16,6 @@ pub(super) struct Events<'a> {
     clock: SeqClock<'a>,
     /// Live blocks: address to size and allocating stack, as the
     /// replayed heap keeps them, to give frees their size and stack.
-    live: HashMap<u64, (u64, u32), AddrHash>,
     seq: UInt64Builder,
     ns: UInt64Builder,
     kind: StringBuilder,
@@ -45,7 +43,6 @@ impl<'a> Events<'a> {
             table,
             constant,
             clock,
-            live: HashMap::with_hasher(AddrHash),
             seq: UInt64Builder::with_capacity(BATCH),
             ns: UInt64Builder::with_capacity(BATCH),
             kind: StringBuilder::with_capacity(BATCH, BATCH * 5),
@@ -56,23 +53,17 @@ impl<'a> Events<'a> {
     }
 
     pub(super) fn push(&mut self, e: &Event) -> Result<(), String> {
+        let (kind, stack) = match e.kind {
+            EventKind::Alloc => ("alloc", Some(e.stack)),
+            EventKind::Free => ("free", (e.stack != UNKNOWN_STACK).then_some(e.stack)),
+            EventKind::Retire => return Ok(()), // not a recorded event
+        };
         self.seq.append_value(e.seq);
         self.ns.append_value(self.clock.ns_at(e.seq));
         self.address.append_value(e.addr);
-        match e.kind {
-            EventKind::Alloc => {
-                self.live.insert(e.addr, (e.size, e.stack));
-                self.kind.append_value("alloc");
-                self.size.append_value(e.size);
-                self.stack.append_value(e.stack);
-            }
-            EventKind::Free => {
-                let block = self.live.remove(&e.addr);
-                self.kind.append_value("free");
-                self.size.append_value(block.map_or(0, |(size, _)| size));
-                self.stack.append_option(block.map(|(_, stack)| stack));
-            }
-        }
+        self.kind.append_value(kind);
+        self.size.append_value(e.size);
+        self.stack.append_option(stack);
         if self.table.row_added() {
             self.flush()?;
         }
