@@ -3,6 +3,7 @@
 
 use crate::resolve::Resolver;
 use heapreplay_format::events::decode as decode_events;
+use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::scan_with;
@@ -51,11 +52,14 @@ pub struct MapsRecord {
     pub text: String,
 }
 
+/// Where an events record is, and what the pass needs of its header without
+/// reading it again (the rest is read from the file when it is decoded).
+/// Kept small: a trace of billions of events has hundreds of thousands.
 struct EventsRef {
     offset: u64,
-    header: RecordHeader,
-    start: usize,
-    end: usize,
+    first_seq: u64,
+    tid: u32,
+    count: u32,
 }
 
 /// An opened trace.
@@ -111,38 +115,60 @@ impl Trace {
         // Reading the headers faults in pages (and the kernel maps pages
         // around each fault): let go of them behind the scan as it goes.
         let mut released = 0usize;
-        let scanned = scan_with(&bytes, |pos| {
-            const STEP: usize = 8 << 20;
-            if pos >= released + 2 * STEP {
-                // SAFETY: read-only file map: dropped pages are read again on access.
-                let _ = unsafe {
-                    bytes.unchecked_advise_range(
-                        memmap2::UncheckedAdvice::DontNeed,
-                        released,
-                        pos - STEP - released,
-                    )
-                };
-                released = pos - STEP;
-            }
-        });
+        let mut others = Vec::new();
+        let mut events = Vec::new();
+        let scanned = scan_with(
+            &bytes,
+            |pos| {
+                const STEP: usize = 8 << 20;
+                if pos >= released + 2 * STEP {
+                    // SAFETY: read-only file map: dropped pages are read again on access.
+                    let _ = unsafe {
+                        bytes.unchecked_advise_range(
+                            memmap2::UncheckedAdvice::DontNeed,
+                            released,
+                            pos - STEP - released,
+                        )
+                    };
+                    released = pos - STEP;
+                }
+            },
+            |rec| {
+                if rec.header.kind == RecordKind::Events {
+                    events.push(EventsRef {
+                        offset: rec.offset,
+                        first_seq: rec.header.first_seq,
+                        tid: rec.header.tid,
+                        count: rec.header.count,
+                    });
+                } else {
+                    others.push(rec);
+                }
+            },
+        );
         if let Some(v) = scanned.newer_version {
-            if scanned.records.is_empty() {
+            if others.is_empty() && events.is_empty() {
                 return Err(err(format!(
                     "written in trace format version {v}, newer than this heapreplay reads (up to {FORMAT_VERSION}); upgrade heapreplay"
                 )));
             }
         }
         if let Some(v) = scanned.older_version {
-            if scanned.records.is_empty() {
+            if others.is_empty() && events.is_empty() {
                 return Err(err(format!(
                     "written in trace format version {v} by an older heapreplay; this one reads version {FORMAT_VERSION}: record the program again"
                 )));
             }
         }
-        let Some(first) = scanned.records.first() else {
+        let first = others
+            .iter()
+            .map(|r| r.offset)
+            .chain(events.iter().map(|r| r.offset))
+            .min();
+        let Some(first) = first else {
             return Err(err("not a heapreplay trace (no record header found)".into()));
         };
-        let starts_cleanly = first.offset == 0;
+        let starts_cleanly = first == 0;
         let mut problems: Vec<Problem> = scanned
             .damage
             .iter()
@@ -157,19 +183,7 @@ impl Trace {
         let mut clock = Vec::new();
         let mut end = None;
         let mut markers = Vec::new();
-        let mut events = Vec::new();
-        let base = bytes.as_ptr() as usize;
-        for rec in &scanned.records {
-            let start = rec.payload.as_ptr() as usize - base;
-            if rec.header.kind == RecordKind::Events {
-                events.push(EventsRef {
-                    offset: rec.offset,
-                    header: rec.header,
-                    start,
-                    end: start + rec.payload.len(),
-                });
-                continue;
-            }
+        for rec in &others {
             let raw = match rec.decompress() {
                 Ok(raw) => raw,
                 Err(e) => {
@@ -222,7 +236,8 @@ impl Trace {
         };
         maps.sort_by_key(|m| m.seq);
         clock.sort_by_key(|c| (c.seq, c.ns));
-        events.sort_by_key(|e| e.header.first_seq);
+        events.sort_by_key(|e| e.first_seq);
+        events.shrink_to_fit();
         let mut low_water = vec![0; events.len()];
         let mut low = usize::MAX;
         for (i, e) in events.iter().enumerate().rev() {
@@ -251,14 +266,14 @@ impl Trace {
 
     /// Events the trace's events records say they hold.
     pub fn recorded_events(&self) -> u64 {
-        self.events.iter().map(|r| u64::from(r.header.count)).sum()
+        self.events.iter().map(|r| u64::from(r.count)).sum()
     }
 
     /// The distinct threads that recorded events, with their event counts.
     pub fn threads(&self) -> std::collections::BTreeMap<u32, u64> {
         let mut out = std::collections::BTreeMap::new();
         for r in &self.events {
-            *out.entry(r.header.tid).or_insert(0) += u64::from(r.header.count);
+            *out.entry(r.tid).or_insert(0) += u64::from(r.count);
         }
         out
     }
@@ -294,25 +309,31 @@ impl Trace {
 
     /// Decodes one events record.
     fn decode_record(&self, r: &EventsRef) -> Result<Vec<Event>, Problem> {
-        let rec = heapreplay_format::RawRecord {
-            header: r.header,
-            offset: r.offset,
-            payload: &self.bytes[r.start..r.end],
-        };
         let lost = |what: String| Problem {
             offset: r.offset,
-            what: format!(
-                "events record skipped ({} events lost): {what}",
-                r.header.count
-            ),
+            what: format!("events record skipped ({} events lost): {what}", r.count),
+        };
+        // The scan read this header and its payload already: both are there.
+        let at = r.offset as usize;
+        let header = RecordHeader::decode(&self.bytes[at..])
+            .map_err(|e| lost(format!("header unreadable on second read ({e:?})")))?;
+        let start = at + RECORD_PREFIX_LEN;
+        let payload = self
+            .bytes
+            .get(start..start + header.payload_len as usize)
+            .ok_or_else(|| lost("payload past the end of the file".into()))?;
+        let rec = heapreplay_format::RawRecord {
+            header,
+            offset: r.offset,
+            payload,
         };
         let raw = rec.decompress().map_err(lost)?;
         let mut out = Vec::new();
         decode_events(
             &raw,
-            r.header.first_seq,
-            r.header.last_seq,
-            r.header.count,
+            header.first_seq,
+            header.last_seq,
+            header.count,
             &mut out,
         )
         .map_err(|e| lost(format!("malformed events ({e:?})")))?;
@@ -393,10 +414,7 @@ impl Trace {
             }
             // Records come in first-seq order: nothing not yet decoded can
             // hold an event before the next record's first seq.
-            let bound = self
-                .events
-                .get(done)
-                .map_or(u64::MAX, |r| r.header.first_seq);
+            let bound = self.events.get(done).map_or(u64::MAX, |r| r.first_seq);
             merge.drain_below(bound, &mut each)?;
         }
         Ok(self.check_complete(pass))

@@ -30,7 +30,8 @@ pub struct Damage {
 /// The result of scanning a trace: its records in file order and any damage.
 #[derive(Debug, Default)]
 pub struct Scan<'a> {
-    /// Records in file order.
+    /// Records in file order (empty from [`scan_with`], which hands them to
+    /// its caller instead).
     pub records: Vec<RawRecord<'a>>,
     /// Damaged or truncated byte ranges, in file order.
     pub damage: Vec<Damage>,
@@ -88,12 +89,21 @@ fn resync(bytes: &[u8], from: usize) -> usize {
 /// Splits `bytes` into records. Never fails: what cannot be read is reported
 /// as [`Damage`] and skipped up to the next valid header.
 pub fn scan(bytes: &[u8]) -> Scan<'_> {
-    scan_with(bytes, |_| {})
+    let mut records = Vec::new();
+    let mut out = scan_with(bytes, |_| {}, |r| records.push(r));
+    out.records = records;
+    out
 }
 
-/// [`scan`], calling `progress(offset)` as it passes each record, so that a
-/// caller reading a memory map can let go of the pages behind.
-pub fn scan_with(bytes: &[u8], mut progress: impl FnMut(usize)) -> Scan<'_> {
+/// [`scan`], handing each record to `record` instead of keeping them all
+/// (a trace of billions of events has hundreds of thousands of records),
+/// and calling `progress(offset)` as it passes each, so that a caller
+/// reading a memory map can let go of the pages behind.
+pub fn scan_with<'a>(
+    bytes: &'a [u8],
+    mut progress: impl FnMut(usize),
+    mut record: impl FnMut(RawRecord<'a>),
+) -> Scan<'a> {
     let mut out = Scan::default();
     let mut pos = 0usize;
     while pos < bytes.len() {
@@ -115,7 +125,7 @@ pub fn scan_with(bytes: &[u8], mut progress: impl FnMut(usize)) -> Scan<'_> {
                     });
                     break;
                 }
-                out.records.push(RawRecord {
+                record(RawRecord {
                     header,
                     offset: pos as u64,
                     payload: &bytes[start..end],
