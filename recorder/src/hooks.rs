@@ -39,10 +39,11 @@ impl Recording {
         })
     }
 
+    /// The stack of the hook's caller (from `caller` when the hook noted it).
     #[inline]
-    fn stack(&self) -> u32 {
+    fn stack(&self, caller: Option<unwind::Caller>) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
-        let n = unwind::capture(self.state.unwind(), &mut frames, MAX_DEPTH);
+        let n = unwind::capture(self.state.unwind(), &mut frames, MAX_DEPTH, caller);
         stacks::intern(self.state.cache(), &frames[..n])
     }
 
@@ -73,32 +74,61 @@ impl Recording {
 }
 
 #[inline]
-fn record_alloc(ptr: *mut c_void, size: usize) {
+fn record_alloc(ptr: *mut c_void, size: usize, caller: Option<unwind::Caller>) {
     if ptr.is_null() {
         return;
     }
     if let Some(r) = Recording::begin() {
-        let stack = r.stack();
+        let stack = r.stack(caller);
         r.alloc(Recording::next_seq(), ptr, size, stack);
         r.end();
     }
 }
 
-/// `malloc`.
-#[no_mangle]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+/// Hooks whose caller's frame is noted on entry, so that the walk starts
+/// there instead of unwinding the recorder's own frames first (a third of a
+/// short stack's walk). A naked entry passes the stack pointer and rbp as
+/// they were at the call, then jumps to the hook proper with the stack
+/// untouched, so that it runs exactly as if it had been called directly.
+macro_rules! entry_noting_hook {
+    ($(#[$doc:meta])* $name:ident => $inner:ident, ($($arg:ident: $ty:ty),*), $sp:literal, $bp:literal) => {
+        $(#[$doc])*
+        #[no_mangle]
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+            std::arch::naked_asm!(
+                concat!("mov ", $sp, ", rsp"),
+                concat!("mov ", $bp, ", rbp"),
+                "jmp {inner}",
+                inner = sym $inner,
+            )
+        }
+    };
+}
+
+entry_noting_hook!(
+    /// `malloc`.
+    malloc => malloc_from, (size: usize), "rsi", "rdx");
+entry_noting_hook!(
+    /// `calloc`.
+    calloc => calloc_from, (n: usize, size: usize), "rdx", "rcx");
+entry_noting_hook!(
+    /// `realloc`, recorded as a free of the old block and an allocation of the new.
+    realloc => realloc_from, (ptr: *mut c_void, size: usize), "rdx", "rcx");
+
+/// `malloc`, entered from [`malloc`] with its caller's stack and frame pointers.
+unsafe extern "C" fn malloc_from(size: usize, sp: u64, bp: u64) -> *mut c_void {
     let Some(real) = real() else {
         return bootstrap_alloc(size, 16);
     };
     // SAFETY: forwarding the caller's arguments to the real function.
     let p = unsafe { (real.malloc)(size) };
-    record_alloc(p, size);
+    record_alloc(p, size, Some(unwind::Caller { sp, bp }));
     p
 }
 
-/// `calloc`.
-#[no_mangle]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+/// `calloc`, entered from [`calloc`].
+unsafe extern "C" fn calloc_from(n: usize, size: usize, sp: u64, bp: u64) -> *mut c_void {
     let Some(real) = real() else {
         return n
             .checked_mul(size)
@@ -106,8 +136,14 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { (real.calloc)(n, size) };
-    record_alloc(p, n.wrapping_mul(size));
+    record_alloc(p, n.wrapping_mul(size), Some(unwind::Caller { sp, bp }));
     p
+}
+
+/// `realloc`, entered from [`realloc`].
+unsafe extern "C" fn realloc_from(ptr: *mut c_void, size: usize, sp: u64, bp: u64) -> *mut c_void {
+    // SAFETY: same contract as realloc.
+    unsafe { realloc_impl(ptr, size, Some(unwind::Caller { sp, bp })) }
 }
 
 /// `free`.
@@ -147,7 +183,11 @@ unsafe fn move_from_bootstrap(old: *mut c_void, size: usize, new: *mut c_void) -
     new
 }
 
-unsafe fn realloc_impl(ptr: *mut c_void, size: usize) -> *mut c_void {
+unsafe fn realloc_impl(
+    ptr: *mut c_void,
+    size: usize,
+    caller: Option<unwind::Caller>,
+) -> *mut c_void {
     if ptr.is_null() {
         // SAFETY: same contract as malloc.
         return unsafe { malloc(size) };
@@ -165,7 +205,7 @@ unsafe fn realloc_impl(ptr: *mut c_void, size: usize) -> *mut c_void {
         // SAFETY: forwarding the caller's arguments.
         return unsafe { (real.realloc)(ptr, size) };
     };
-    let stack = r.stack();
+    let stack = r.stack(caller);
     let free_seq = Recording::next_seq();
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { (real.realloc)(ptr, size) };
@@ -181,19 +221,12 @@ unsafe fn realloc_impl(ptr: *mut c_void, size: usize) -> *mut c_void {
     p
 }
 
-/// `realloc`, recorded as a free of the old block and an allocation of the new.
-#[no_mangle]
-pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: same contract.
-    unsafe { realloc_impl(ptr, size) }
-}
-
 /// `reallocarray`.
 #[no_mangle]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
     match n.checked_mul(size) {
         // SAFETY: same contract as realloc.
-        Some(total) => unsafe { realloc_impl(ptr, total) },
+        Some(total) => unsafe { realloc_impl(ptr, total, None) },
         None => {
             // SAFETY: setting this thread's errno.
             unsafe { *libc::__errno_location() = libc::ENOMEM };
@@ -212,7 +245,7 @@ macro_rules! aligned_hook {
             };
             // SAFETY: forwarding the caller's arguments.
             let p = unsafe { (real.$name)($($arg),*) };
-            record_alloc(p, $size);
+            record_alloc(p, $size, None);
             p
         }
     };
@@ -247,7 +280,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     let rc = unsafe { (real.posix_memalign)(out, align, size) };
     if rc == 0 {
         // SAFETY: on success the real function stored the block in *out.
-        record_alloc(unsafe { *out }, size);
+        record_alloc(unsafe { *out }, size, None);
     }
     rc
 }

@@ -3,7 +3,7 @@
 
 use super::modules::{self, CfiContext, ModuleSet};
 use super::rules::{self, Rule};
-use super::Filter;
+use super::{Caller, Filter};
 
 /// One thread's unwinding state.
 pub struct ThreadUnwind {
@@ -164,6 +164,13 @@ impl ThreadUnwind {
     /// Walks the caller's stack into `filter`.
     #[inline(never)]
     pub fn walk(&mut self, filter: &mut Filter<'_>) -> Walk {
+        self.walk_from(filter, None)
+    }
+
+    /// Walks the stack into `filter`, from `caller`'s frame (a hook's
+    /// caller, noted on entry to the hook) or, without, from here.
+    #[inline(never)]
+    pub fn walk_from(&mut self, filter: &mut Filter<'_>, caller: Option<Caller>) -> Walk {
         let (mut pc, mut sp, mut bp): (u64, u64, u64);
         // SAFETY: reads three registers; no memory or stack effects.
         unsafe {
@@ -195,6 +202,13 @@ impl ThreadUnwind {
             }
         };
         let mut first = true;
+        if let Some(c) = caller {
+            // The hook's entry lies above this frame on the same stack.
+            let Some(ra) = read(c.sp) else {
+                return Walk::Broken;
+            };
+            (pc, sp, bp, first) = (ra, c.sp + 8, c.bp, false);
+        }
         loop {
             if !filter.push(pc) {
                 return Walk::Complete;

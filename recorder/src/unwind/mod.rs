@@ -126,11 +126,35 @@ impl<'a> Filter<'a> {
     }
 }
 
+/// Where a hook was called from: the stack pointer (pointing at the return
+/// address) and rbp as they were on entry to the hook.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The stack pointer on entry: the return address is stored there.
+    pub sp: u64,
+    /// rbp on entry (callee-saved: the caller's value).
+    pub bp: u64,
+}
+
 /// Captures the caller's stack into `frames`, at most `limit` deep; returns
-/// the number of frames.
+/// the number of frames. With `caller`, the walk starts at the hook's
+/// caller; without, it starts here and drops the recorder's own frames.
 #[inline(never)]
-pub fn capture(thread: &mut ThreadUnwind, frames: &mut [u64; MAX_FRAMES], limit: usize) -> usize {
+pub fn capture(
+    thread: &mut ThreadUnwind,
+    frames: &mut [u64; MAX_FRAMES],
+    limit: usize,
+    caller: Option<Caller>,
+) -> usize {
     let mut filter = Filter::new(frames, limit);
+    if let Some(caller) = caller {
+        filter.seen_self = true;
+        if thread.walk_from(&mut filter, Some(caller)) == Walk::Complete {
+            return filter.len;
+        }
+        // Whatever stopped it, the full walk below decides.
+        filter.reset();
+    }
     match thread.walk(&mut filter) {
         Walk::Complete => return filter.len,
         Walk::Broken if modules::refresh_if_changed() => {
