@@ -96,10 +96,14 @@ macro_rules! entry_noting_hook {
         #[no_mangle]
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+            // The unwind info is the entry state (return address at rsp):
+            // no instruction here moves the stack.
             std::arch::naked_asm!(
+                ".cfi_startproc",
                 concat!("mov ", $sp, ", rsp"),
                 concat!("mov ", $bp, ", rbp"),
                 "jmp {inner}",
+                ".cfi_endproc",
                 inner = sym $inner,
             )
         }
