@@ -91,7 +91,7 @@ impl Snapshot {
         Self {
             reason,
             ns,
-            totals: heap.totals(),
+            totals: *heap.totals(),
             stacks: heap.stacks().collect(),
         }
     }

@@ -73,8 +73,8 @@ impl Heap {
     }
 
     /// Totals over all stacks.
-    pub fn totals(&self) -> Counters {
-        self.totals
+    pub fn totals(&self) -> &Counters {
+        &self.totals
     }
 
     /// Counters per stack id, for every stack that has allocated.

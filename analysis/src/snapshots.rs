@@ -278,7 +278,7 @@ where
             self.heap.apply(&r);
         }
         self.heap.apply(e);
-        if let Some(reason) = self.rules.check(&self.heap.totals(), ns) {
+        if let Some(reason) = self.rules.check(self.heap.totals(), ns) {
             self.emit(Trigger::Rule(reason), e.seq)?;
         }
         if let Some((seq, bytes)) = self.peak.filter(|&(seq, _)| seq == e.seq) {

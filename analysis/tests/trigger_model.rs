@@ -221,7 +221,7 @@ fn engine(
         &plan,
         |heap, trigger, seq| -> Result<(), ()> {
             points.push((seq, trigger.clone()));
-            totals.push(heap.totals());
+            totals.push(*heap.totals());
             Ok(())
         },
     )

@@ -178,6 +178,7 @@ fn push_addr_delta(out: &mut Vec<u8>, delta: u64) {
     }
 }
 
+#[inline(always)]
 fn read_addr_delta(r: &mut Reader<'_>) -> Result<u64, VarintError> {
     let v = r.u64()?;
     Ok(if v & 1 == 0 {

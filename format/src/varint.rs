@@ -76,7 +76,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one LEB128 `u64`.
-    #[inline]
+    #[inline(always)]
     pub fn u64(&mut self) -> Result<u64, VarintError> {
         // Fast path: most values are one or two bytes.
         if let Some(&b0) = self.bytes.get(self.pos) {
@@ -120,7 +120,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a LEB128 value that must fit in `u32`.
-    #[inline]
+    #[inline(always)]
     pub fn u32(&mut self) -> Result<u32, VarintError> {
         let start = self.pos;
         u32::try_from(self.u64()?).map_err(|_| VarintError { offset: start })
