@@ -43,8 +43,8 @@ impl Recording {
     #[inline]
     fn stack(&self, caller: Option<unwind::Caller>) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
-        let n = unwind::capture(self.state.unwind(), &mut frames, MAX_DEPTH, caller);
-        stacks::intern(self.state.cache(), &frames[..n])
+        let (n, hash) = unwind::capture(self.state.unwind(), &mut frames, MAX_DEPTH, caller);
+        stacks::intern(self.state.cache(), &frames[..n], hash)
     }
 
     #[inline]

@@ -22,6 +22,7 @@ pub mod rules;
 
 pub use fast::ThreadUnwind;
 
+use crate::stacks::StackHasher;
 use fast::Walk;
 use heapreplay_format::stacks::MAX_FRAMES;
 use std::ffi::{c_int, c_void};
@@ -92,6 +93,7 @@ pub struct Filter<'a> {
     len: usize,
     limit: usize,
     seen_self: bool,
+    hasher: StackHasher,
 }
 
 impl<'a> Filter<'a> {
@@ -101,12 +103,19 @@ impl<'a> Filter<'a> {
             len: 0,
             limit: limit.min(MAX_FRAMES),
             seen_self: false,
+            hasher: StackHasher::default(),
         }
+    }
+
+    /// The frames kept, and their hash.
+    fn done(&self) -> (usize, u64) {
+        (self.len, self.hasher.finish(self.len))
     }
 
     fn reset(&mut self) {
         self.len = 0;
         self.seen_self = false;
+        self.hasher = StackHasher::default();
     }
 
     /// Takes the next frame, innermost first; false once the stack is full.
@@ -121,6 +130,7 @@ impl<'a> Filter<'a> {
             return true;
         }
         self.frames[self.len] = ip;
+        self.hasher.push(ip);
         self.len += 1;
         self.len < self.limit
     }
@@ -137,7 +147,7 @@ pub struct Caller {
 }
 
 /// Captures the caller's stack into `frames`, at most `limit` deep; returns
-/// the number of frames. With `caller`, the walk starts at the hook's
+/// the number of frames and their hash (see [`StackHasher`]). With `caller`, the walk starts at the hook's
 /// caller; without, it starts here and drops the recorder's own frames.
 #[inline(never)]
 pub fn capture(
@@ -145,32 +155,32 @@ pub fn capture(
     frames: &mut [u64; MAX_FRAMES],
     limit: usize,
     caller: Option<Caller>,
-) -> usize {
+) -> (usize, u64) {
     let mut filter = Filter::new(frames, limit);
     if let Some(caller) = caller {
         filter.seen_self = true;
         if thread.walk_from(&mut filter, Some(caller)) == Walk::Complete {
-            return filter.len;
+            return filter.done();
         }
         // Whatever stopped it, the full walk below decides.
         filter.reset();
     }
     match thread.walk(&mut filter) {
-        Walk::Complete => return filter.len,
+        Walk::Complete => return filter.done(),
         Walk::Broken if modules::refresh_if_changed() => {
             // A library loaded since the last look has code on this stack:
             // record the maps now, before it can be unloaded again.
             crate::writer::record_maps();
             filter.reset();
             if thread.walk(&mut filter) == Walk::Complete {
-                return filter.len;
+                return filter.done();
             }
         }
         Walk::Broken | Walk::Unavailable => {}
     }
     filter.reset();
     libgcc::walk(&mut filter);
-    filter.len
+    filter.done()
 }
 
 unsafe extern "C" fn find_self(
@@ -212,4 +222,27 @@ pub fn init() {
     // SAFETY: find_self matches dl_iterate_phdr's callback contract.
     unsafe { libc::dl_iterate_phdr(Some(find_self), here as *mut c_void) };
     let _ = modules::current();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_hashed_as_they_are_kept() {
+        let mut frames = [0u64; MAX_FRAMES];
+        let mut filter = Filter::new(&mut frames, 3);
+        filter.seen_self = true; // past the recorder's own frames
+        for f in [0x1000, 0x2000, 0x3000, 0x4000] {
+            if !filter.push(f) {
+                break;
+            }
+        }
+        let (len, hash) = filter.done();
+        assert_eq!(len, 3);
+        assert_eq!(hash, crate::stacks::hash(&[0x1000, 0x2000, 0x3000]));
+        assert_ne!(hash, crate::stacks::hash(&[0x1000, 0x2000]));
+        filter.reset();
+        assert_eq!(filter.done(), (0, crate::stacks::hash(&[])));
+    }
 }
