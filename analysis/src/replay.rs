@@ -1,6 +1,6 @@
 //! The heap as it evolves: per-stack counters, from resolved events.
 
-use crate::resolve::UNKNOWN_STACK;
+use crate::resolve::freed_stack;
 use heapreplay_format::{Event, EventKind};
 
 /// Allocation and free counts and bytes, per stack or in total.
@@ -57,10 +57,11 @@ impl Heap {
                 self.totals.allocs += 1;
                 self.totals.alloc_bytes += e.size;
             }
-            EventKind::Free | EventKind::Retire if e.stack != UNKNOWN_STACK => {
-                self.account_free(e.size, e.stack);
+            EventKind::Free | EventKind::Retire => {
+                if let Some(stack) = freed_stack(e) {
+                    self.account_free(e.size, stack);
+                }
             }
-            EventKind::Free | EventKind::Retire => {}
         }
     }
 

@@ -23,6 +23,13 @@ use std::collections::HashMap;
 /// The stack of a resolved free whose address was not live.
 pub const UNKNOWN_STACK: u32 = u32::MAX;
 
+/// The stack of the block a resolved `Free` or `Retire` freed (its size is
+/// `e.size`); `None` for allocations and for frees of addresses not live.
+#[inline]
+pub fn freed_stack(e: &Event) -> Option<u32> {
+    (e.kind != EventKind::Alloc && e.stack != UNKNOWN_STACK).then_some(e.stack)
+}
+
 /// The live blocks: address to (size, stack).
 #[derive(Default)]
 pub struct Resolver {

@@ -5,7 +5,7 @@
 use crate::clock::{seconds, SeqClock};
 use crate::plan::{marker_label, Plan};
 use crate::replay::Heap;
-use crate::resolve::{resolve_all, UNKNOWN_STACK};
+use crate::resolve::{freed_stack, resolve_all};
 use crate::rules::{DumpRules, Reason};
 use heapreplay_format::{ClockSample, Event, EventKind, Marker};
 
@@ -134,7 +134,7 @@ impl PeakFinder {
                 }
             }
             EventKind::Free | EventKind::Retire => {
-                if e.stack != UNKNOWN_STACK {
+                if freed_stack(e).is_some() {
                     self.inuse -= e.size;
                 }
             }

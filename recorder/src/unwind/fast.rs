@@ -161,12 +161,6 @@ impl ThreadUnwind {
         rule
     }
 
-    /// Walks the caller's stack into `filter`.
-    #[inline(never)]
-    pub fn walk(&mut self, filter: &mut Filter<'_>) -> Walk {
-        self.walk_from(filter, None)
-    }
-
     /// Walks the stack into `filter`, from `caller`'s frame (a hook's
     /// caller, noted on entry to the hook) or, without, from here.
     #[inline(never)]

@@ -147,8 +147,9 @@ pub struct Caller {
 }
 
 /// Captures the caller's stack into `frames`, at most `limit` deep; returns
-/// the number of frames and their hash (see [`StackHasher`]). With `caller`, the walk starts at the hook's
-/// caller; without, it starts here and drops the recorder's own frames.
+/// the number of frames and their hash (see [`StackHasher`]). With
+/// `caller`, the walk starts at the hook's caller; without, it starts here
+/// and drops the recorder's own frames.
 #[inline(never)]
 pub fn capture(
     thread: &mut ThreadUnwind,
@@ -165,14 +166,14 @@ pub fn capture(
         // Whatever stopped it, the full walk below decides.
         filter.reset();
     }
-    match thread.walk(&mut filter) {
+    match thread.walk_from(&mut filter, None) {
         Walk::Complete => return filter.done(),
         Walk::Broken if modules::refresh_if_changed() => {
             // A library loaded since the last look has code on this stack:
             // record the maps now, before it can be unloaded again.
             crate::writer::record_maps();
             filter.reset();
-            if thread.walk(&mut filter) == Walk::Complete {
+            if thread.walk_from(&mut filter, None) == Walk::Complete {
                 return filter.done();
             }
         }

@@ -5,7 +5,7 @@ use arrow_array::builder::{StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field};
 use heapreplay_analysis::clock::SeqClock;
-use heapreplay_analysis::resolve::UNKNOWN_STACK;
+use heapreplay_analysis::resolve::freed_stack;
 use heapreplay_format::{Event, EventKind};
 use std::sync::Arc;
 
@@ -14,8 +14,6 @@ pub(super) struct Events<'a> {
     table: Table,
     constant: &'a Constant,
     clock: SeqClock<'a>,
-    /// Live blocks: address to size and allocating stack, as the
-    /// replayed heap keeps them, to give frees their size and stack.
     seq: UInt64Builder,
     ns: UInt64Builder,
     kind: StringBuilder,
@@ -55,7 +53,7 @@ impl<'a> Events<'a> {
     pub(super) fn push(&mut self, e: &Event) -> Result<(), String> {
         let (kind, stack) = match e.kind {
             EventKind::Alloc => ("alloc", Some(e.stack)),
-            EventKind::Free => ("free", (e.stack != UNKNOWN_STACK).then_some(e.stack)),
+            EventKind::Free => ("free", freed_stack(e)),
             EventKind::Retire => return Ok(()), // not a recorded event
         };
         self.seq.append_value(e.seq);
