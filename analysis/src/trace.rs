@@ -362,7 +362,7 @@ impl Trace {
             let mut released = 0;
             let batches = records.iter().enumerate().map(|(i, r)| {
                 let decoded = self.decode_record(r);
-                if i % 64 == 63 {
+                if i % BATCH == BATCH - 1 {
                     self.release(i + 1, &mut released);
                 }
                 (i + 1, vec![decoded])

@@ -27,18 +27,25 @@ pub struct Damage {
     pub what: String,
 }
 
-/// The result of scanning a trace: its records in file order and any damage.
+/// What a scan found besides the records: damage and foreign versions.
 #[derive(Debug, Default)]
-pub struct Scan<'a> {
-    /// Records in file order (empty from [`scan_with`], which hands them to
-    /// its caller instead).
-    pub records: Vec<RawRecord<'a>>,
+pub struct Findings {
     /// Damaged or truncated byte ranges, in file order.
     pub damage: Vec<Damage>,
     /// Set when a record was written by a newer format version.
     pub newer_version: Option<u16>,
     /// Set when a record was written by an older format version.
     pub older_version: Option<u16>,
+}
+
+/// The result of [`scan`]: a trace's records in file order, and what else
+/// the scan found.
+#[derive(Debug, Default)]
+pub struct Scan<'a> {
+    /// Records in file order.
+    pub records: Vec<RawRecord<'a>>,
+    /// Damage and foreign versions.
+    pub findings: Findings,
 }
 
 impl RawRecord<'_> {
@@ -90,9 +97,8 @@ fn resync(bytes: &[u8], from: usize) -> usize {
 /// as [`Damage`] and skipped up to the next valid header.
 pub fn scan(bytes: &[u8]) -> Scan<'_> {
     let mut records = Vec::new();
-    let mut out = scan_with(bytes, |_| {}, |r| records.push(r));
-    out.records = records;
-    out
+    let findings = scan_with(bytes, |_| {}, |r| records.push(r));
+    Scan { records, findings }
 }
 
 /// [`scan`], handing each record to `record` instead of keeping them all
@@ -103,8 +109,8 @@ pub fn scan_with<'a>(
     bytes: &'a [u8],
     mut progress: impl FnMut(usize),
     mut record: impl FnMut(RawRecord<'a>),
-) -> Scan<'a> {
-    let mut out = Scan::default();
+) -> Findings {
+    let mut out = Findings::default();
     let mut pos = 0usize;
     while pos < bytes.len() {
         progress(pos);
@@ -217,8 +223,8 @@ mod tests {
         assert_eq!(scan.records.len(), 2);
         assert_eq!(scan.records[1].offset, third_at as u64);
         assert_eq!(scan.records[1].decompress().unwrap(), b"third");
-        assert_eq!(scan.damage.len(), 1);
-        assert_eq!(scan.damage[0].offset, second_at as u64);
+        assert_eq!(scan.findings.damage.len(), 1);
+        assert_eq!(scan.findings.damage[0].offset, second_at as u64);
     }
 
     #[test]
@@ -229,8 +235,8 @@ mod tests {
         file.truncate(file.len() - 3);
         let scan = scan(&file);
         assert_eq!(scan.records.len(), 1);
-        assert_eq!(scan.damage[0].offset, whole as u64);
-        assert!(scan.damage[0].what.contains("truncated"));
+        assert_eq!(scan.findings.damage[0].offset, whole as u64);
+        assert!(scan.findings.damage[0].what.contains("truncated"));
     }
 
     #[test]
