@@ -44,7 +44,7 @@ impl Rule {
         };
         Some(match self {
             Rule::End => 1,
-            Rule::Unknown => 2,
+            Rule::Unknown => Self::UNKNOWN_WORD,
             Rule::Frame {
                 cfa_bp,
                 cfa_off,
@@ -66,17 +66,19 @@ impl Rule {
 
     #[inline(always)]
     pub(super) fn unpack(w: u64) -> Option<Rule> {
-        let small = |x: u64| i32::from(x as u8 as i8) * 8;
         match w & 3 {
             0 => None,
             1 => Some(Rule::End),
             2 => Some(Rule::Unknown),
-            _ => Some(Rule::Frame {
-                cfa_bp: w & 4 != 0,
-                cfa_off: (w >> 3) as u32 as i32,
-                ra_off: small(w >> 35),
-                bp_off: (w & (1 << 43) != 0).then(|| small(w >> 44)),
-            }),
+            _ => {
+                let f = FrameWord(w);
+                Some(Rule::Frame {
+                    cfa_bp: f.cfa_bp(),
+                    cfa_off: f.cfa_off() as i32,
+                    ra_off: f.ra_off() as i32,
+                    bp_off: f.bp_off().map(|o| o as i32),
+                })
+            }
         }
     }
 }
