@@ -119,6 +119,7 @@ impl Trace {
         let mut released = 0usize;
         let mut others = Vec::new();
         let mut events = Vec::new();
+        let mut first = None;
         let scanned = scan_with(
             &bytes,
             |pos| {
@@ -136,6 +137,7 @@ impl Trace {
                 }
             },
             |rec| {
+                first.get_or_insert(rec.offset);
                 if rec.header.kind == RecordKind::Events {
                     events.push(EventsRef {
                         offset: rec.offset,
@@ -149,24 +151,19 @@ impl Trace {
             },
         );
         if let Some(v) = scanned.newer_version {
-            if others.is_empty() && events.is_empty() {
+            if first.is_none() {
                 return Err(err(format!(
                     "written in trace format version {v}, newer than this heapreplay reads (up to {FORMAT_VERSION}); upgrade heapreplay"
                 )));
             }
         }
         if let Some(v) = scanned.older_version {
-            if others.is_empty() && events.is_empty() {
+            if first.is_none() {
                 return Err(err(format!(
                     "written in trace format version {v} by an older heapreplay; this one reads version {FORMAT_VERSION}: record the program again"
                 )));
             }
         }
-        let first = others
-            .iter()
-            .map(|r| r.offset)
-            .chain(events.iter().map(|r| r.offset))
-            .min();
         let Some(first) = first else {
             return Err(err("not a heapreplay trace (no record header found)".into()));
         };
