@@ -13,6 +13,7 @@ pub mod report;
 pub mod resolve;
 pub mod rules;
 pub mod snapshots;
+pub mod stack_ids;
 pub mod symbols;
 pub mod timeline;
 pub mod trace;

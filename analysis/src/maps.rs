@@ -10,25 +10,39 @@
 use crate::trace::MapsRecord;
 use std::collections::BTreeMap;
 
+/// The address range of a maps line; `None` for a line that is not one
+/// (or an empty or reversed range).
 fn range(line: &str) -> Option<(u64, u64)> {
     let field = line.split_whitespace().next()?;
     let (a, b) = field.split_once('-')?;
-    Some((
+    let (lo, hi) = (
         u64::from_str_radix(a, 16).ok()?,
         u64::from_str_radix(b, 16).ok()?,
-    ))
+    );
+    (lo < hi).then_some((lo, hi))
 }
 
+/// The starts of the ranges in `map` that overlap `lo..hi`. The ranges in
+/// `map` never overlap each other, so their ends ascend with their starts:
+/// walking down from `hi`, the overlapping ones come first and the first
+/// that ends at or below `lo` ends the search (O(log n + overlaps)).
 fn overlaps(map: &BTreeMap<u64, (u64, &str)>, lo: u64, hi: u64) -> Vec<u64> {
     map.range(..hi)
-        .filter(|(_, (end, _))| *end > lo)
+        .rev()
+        .take_while(|(_, (end, _))| *end > lo)
         .map(|(&start, _)| start)
         .collect()
 }
 
 /// The maps text for a snapshot at `seq`, built from `records` (sorted by seq).
 pub fn maps_at(records: &[MapsRecord], seq: u64) -> String {
-    let split = records.partition_point(|m| m.seq <= seq);
+    maps_after(records, records.partition_point(|m| m.seq <= seq))
+}
+
+/// The maps text for snapshots after the first `split` records: every
+/// snapshot between two Maps records has the same one, so [`MapsCache`]
+/// builds it once per record, not once per snapshot.
+fn maps_after(records: &[MapsRecord], split: usize) -> String {
     let (before, after) = records.split_at(split);
     let mut map: BTreeMap<u64, (u64, &str)> = BTreeMap::new();
     // Older to newer: a newer line replaces what it overlaps.
@@ -60,6 +74,25 @@ pub fn maps_at(records: &[MapsRecord], seq: u64) -> String {
     out
 }
 
+/// The maps text of the last snapshot, kept for the next one.
+#[derive(Default)]
+pub struct MapsCache {
+    split: Option<usize>,
+    text: String,
+}
+
+impl MapsCache {
+    /// The maps text for a snapshot at `seq` (as [`maps_at`]).
+    pub fn at(&mut self, records: &[MapsRecord], seq: u64) -> &str {
+        let split = records.partition_point(|m| m.seq <= seq);
+        if self.split != Some(split) {
+            self.text = maps_after(records, split);
+            self.split = Some(split);
+        }
+        &self.text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +122,31 @@ mod tests {
             text,
             "1000-2000 r-xp 0 00:00 0 /a2\n3000-4000 r-xp 0 00:00 0 /old\n5000-6000 r-xp 0 00:00 0 /late\n"
         );
+    }
+
+    #[test]
+    fn a_maps_record_of_200k_lines_is_read() {
+        let text: String = (0..200_000u64)
+            .map(|i| {
+                format!(
+                    "{:x}-{:x} r-xp 0 00:00 0 /lib{i}\n",
+                    i * 0x2000,
+                    i * 0x2000 + 0x1000
+                )
+            })
+            .collect();
+        let records = vec![rec(0, &text), rec(5, &text)];
+        // Quadratic work on 200k lines would take minutes.
+        let out = maps_at(&records, 1);
+        assert_eq!(out.lines().count(), 200_000);
+    }
+
+    #[test]
+    fn reversed_ranges_are_not_lines() {
+        let records = vec![rec(
+            0,
+            "2000-1000 r-xp 0 00:00 0 /bad\n1000-2000 r-xp 0 00:00 0 /a\n",
+        )];
+        assert_eq!(maps_at(&records, 0), "1000-2000 r-xp 0 00:00 0 /a\n");
     }
 }

@@ -2,6 +2,7 @@
 //! clock samples, and decoding the events in parallel into one ordered stream.
 
 use crate::resolve::Resolver;
+use crate::stack_ids::{StackIds, UNDEFINED_STACK};
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, from_bytes};
@@ -9,7 +10,8 @@ use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::scan_with;
 use heapreplay_format::stacks::decode_stacks;
 use heapreplay_format::{
-    ClockSample, EndInfo, Event, FileInfo, Marker, RecordHeader, RecordKind, FORMAT_VERSION,
+    ClockSample, EndInfo, Event, EventKind, FileInfo, Marker, RecordHeader, RecordKind,
+    FORMAT_VERSION,
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
@@ -78,6 +80,12 @@ pub struct Trace {
     pub markers: Vec<Marker>,
     /// The end summary, if the recording ended cleanly.
     pub end: Option<EndInfo>,
+    /// Byte offset of the end record.
+    end_offset: u64,
+    /// How events' stack ids map onto `stacks`.
+    stack_ids: StackIds,
+    /// The file ends inside a record.
+    pub truncated: bool,
     /// Damage found so far (scanning, decoding).
     pub problems: Vec<Problem>,
     events: Vec<EventsRef>,
@@ -165,7 +173,17 @@ impl Trace {
             }
         }
         let Some(first) = first else {
-            return Err(err("not a heapreplay trace (no record header found)".into()));
+            return Err(err(match scanned.damaged_headers {
+                0 => "not a heapreplay trace (no record header found)".into(),
+                n => format!(
+                    "no readable record: {n} record headers found, every one damaged (first: {})",
+                    scanned
+                        .damage
+                        .iter()
+                        .find(|d| d.what != "not a record header")
+                        .map_or("", |d| &d.what)
+                ),
+            }));
         };
         let starts_cleanly = first == 0;
         let mut problems: Vec<Problem> = scanned
@@ -181,6 +199,7 @@ impl Trace {
         let mut maps = Vec::new();
         let mut clock = Vec::new();
         let mut end = None;
+        let mut end_offset = 0;
         let mut markers = Vec::new();
         for rec in &others {
             let raw = match rec.decompress() {
@@ -203,11 +222,35 @@ impl Trace {
                     None => problems.push(bad("malformed metadata")),
                 },
                 RecordKind::Stacks => {
+                    let (mut zero, mut again) = (0u32, None);
                     let r = decode_stacks(&raw, rec.header.count, |id, frames| {
-                        stacks.insert(id, frames.into());
+                        if id == 0 {
+                            zero += 1;
+                        } else if stacks.contains_key(&id) {
+                            again.get_or_insert(id);
+                        } else {
+                            stacks.insert(id, frames.into());
+                        }
                     });
-                    if r.is_err() {
-                        problems.push(bad("malformed stack list"));
+                    if let Err(e) = r {
+                        problems.push(bad(&format!(
+                            "malformed stack list at payload offset {}",
+                            e.offset
+                        )));
+                    }
+                    if zero > 0 {
+                        problems.push(Problem {
+                            offset: rec.offset,
+                            what: format!("stacks with id 0 (not a valid id) ignored: {zero}"),
+                        });
+                    }
+                    if let Some(id) = again {
+                        problems.push(Problem {
+                            offset: rec.offset,
+                            what: format!(
+                                "stack {id} (and maybe others) defined again; the first definition kept"
+                            ),
+                        });
                     }
                 }
                 RecordKind::Maps => maps.push(MapsRecord {
@@ -218,7 +261,14 @@ impl Trace {
                     Ok(samples) => clock.extend(samples),
                     Err(_) => problems.push(bad("malformed clock samples")),
                 },
-                RecordKind::End => end = from_bytes::<EndInfo>(&raw),
+                RecordKind::End => match from_bytes::<EndInfo>(&raw) {
+                    Some(_) if end.is_some() => problems.push(bad("a second end record")),
+                    Some(e) => {
+                        end = Some(e);
+                        end_offset = rec.offset;
+                    }
+                    None => problems.push(bad("malformed end summary")),
+                },
                 RecordKind::Markers => match decode_markers(&raw, rec.header.count) {
                     Ok(m) => markers.extend(m),
                     Err(_) => problems.push(bad("malformed markers")),
@@ -244,6 +294,7 @@ impl Trace {
             low_water[i] = low;
         }
         markers.sort_by_key(|m| m.seq);
+        let stack_ids = StackIds::new(&mut stacks);
         // Scanning the headers faulted in most of the file (the kernel maps
         // pages around each fault); let them go until the events are decoded.
         // SAFETY: read-only file map: dropped pages are read again on access.
@@ -256,6 +307,9 @@ impl Trace {
             clock,
             markers,
             end,
+            end_offset,
+            stack_ids,
+            truncated: scanned.truncated,
             problems,
             events,
             low_water,
@@ -306,11 +360,12 @@ impl Trace {
         *released = below;
     }
 
-    /// Decodes one events record.
-    fn decode_record(&self, r: &EventsRef) -> Result<Vec<Event>, Problem> {
+    /// Decodes one events record, checking its stack ids and adding up its
+    /// allocation sizes.
+    fn decode_record(&self, r: &EventsRef) -> Result<Run, Problem> {
         let lost = |what: String| Problem {
             offset: r.offset,
-            what: format!("events record skipped ({} events lost): {what}", r.count),
+            what: format!("events record skipped: {what}"),
         };
         // The scan read this header and its payload already: both are there.
         let at = r.offset as usize;
@@ -327,16 +382,32 @@ impl Trace {
             payload,
         };
         let raw = rec.decompress().map_err(lost)?;
-        let mut out = Vec::new();
+        let mut events = Vec::new();
         decode_events(
             &raw,
             header.first_seq,
             header.last_seq,
             header.count,
-            &mut out,
+            &mut events,
         )
-        .map_err(|e| lost(format!("malformed events ({e:?})")))?;
-        Ok(out)
+        .map_err(|e| lost(format!("{e} (its header says {} events)", header.count)))?;
+        let (mut alloc_bytes, mut undefined) = (0u64, 0u64);
+        for e in &mut events {
+            if e.kind == EventKind::Alloc {
+                alloc_bytes = alloc_bytes
+                    .checked_add(e.size)
+                    .ok_or_else(|| lost(ALLOC_SUM_TOO_LARGE.into()))?;
+                let id = self.stack_ids.check(e.stack);
+                undefined += u64::from(id == UNDEFINED_STACK);
+                e.stack = id;
+            }
+        }
+        Ok(Run {
+            events,
+            offset: r.offset,
+            alloc_bytes,
+            undefined,
+        })
     }
 
     /// Calls `f` on every event in sequence order, resolved (each free
@@ -388,7 +459,7 @@ impl Trace {
     /// `f` on each.
     fn replay_batches<E>(
         &self,
-        batches: impl Iterator<Item = (usize, Vec<Result<Vec<Event>, Problem>>)>,
+        batches: impl Iterator<Item = (usize, Vec<Result<Run, Problem>>)>,
         mut f: impl FnMut(&Event) -> Result<(), E>,
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
@@ -401,20 +472,61 @@ impl Trace {
             }
             f(&e)
         };
+        // Every allocation size accepted adds to this; a record that would
+        // take it past 2^64 - 1 is damage, so no counter can overflow.
+        let mut alloc_bytes = 0u64;
+        let mut undefined = (0u64, 0u64);
         for (done, decoded) in batches {
             for run in decoded {
-                match run {
-                    Ok(events) => {
-                        pass.events += events.len() as u64;
-                        merge.add(events);
+                let run = match run {
+                    Ok(run) => run,
+                    Err(p) => {
+                        pass.problems.push(p);
+                        continue;
                     }
-                    Err(p) => pass.problems.push(p),
+                };
+                let Some(sum) = alloc_bytes.checked_add(run.alloc_bytes) else {
+                    pass.problems.push(Problem {
+                        offset: run.offset,
+                        what: format!("events record skipped: {ALLOC_SUM_TOO_LARGE}"),
+                    });
+                    continue;
+                };
+                alloc_bytes = sum;
+                if run.undefined > 0 && undefined.0 == 0 {
+                    undefined.1 = run.offset;
                 }
+                undefined.0 += run.undefined;
+                pass.events += run.events.len() as u64;
+                merge.add(run.events, run.offset);
             }
             // Records come in first-seq order: nothing not yet decoded can
             // hold an event before the next record's first seq.
-            let bound = self.events.get(done).map_or(u64::MAX, |r| r.first_seq);
-            merge.drain_below(bound, &mut each)?;
+            match self.events.get(done) {
+                Some(next) => match next.first_seq.checked_sub(1) {
+                    Some(through) => merge.drain_through(through, &mut each)?,
+                    None => {}
+                },
+                None => merge.drain_through(u64::MAX, &mut each)?,
+            }
+        }
+        if undefined.0 > 0 {
+            pass.problems.push(Problem {
+                offset: undefined.1,
+                what: format!(
+                    "allocations naming a stack id that no stacks record defines: {}; counted under an empty stack",
+                    undefined.0
+                ),
+            });
+        }
+        if let Some((count, offset)) = merge.duplicates {
+            pass.problems.push(Problem {
+                offset,
+                what: format!(
+                    "events skipped, their sequence numbers already replayed from another events record (overlapping records, or traces concatenated): {count}"
+                ),
+            });
+            pass.events -= count;
         }
         Ok(self.check_complete(pass))
     }
@@ -424,7 +536,7 @@ impl Trace {
         if let Some(end) = &self.end {
             if pass.events < end.events && pass.problems.is_empty() && self.problems.is_empty() {
                 pass.problems.push(Problem {
-                    offset: 0,
+                    offset: self.end_offset,
                     what: format!(
                         "{} events missing: the end record counts {}, the trace holds {}",
                         end.events - pass.events,
@@ -438,62 +550,96 @@ impl Trace {
     }
 }
 
+/// Why a record whose allocation sizes overflow is skipped.
+const ALLOC_SUM_TOO_LARGE: &str =
+    "its allocation sizes take the bytes allocated past 2^64 - 1 (impossible in a real process)";
+
+/// One decoded events record.
+struct Run {
+    events: Vec<Event>,
+    offset: u64,
+    /// The sum of its allocation sizes.
+    alloc_bytes: u64,
+    /// Allocations whose stack id is not defined.
+    undefined: u64,
+}
+
 /// What a pass over the events found.
 #[derive(Debug, Default)]
 pub struct Pass {
-    /// Events decoded.
+    /// Events replayed.
     pub events: u64,
     /// Damaged events records, skipped.
     pub problems: Vec<Problem>,
 }
 
-/// A k-way merge of runs that are each in sequence order.
+/// A k-way merge of runs that are each in sequence order. A sequence
+/// number already handed on (it appears in two runs) is skipped and counted.
 #[derive(Default)]
 struct Merge {
     runs: Vec<Vec<Event>>,
+    /// The file offset of each run's record.
+    offsets: Vec<u64>,
     free: Vec<usize>,
     heads: BinaryHeap<Reverse<(u64, usize, usize)>>,
+    /// The last sequence number handed on.
+    last: Option<u64>,
+    /// Events skipped as duplicates, and the offset of the first's record.
+    duplicates: Option<(u64, u64)>,
 }
 
 impl Merge {
-    fn add(&mut self, run: Vec<Event>) {
+    fn add(&mut self, run: Vec<Event>, offset: u64) {
         let Some(first) = run.first().map(|e| e.seq) else {
             return;
         };
         let slot = match self.free.pop() {
             Some(i) => {
                 self.runs[i] = run;
+                self.offsets[i] = offset;
                 i
             }
             None => {
                 self.runs.push(run);
+                self.offsets.push(offset);
                 self.runs.len() - 1
             }
         };
         self.heads.push(Reverse((first, slot, 0)));
     }
 
-    /// Hands every event below `bound` to `f`, in order.
-    fn drain_below<E>(
+    /// Hands every event at or below `through` to `f`, in order.
+    fn drain_through<E>(
         &mut self,
-        bound: u64,
+        through: u64,
         f: &mut impl FnMut(&Event) -> Result<(), E>,
     ) -> Result<(), E> {
         while let Some(&Reverse((seq, slot, idx))) = self.heads.peek() {
-            if seq >= bound {
+            if seq > through {
                 break;
             }
             self.heads.pop();
-            // Take the stretch of this run before the next run's head.
-            let limit = self
-                .heads
-                .peek()
-                .map_or(bound, |Reverse((s, _, _))| (*s).min(bound));
             let run = &self.runs[slot];
             let mut j = idx;
-            while j < run.len() && run[j].seq < limit {
+            if self.last.is_some_and(|last| seq <= last) {
+                // Already handed on from another run: skip what overlaps.
+                let last = self.last.unwrap_or(0);
+                let skip = run[j..].partition_point(|e| e.seq <= last);
+                j += skip;
+                let d = self.duplicates.get_or_insert((0, self.offsets[slot]));
+                d.0 += skip as u64;
+            } else {
+                // The head is the least of all heads: hand it on, then the
+                // stretch of this run before the next run's head.
                 f(&run[j])?;
+                let next = self.heads.peek().map_or(u64::MAX, |Reverse((s, _, _))| *s);
+                let limit = next.saturating_sub(1).min(through);
                 j += 1;
+                while j < run.len() && run[j].seq <= limit {
+                    f(&run[j])?;
+                    j += 1;
+                }
+                self.last = Some(run[j - 1].seq);
             }
             if j < run.len() {
                 self.heads.push(Reverse((run[j].seq, slot, j)));
@@ -518,7 +664,6 @@ pub fn io_text(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use heapreplay_format::EventKind;
 
     fn ev(seq: u64) -> Event {
         Event {
@@ -533,22 +678,50 @@ mod tests {
     #[test]
     fn merge_interleaves_runs_by_sequence() {
         let mut m = Merge::default();
-        m.add(vec![ev(1), ev(4), ev(5), ev(9)]);
-        m.add(vec![ev(2), ev(3), ev(8)]);
-        m.add(vec![]);
+        m.add(vec![ev(1), ev(4), ev(5), ev(9)], 0);
+        m.add(vec![ev(2), ev(3), ev(8)], 0);
+        m.add(vec![], 0);
         let mut seqs = Vec::new();
-        m.drain_below(6, &mut |e: &Event| -> Result<(), ()> {
+        m.drain_through(5, &mut |e: &Event| -> Result<(), ()> {
             seqs.push(e.seq);
             Ok(())
         })
         .unwrap();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
-        m.add(vec![ev(6), ev(7)]);
-        m.drain_below(u64::MAX, &mut |e: &Event| -> Result<(), ()> {
+        m.add(vec![ev(6), ev(7)], 0);
+        m.drain_through(u64::MAX, &mut |e: &Event| -> Result<(), ()> {
             seqs.push(e.seq);
             Ok(())
         })
         .unwrap();
         assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+    }
+
+    fn drain_all(m: &mut Merge) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        m.drain_through(u64::MAX, &mut |e: &Event| -> Result<(), ()> {
+            seqs.push(e.seq);
+            Ok(())
+        })
+        .unwrap();
+        seqs
+    }
+
+    #[test]
+    fn a_sequence_number_in_two_runs_is_handed_on_once() {
+        let mut m = Merge::default();
+        m.add(vec![ev(1), ev(2), ev(3)], 100);
+        m.add(vec![ev(1), ev(2), ev(3)], 200);
+        m.add(vec![ev(2), ev(4)], 300);
+        assert_eq!(drain_all(&mut m), vec![1, 2, 3, 4]);
+        assert_eq!(m.duplicates.map(|d| d.0), Some(4));
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_handed_on() {
+        let mut m = Merge::default();
+        m.add(vec![ev(u64::MAX - 1), ev(u64::MAX)], 0);
+        m.add(vec![ev(u64::MAX)], 0);
+        assert_eq!(drain_all(&mut m), vec![u64::MAX - 1, u64::MAX]);
     }
 }

@@ -96,8 +96,31 @@ pub enum EventsError {
     Truncated(usize),
     /// An unknown tag byte at this payload offset.
     BadTag(usize, u8),
-    /// Sequence numbers went backwards or left the header's range.
+    /// Sequence numbers went backwards or left the header's range, at this
+    /// event index.
     BadSequence(usize),
+    /// A back-reference that reaches before the record's first event, at
+    /// this event index.
+    BadReference(usize),
+    /// The columns hold more bytes than the record's events use.
+    TrailingBytes,
+}
+
+impl std::fmt::Display for EventsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Truncated(at) => write!(f, "a column ends early (payload offset {at})"),
+            Self::BadTag(i, t) => write!(f, "event {i} has an unknown tag {t}"),
+            Self::BadSequence(i) => write!(
+                f,
+                "event {i}'s sequence number does not ascend within the header's range"
+            ),
+            Self::BadReference(i) => {
+                write!(f, "event {i}'s address refers to no earlier event")
+            }
+            Self::TrailingBytes => write!(f, "the columns hold bytes no event uses"),
+        }
+    }
 }
 
 impl From<VarintError> for EventsError {
@@ -160,7 +183,7 @@ pub fn decode_rows(
         out.push(event);
     }
     if !r.is_empty() {
-        return Err(EventsError::Truncated(r.position()));
+        return Err(EventsError::TrailingBytes);
     }
     Ok(())
 }
@@ -287,11 +310,14 @@ pub fn decode(
     let mut prev_addr = 0u64;
     out.reserve(count as usize);
     for (i, &tag) in tags.iter().enumerate() {
+        if tag > EventKind::Free as u8 + TAG_REF {
+            return Err(EventsError::BadTag(i, tag));
+        }
         seq = next_seq(seq, seqs.u64()?, i == 0, last_seq).ok_or(EventsError::BadSequence(i))?;
         let addr = if tag >= TAG_REF {
             let back = refs.u64()? as usize;
             if back == 0 || back > i {
-                return Err(EventsError::BadTag(i, tag));
+                return Err(EventsError::BadReference(i));
             }
             out[start + i - back].addr
         } else {
@@ -322,7 +348,7 @@ pub fn decode(
         && sizes.is_empty()
         && stacks.is_empty())
     {
-        return Err(EventsError::Truncated(payload.len()));
+        return Err(EventsError::TrailingBytes);
     }
     Ok(())
 }
@@ -395,6 +421,55 @@ mod tests {
             }
             events
         })
+    }
+
+    /// The worked example of FORMAT.md, byte for byte.
+    #[test]
+    fn the_spec_example_payload() {
+        let ev = |seq, kind, addr, size, stack| Event {
+            seq,
+            addr,
+            size,
+            stack,
+            kind,
+        };
+        let events = vec![
+            ev(100, EventKind::Alloc, 0x5000, 24, 1),
+            ev(101, EventKind::Alloc, 0x5020, 40, 2),
+            ev(103, EventKind::Free, 0x5000, 0, 0),
+            ev(104, EventKind::Alloc, 0x5000, 16, 1),
+            ev(107, EventKind::Free, 0x7000, 0, 0),
+        ];
+        let payload: &[u8] = &[
+            0x05, 0x02, 0x05, 0x03, // column lengths
+            0x00, 0x00, 0x03, 0x02, 0x01, // tags
+            0x00, 0x01, 0x02, 0x01, 0x03, // seq deltas
+            0x02, 0x01, // references
+            0x80, 0x28, 0x08, 0xf8, 0x0f, // address deltas
+            0x18, 0x28, 0x10, // sizes
+            0x01, 0x02, 0x01, // stacks
+        ];
+        assert_eq!(encode_columns(&events), payload);
+        let mut out = Vec::new();
+        decode(payload, 100, 107, 5, &mut out).unwrap();
+        assert_eq!(out, events);
+    }
+
+    #[test]
+    fn a_bad_tag_is_named_as_such() {
+        let mut payload = encode_columns(&[Event {
+            seq: 1,
+            addr: 0x10,
+            size: 1,
+            stack: 1,
+            kind: EventKind::Alloc,
+        }]);
+        payload[4] = 9;
+        let mut out = Vec::new();
+        assert_eq!(
+            decode(&payload, 1, 1, 1, &mut out),
+            Err(EventsError::BadTag(0, 9))
+        );
     }
 
     proptest! {

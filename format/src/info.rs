@@ -78,6 +78,11 @@ pub fn decode_clock(payload: &[u8], count: u32) -> Result<Vec<ClockSample>, Vari
         ns = ns.wrapping_add(r.u64()?);
         out.push(ClockSample { seq, ns });
     }
+    if !r.is_empty() {
+        return Err(VarintError {
+            offset: r.position(),
+        });
+    }
     Ok(out)
 }
 

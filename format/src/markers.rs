@@ -78,6 +78,11 @@ pub fn decode_markers(payload: &[u8], count: u32) -> Result<Vec<Marker>, VarintE
             source,
         });
     }
+    if !r.is_empty() {
+        return Err(VarintError {
+            offset: r.position(),
+        });
+    }
     Ok(out)
 }
 

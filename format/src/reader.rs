@@ -36,6 +36,12 @@ pub struct Findings {
     pub newer_version: Option<u16>,
     /// Set when a record was written by an older format version.
     pub older_version: Option<u16>,
+    /// Headers that were found but failed a check (checksum, kind, length,
+    /// frame size), so that "no record" can say why.
+    pub damaged_headers: usize,
+    /// Set when the file ends inside a record (a killed process, or a
+    /// trace still being written).
+    pub truncated: bool,
 }
 
 /// The result of [`scan`]: a trace's records in file order, and what else
@@ -79,18 +85,36 @@ impl RawRecord<'_> {
     }
 }
 
-fn is_header_start(bytes: &[u8]) -> bool {
-    bytes.len() >= 12
-        && bytes[0..4] == SKIPPABLE_MAGIC.to_le_bytes()
-        && bytes[4..8] == (HEADER_LEN as u32).to_le_bytes()
-        && bytes[8..12] == SIGNATURE
+/// The 12 bytes every record starts with: magic, header length, signature.
+fn header_pattern() -> [u8; 12] {
+    let mut p = [0u8; 12];
+    p[0..4].copy_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+    p[4..8].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    p[8..12].copy_from_slice(&SIGNATURE);
+    p
 }
 
 /// Finds the next plausible header start at or after `from`.
 fn resync(bytes: &[u8], from: usize) -> usize {
-    (from..bytes.len())
-        .find(|&i| is_header_start(&bytes[i..]))
-        .unwrap_or(bytes.len())
+    let pattern = header_pattern();
+    bytes
+        .get(from..)
+        .and_then(|rest| memchr::memmem::find(rest, &pattern))
+        .map_or(bytes.len(), |i| from + i)
+}
+
+/// The next offset at or after `from` where a header decodes, if any.
+fn next_valid_header(bytes: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let at = resync(bytes, from);
+        if at >= bytes.len() {
+            return None;
+        }
+        if RecordHeader::decode(&bytes[at..]).is_ok() {
+            return Some(at);
+        }
+        from = at + 1;
+    }
 }
 
 /// Splits `bytes` into records. Never fails: what cannot be read is reported
@@ -105,6 +129,12 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
 /// (a trace of billions of events has hundreds of thousands of records),
 /// and calling `progress(offset)` as it passes each, so that a caller
 /// reading a memory map can let go of the pages behind.
+///
+/// A header whose zstd frame does not end exactly where the header says is
+/// damage (the scan goes on at the next header, so a lying length cannot
+/// hide the records after it); so is one whose payload runs past the end of
+/// the file while a valid header follows. A FileInfo record after any other
+/// record starts another trace (files concatenated): the scan stops there.
 pub fn scan_with<'a>(
     bytes: &'a [u8],
     mut progress: impl FnMut(usize),
@@ -112,39 +142,74 @@ pub fn scan_with<'a>(
 ) -> Findings {
     let mut out = Findings::default();
     let mut pos = 0usize;
+    let mut seen_record = false;
     while pos < bytes.len() {
         progress(pos);
-        match RecordHeader::decode(&bytes[pos..]) {
+        let header = RecordHeader::decode(&bytes[pos..]);
+        let problem = match header {
             Ok(header) => {
                 let start = pos + RECORD_PREFIX_LEN;
                 let end = start + header.payload_len as usize;
-                if end > bytes.len() {
+                if header.kind == RecordKind::FileInfo && seen_record {
                     out.damage.push(Damage {
                         offset: pos as u64,
                         len: (bytes.len() - pos) as u64,
-                        what: format!(
-                            "truncated {:?} record: needs {} bytes, file ends after {}",
-                            header.kind,
-                            end - pos,
-                            bytes.len() - pos
-                        ),
+                        what: "a second trace starts here (files concatenated?); the rest of the file is not read".into(),
                     });
                     break;
                 }
-                record(RawRecord {
-                    header,
-                    offset: pos as u64,
-                    payload: &bytes[start..end],
-                });
-                pos = end;
+                if end > bytes.len() {
+                    match next_valid_header(bytes, start) {
+                        // A lying length: records follow.
+                        Some(next) => Some((
+                            next,
+                            format!(
+                                "{:?} record header claims {} payload bytes, past the end of the file",
+                                header.kind, header.payload_len
+                            ),
+                        )),
+                        None => {
+                            out.damage.push(Damage {
+                                offset: pos as u64,
+                                len: (bytes.len() - pos) as u64,
+                                what: format!(
+                                    "truncated {:?} record: needs {} bytes, file ends after {}",
+                                    header.kind,
+                                    end - pos,
+                                    bytes.len() - pos
+                                ),
+                            });
+                            out.truncated = true;
+                            break;
+                        }
+                    }
+                } else if frame_len(&bytes[start..]) != Some(header.payload_len as usize) {
+                    out.damaged_headers += 1;
+                    Some((
+                        resync(bytes, pos + 1),
+                        format!(
+                            "{:?} record's payload is not one zstd frame of the {} bytes its header says",
+                            header.kind, header.payload_len
+                        ),
+                    ))
+                } else {
+                    seen_record = true;
+                    record(RawRecord {
+                        header,
+                        offset: pos as u64,
+                        payload: &bytes[start..end],
+                    });
+                    pos = end;
+                    None
+                }
             }
             Err(err) => {
                 match err {
                     HeaderError::NewerVersion(v) => out.newer_version = Some(v),
                     HeaderError::OlderVersion(v) => out.older_version = Some(v),
-                    _ => {}
+                    HeaderError::Short | HeaderError::NotAHeader => {}
+                    _ => out.damaged_headers += 1,
                 }
-                let next = resync(bytes, pos + 1);
                 let what = match err {
                     HeaderError::Short => "truncated record header".to_string(),
                     HeaderError::NotAHeader => "not a record header".to_string(),
@@ -154,16 +219,25 @@ pub fn scan_with<'a>(
                     HeaderError::OlderVersion(v) => format!("record of older format version {v}"),
                     HeaderError::BadLength => "record length out of range".to_string(),
                 };
-                out.damage.push(Damage {
-                    offset: pos as u64,
-                    len: (next - pos) as u64,
-                    what,
-                });
-                pos = next;
+                Some((resync(bytes, pos + 1), what))
             }
+        };
+        if let Some((next, what)) = problem {
+            out.damage.push(Damage {
+                offset: pos as u64,
+                len: (next - pos) as u64,
+                what,
+            });
+            pos = next;
         }
     }
     out
+}
+
+/// The length of the zstd frame at the start of `bytes`, read from its block
+/// headers (nothing is decompressed); `None` if it is not one whole frame.
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    zstd::zstd_safe::find_frame_compressed_size(bytes).ok()
 }
 
 /// Builds one complete record: header plus zstd-compressed payload.

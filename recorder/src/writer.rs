@@ -243,22 +243,29 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
     }
 }
 
-/// Opens `path` and takes an exclusive lock on it, then empties it. If
-/// another live process holds the lock (it records to the same path, as a
-/// parent and its child do when the path has no `%p`), the trace goes to
-/// `PATH.<pid>` instead, and that is said on stderr, so two recorders never
-/// write into one file.
+/// Opens `path` and takes an exclusive lock on it. If another live process
+/// holds the lock (it records to the same path, as a parent and its child do
+/// when the path has no `%p`), the trace goes to `PATH.<pid>` instead, and
+/// that is said on stderr, so two recorders never write into one file.
 fn claim(path: &str) -> Result<(i32, String), i32> {
-    let open = |p: &str| -> Result<i32, i32> {
-        let c = std::ffi::CString::new(p).map_err(|_| libc::EINVAL)?;
+    if let Some(fd) = claim_at(path)? {
+        return Ok((fd, path.to_string()));
+    }
+    let own = format!("{path}.{}", std::process::id());
+    let fd = claim_at(&own)?.ok_or(libc::EBUSY)?;
+    crate::say!("{path} is being written by another process; this one records to {own}");
+    Ok((fd, own))
+}
+
+/// Opens `path` for a new trace and locks it: `None` if another process
+/// holds the lock. An earlier trace there is replaced by a new file, not
+/// emptied in place: a replayer still reading it keeps its copy (emptying it
+/// would pull the pages from under that reader's memory map).
+fn claim_at(path: &str) -> Result<Option<i32>, i32> {
+    let c = std::ffi::CString::new(path).map_err(|_| libc::EINVAL)?;
+    let open = |flags: i32| -> Result<i32, i32> {
         // SAFETY: c is NUL-terminated.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
+        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
         if fd < 0 {
             // SAFETY: reading errno right after the failed call.
             Err(unsafe { *libc::__errno_location() })
@@ -266,30 +273,52 @@ fn claim(path: &str) -> Result<(i32, String), i32> {
             Ok(fd)
         }
     };
-    // SAFETY: fd is ours; fstat writes only `st`; flock and ftruncate have
-    // no memory effects.
-    let lock_and_empty = |fd: i32| unsafe {
+    // SAFETY: fd is ours; fstat writes only `st`; flock has no memory effects.
+    let inspect = |fd: i32| unsafe {
         let mut st: libc::stat = std::mem::zeroed();
         let regular = libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
-        // A device or a pipe (/dev/null, /dev/full, a FIFO) is written as it is.
-        !regular
-            || (libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0 && libc::ftruncate(fd, 0) == 0)
+        let locked = regular && libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) == 0;
+        (regular, locked, st.st_size)
     };
-    let fd = open(path)?;
-    if lock_and_empty(fd) {
-        return Ok((fd, path.to_string()));
-    }
     // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
-    let own = format!("{path}.{}", std::process::id());
-    let fd = open(&own)?;
-    if !lock_and_empty(fd) {
-        // SAFETY: fd is ours.
-        unsafe { libc::close(fd) };
-        return Err(libc::EBUSY);
+    let close = |fd: i32| unsafe { libc::close(fd) };
+    let fd = open(libc::O_CREAT)?;
+    let (regular, locked, size) = inspect(fd);
+    if !regular {
+        // A device or a pipe (/dev/null, /dev/full, a FIFO) is written as it is.
+        return Ok(Some(fd));
     }
-    crate::say!("{path} is being written by another process; this one records to {own}");
-    Ok((fd, own))
+    if !locked {
+        close(fd);
+        return Ok(None);
+    }
+    if size == 0 {
+        return Ok(Some(fd));
+    }
+    // SAFETY: c is NUL-terminated.
+    if unsafe { libc::unlink(c.as_ptr()) } == 0 {
+        close(fd);
+        let fd = match open(libc::O_CREAT | libc::O_EXCL) {
+            Ok(fd) => fd,
+            // Another recorder made it first: it is theirs.
+            Err(libc::EEXIST) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        return Ok(inspect(fd).1.then_some(fd).or_else(|| {
+            close(fd);
+            None
+        }));
+    }
+    // The folder does not let us replace the file: empty it in place.
+    // SAFETY: fd is ours; ftruncate has no memory effects.
+    if unsafe { libc::ftruncate(fd, 0) } == 0 {
+        Ok(Some(fd))
+    } else {
+        // SAFETY: reading errno right after the failed call.
+        let e = unsafe { *libc::__errno_location() };
+        close(fd);
+        Err(e)
+    }
 }
 
 fn fail(out: &Output, err: i32) {

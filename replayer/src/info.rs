@@ -31,6 +31,7 @@ fn mib(bytes: u64) -> String {
 
 /// Prints the description.
 pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
+    crate::shrink_guard::watch(&args.trace);
     let trace = Trace::open(&args.trace).map_err(|e| e.to_string())?;
     let info = &trace.info;
     let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
@@ -100,7 +101,8 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         }
         None => println!("end:        cut short (no end record: the process was killed, crashed or is still running); complete up to its last flush"),
     }
-    let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
+    let mut problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
+    problems.sort_by_key(|p| p.offset);
     if problems.is_empty() {
         println!("damage:     none");
         return Ok(ExitCode::SUCCESS);

@@ -10,6 +10,7 @@ mod pass;
 mod progress;
 mod record;
 mod replay;
+mod shrink_guard;
 mod threads;
 mod timeline;
 mod top;

@@ -38,6 +38,7 @@ pub fn plan(rules: &RuleArgs) -> Plan {
 /// Opens a trace and sets up the decoding threads.
 pub fn open(path: &std::path::Path, common: &CommonArgs) -> Result<(Trace, bool), String> {
     let pipeline = crate::threads::setup(common.threads)?;
+    crate::shrink_guard::watch(path);
     let trace = Trace::open(path).map_err(|e| e.to_string())?;
     Ok((trace, pipeline))
 }
@@ -147,7 +148,8 @@ pub fn run(
             );
         }
     }
-    let problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
+    let mut problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
+    problems.sort_by_key(|p| p.offset);
     if problems.is_empty() {
         return Ok((outcome, ExitCode::SUCCESS));
     }

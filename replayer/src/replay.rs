@@ -8,7 +8,7 @@
 use crate::cli::{CommonArgs, Format, ReplayArgs};
 use crate::pass;
 use heapreplay_analysis::clock::SeqClock;
-use heapreplay_analysis::maps::maps_at;
+use heapreplay_analysis::maps::MapsCache;
 use heapreplay_analysis::profile::{SampleKind, Snapshot, Stacks};
 use heapreplay_analysis::trace::io_text;
 use heapreplay_analysis::{flamegraph, heap_profile, pprof, Trace};
@@ -42,6 +42,7 @@ struct FileWriter<'a> {
     common: &'a CommonArgs,
     text: heap_profile::StackText<'a>,
     stacks: Option<Stacks<'a>>,
+    maps: MapsCache,
 }
 
 impl FileWriter<'_> {
@@ -56,13 +57,13 @@ impl FileWriter<'_> {
         let mut out = BufWriter::new(file);
         let written = match self.format {
             Format::Heap => {
-                let maps = maps_at(&self.trace.maps, seq);
+                let maps = self.maps.at(&self.trace.maps, seq);
                 heap_profile::write(
                     &mut out,
                     &snapshot.totals,
                     &mut snapshot.stacks,
                     &mut self.text,
-                    &maps,
+                    maps,
                 )
             }
             Format::Pprof | Format::Flamegraph => {
@@ -115,6 +116,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         common: &args.common,
         text: heap_profile::StackText::new(&trace.stacks),
         stacks: None,
+        maps: MapsCache::default(),
     };
     let (jobs, queue) = sync_channel::<Job>(QUEUED);
     let (replayed, written) = std::thread::scope(|scope| {

@@ -5,6 +5,8 @@
 //! The tests use the release build of `librecord.so` and `heapreplay`
 //! (`scripts/test` builds them first).
 
+pub mod hostile;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@ use crate::cli::ExportArgs;
 use crate::pass;
 use heapreplay_analysis::clock::SeqClock;
 use heapreplay_analysis::trace::io_text;
+use heapreplay_format::EventKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -74,6 +75,9 @@ fn write(
     // The pass cannot be stopped from `each`: a failed events file is
     // reported at the next snapshot, or after the pass.
     let failed = std::cell::RefCell::new(None::<String>);
+    // Only the stacks that events use are written: a trace may define
+    // stacks no event names, and a crafted one millions of them.
+    let mut used: Vec<bool> = Vec::new();
     let plan = pass::plan(&args.rules);
     let result = pass::run(
         trace,
@@ -87,6 +91,13 @@ fn write(
             snapshots.take(heap, trigger, seq)
         },
         |_, e| {
+            if e.kind == EventKind::Alloc {
+                let id = e.stack as usize;
+                if id >= used.len() {
+                    used.resize(id + 1, false);
+                }
+                used[id] = true;
+            }
             if failed.borrow().is_none() {
                 if let Err(message) = events.push(e) {
                     *failed.borrow_mut() = Some(message);
@@ -99,8 +110,9 @@ fn write(
     }
     let (outcome, code) = result?;
 
-    let mut ids: Vec<u32> = trace.stacks.keys().copied().collect();
-    ids.sort_unstable();
+    let ids: Vec<u32> = (0..used.len() as u32)
+        .filter(|&id| used[id as usize] && trace.stacks.contains_key(&id))
+        .collect();
     let mut stacks = pass::stacks(trace, &args.common);
     let mut stack_rows = StackRows::new(stack_table, &constant);
     stack_rows.write_all(&ids, &mut stacks)?;
