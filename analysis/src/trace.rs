@@ -15,6 +15,7 @@ use heapreplay_format::{
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -84,8 +85,6 @@ pub struct Trace {
     end_offset: u64,
     /// How events' stack ids map onto `stacks`.
     stack_ids: StackIds,
-    /// The file ends inside a record.
-    pub truncated: bool,
     /// Damage found so far (scanning, decoding).
     pub problems: Vec<Problem>,
     events: Vec<EventsRef>,
@@ -226,10 +225,10 @@ impl Trace {
                     let r = decode_stacks(&raw, rec.header.count, |id, frames| {
                         if id == 0 {
                             zero += 1;
-                        } else if stacks.contains_key(&id) {
-                            again.get_or_insert(id);
+                        } else if let Entry::Vacant(v) = stacks.entry(id) {
+                            v.insert(frames.into());
                         } else {
-                            stacks.insert(id, frames.into());
+                            again.get_or_insert(id);
                         }
                     });
                     if let Err(e) = r {
@@ -309,7 +308,6 @@ impl Trace {
             end,
             end_offset,
             stack_ids,
-            truncated: scanned.truncated,
             problems,
             events,
             low_water,
@@ -503,10 +501,11 @@ impl Trace {
             // Records come in first-seq order: nothing not yet decoded can
             // hold an event before the next record's first seq.
             match self.events.get(done) {
-                Some(next) => match next.first_seq.checked_sub(1) {
-                    Some(through) => merge.drain_through(through, &mut each)?,
-                    None => {}
-                },
+                Some(next) => {
+                    if let Some(through) = next.first_seq.checked_sub(1) {
+                        merge.drain_through(through, &mut each)?;
+                    }
+                }
                 None => merge.drain_through(u64::MAX, &mut each)?,
             }
         }

@@ -39,9 +39,6 @@ pub struct Findings {
     /// Headers that were found but failed a check (checksum, kind, length,
     /// frame size), so that "no record" can say why.
     pub damaged_headers: usize,
-    /// Set when the file ends inside a record (a killed process, or a
-    /// trace still being written).
-    pub truncated: bool,
 }
 
 /// The result of [`scan`]: a trace's records in file order, and what else
@@ -179,7 +176,6 @@ pub fn scan_with<'a>(
                                     bytes.len() - pos
                                 ),
                             });
-                            out.truncated = true;
                             break;
                         }
                     }

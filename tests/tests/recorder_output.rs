@@ -193,3 +193,32 @@ fn tiny_or_read_only_filesystems_leave_the_program_unharmed() {
         )
     );
 }
+
+/// Recording again to a path replaces the file instead of emptying it in
+/// place: a replayer still reading the old trace (through a memory map, or
+/// here a second link to it) keeps it whole.
+#[test]
+fn recording_again_replaces_the_trace_instead_of_emptying_it() {
+    let work = Work::new("record_again");
+    let exe = work.compile("sleeper.c", "sleeper", &["-O2"]);
+    let first = work.record(&exe, &["once"], "trace.zst");
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    std::fs::hard_link(work.path("trace.zst"), work.path("old.zst")).unwrap();
+    let old_len = std::fs::metadata(work.path("old.zst")).unwrap().len();
+    let second = work.record(&exe, &["once"], "trace.zst");
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(
+        std::fs::metadata(work.path("old.zst")).unwrap().len(),
+        old_len,
+        "the first trace was emptied"
+    );
+    for trace in ["old.zst", "trace.zst"] {
+        let r = work.heapreplay(&["info", trace]);
+        assert_eq!(r.code, 0, "{trace}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("damage:     none"),
+            "{trace}: {}",
+            r.stdout
+        );
+    }
+}
