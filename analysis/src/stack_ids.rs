@@ -8,6 +8,7 @@
 //! ascending id order) when it is opened. Events naming an id that no Stacks
 //! record defines get [`UNDEFINED_STACK`] and are reported as damage.
 
+use heapreplay_format::{Event, EventKind};
 use std::collections::HashMap;
 
 /// The stack id given to allocations whose id no Stacks record defines.
@@ -53,6 +54,30 @@ impl StackIds {
             .map(|(id, frames)| (renumber[&id], frames))
             .collect();
         Self::Renumbered(renumber)
+    }
+
+    /// Gives each allocation in `events` the id it is replayed with (see
+    /// [`StackIds::check`]); returns how many name an undefined id.
+    pub fn check_all(&self, events: &mut [Event]) -> u64 {
+        let mut undefined = 0;
+        match self {
+            Self::Dense(bits) => {
+                for e in events {
+                    let word = bits.get(e.stack as usize / 64).copied().unwrap_or(0);
+                    let defined = word >> (e.stack % 64) & 1 != 0;
+                    let alloc = e.kind == EventKind::Alloc;
+                    undefined += u64::from(alloc & !defined);
+                    e.stack = if defined { e.stack } else { UNDEFINED_STACK };
+                }
+            }
+            Self::Renumbered(_) => {
+                for e in events.iter_mut().filter(|e| e.kind == EventKind::Alloc) {
+                    e.stack = self.check(e.stack);
+                    undefined += u64::from(e.stack == UNDEFINED_STACK);
+                }
+            }
+        }
+        undefined
     }
 
     /// The id an event naming `id` is replayed with: [`UNDEFINED_STACK`]
