@@ -2,6 +2,7 @@
 //! gperftools' HeapProfileTable writes it.
 
 use crate::replay::Counters;
+use crate::stack_table::StackTable;
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -59,13 +60,13 @@ impl Line {
 /// The ` 0x...` frame lists of stacks, formatted once and reused by every
 /// profile written from the same trace.
 pub struct StackText<'a> {
-    frames: &'a HashMap<u32, Box<[u64]>>,
+    frames: &'a StackTable,
     text: HashMap<u32, Box<[u8]>>,
 }
 
 impl<'a> StackText<'a> {
     /// Formats stacks from `frames` on demand.
-    pub fn new(frames: &'a HashMap<u32, Box<[u64]>>) -> Self {
+    pub fn new(frames: &'a StackTable) -> Self {
         Self {
             frames,
             text: HashMap::new(),
@@ -77,7 +78,7 @@ impl<'a> StackText<'a> {
         let frames = self.frames;
         self.text.entry(id).or_insert_with(|| {
             let mut line = Vec::new();
-            for f in frames.get(&id).map_or(&[][..], |f| &f[..]) {
+            for f in frames.frames(id) {
                 // Infallible: writing to a Vec.
                 let _ = write!(line, " 0x{f:08x}");
             }
@@ -145,11 +146,10 @@ mod tests {
                 },
             ),
         ];
-        let frames: HashMap<u32, Box<[u64]>> = [
-            (1, vec![0x5607ff2e908a, 0x7fa637c4524a].into_boxed_slice()),
-            (2, vec![0x1234].into_boxed_slice()),
-        ]
-        .into();
+        let frames = StackTable::from_frames([
+            (1, &[0x5607ff2e908a, 0x7fa637c4524a][..]),
+            (2, &[0x1234][..]),
+        ]);
         let mut out = Vec::new();
         write(
             &mut out,

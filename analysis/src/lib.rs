@@ -14,6 +14,7 @@ pub mod resolve;
 pub mod rules;
 pub mod snapshots;
 pub mod stack_ids;
+pub mod stack_table;
 pub mod symbols;
 pub mod timeline;
 pub mod trace;

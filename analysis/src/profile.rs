@@ -3,8 +3,10 @@
 //! profile.heap works from.
 
 use crate::replay::{Counters, Heap};
+use crate::stack_table::StackTable;
 use crate::symbols::{Location, Mapping, Symbolizer};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Which of the four pprof sample values to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,7 +110,9 @@ pub struct Frame {
 
 /// Stacks of one trace resolved to names, each stack once.
 pub struct Stacks<'a> {
-    frames: &'a HashMap<u32, Box<[u64]>>,
+    table: &'a StackTable,
+    /// The addresses of the stacks asked for so far.
+    addresses: HashMap<u32, Arc<[u64]>>,
     symbolizer: Symbolizer,
     named: HashMap<u32, Vec<Frame>>,
 }
@@ -116,9 +120,10 @@ pub struct Stacks<'a> {
 impl<'a> Stacks<'a> {
     /// Resolves the stacks in `frames` (stack id to return addresses, leaf
     /// first) with `symbolizer`.
-    pub fn new(frames: &'a HashMap<u32, Box<[u64]>>, symbolizer: Symbolizer) -> Self {
+    pub fn new(table: &'a StackTable, symbolizer: Symbolizer) -> Self {
         Self {
-            frames,
+            table,
+            addresses: HashMap::new(),
             symbolizer,
             named: HashMap::new(),
         }
@@ -130,8 +135,12 @@ impl<'a> Stacks<'a> {
     }
 
     /// The return addresses of stack `id`, leaf first.
-    pub fn addresses(&self, id: u32) -> &'a [u64] {
-        self.frames.get(&id).map_or(&[][..], |f| &f[..])
+    pub fn addresses(&mut self, id: u32) -> Arc<[u64]> {
+        let table = self.table;
+        self.addresses
+            .entry(id)
+            .or_insert_with(|| table.frames(id).into())
+            .clone()
     }
 
     /// What `address` resolves to.
@@ -143,7 +152,7 @@ impl<'a> Stacks<'a> {
     pub fn frames(&mut self, id: u32) -> &[Frame] {
         if !self.named.contains_key(&id) {
             let mut out = Vec::new();
-            for &address in self.addresses(id) {
+            for &address in self.addresses(id).iter() {
                 let location = self.symbolizer.locate(address).clone();
                 if location.lines.is_empty() {
                     out.push(Frame {

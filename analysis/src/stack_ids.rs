@@ -30,7 +30,7 @@ pub enum StackIds {
 impl StackIds {
     /// Builds the check from the defined stacks, renumbering `stacks` in
     /// place if their ids are sparse.
-    pub fn new(stacks: &mut HashMap<u32, Box<[u64]>>) -> Self {
+    pub fn new<V>(stacks: &mut HashMap<u32, V>) -> Self {
         let max = stacks.keys().copied().max().unwrap_or(0);
         let dense_limit = (stacks.len() as u32)
             .saturating_mul(2)
@@ -51,7 +51,7 @@ impl StackIds {
             .collect();
         *stacks = std::mem::take(stacks)
             .into_iter()
-            .map(|(id, frames)| (renumber[&id], frames))
+            .map(|(id, place)| (renumber[&id], place))
             .collect();
         Self::Renumbered(renumber)
     }

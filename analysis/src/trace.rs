@@ -3,19 +3,19 @@
 
 use crate::resolve::Resolver;
 use crate::stack_ids::StackIds;
+use crate::stack_table::StackTable;
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::scan_with;
-use heapreplay_format::stacks::decode_stacks;
 use heapreplay_format::{
     ClockSample, EndInfo, Event, FileInfo, Marker, RecordHeader, RecordKind, FORMAT_VERSION,
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -70,8 +70,8 @@ pub struct Trace {
     pub path: PathBuf,
     /// The recorded process.
     pub info: FileInfo,
-    /// Stack id to return addresses (frame 0 first).
-    pub stacks: HashMap<u32, Box<[u64]>>,
+    /// The defined stacks: id to return addresses (frame 0 first).
+    pub stacks: StackTable,
     /// Maps records in sequence order.
     pub maps: Vec<MapsRecord>,
     /// Clock samples in sequence order.
@@ -193,7 +193,7 @@ impl Trace {
             })
             .collect();
         let mut info = None;
-        let mut stacks = HashMap::new();
+        let mut stacks = StackTable::default();
         let mut maps = Vec::new();
         let mut clock = Vec::new();
         let mut end = None;
@@ -220,21 +220,26 @@ impl Trace {
                     None => problems.push(bad("malformed metadata")),
                 },
                 RecordKind::Stacks => {
-                    let (mut zero, mut again) = (0u32, None);
-                    let r = decode_stacks(&raw, rec.header.count, |id, frames| {
-                        if id == 0 {
-                            zero += 1;
-                        } else if let Entry::Vacant(v) = stacks.entry(id) {
-                            v.insert(frames.into());
-                        } else {
-                            again.get_or_insert(id);
-                        }
+                    let mut defined = Vec::new();
+                    let r = stacks.add_record(rec.payload, &raw, rec.header.count, |id, at| {
+                        defined.push((id, at))
                     });
                     if let Err(e) = r {
                         problems.push(bad(&format!(
                             "malformed stack list at payload offset {}",
                             e.offset
                         )));
+                        continue;
+                    }
+                    let (mut zero, mut again) = (0u32, None);
+                    for (id, place) in defined {
+                        if id == 0 {
+                            zero += 1;
+                        } else if let Entry::Vacant(v) = stacks.places_mut().entry(id) {
+                            v.insert(place);
+                        } else {
+                            again.get_or_insert(id);
+                        }
                     }
                     if zero > 0 {
                         problems.push(Problem {
@@ -292,7 +297,7 @@ impl Trace {
             low_water[i] = low;
         }
         markers.sort_by_key(|m| m.seq);
-        let stack_ids = StackIds::new(&mut stacks);
+        let stack_ids = StackIds::new(stacks.places_mut());
         // Scanning the headers faulted in most of the file (the kernel maps
         // pages around each fault); let them go until the events are decoded.
         // SAFETY: read-only file map: dropped pages are read again on access.

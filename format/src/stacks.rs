@@ -16,29 +16,20 @@ pub fn encode_stack(out: &mut Vec<u8>, id: u32, frames: &[u64]) {
     }
 }
 
-/// Decodes `count` stacks, calling `sink(id, frames)` for each.
+/// Decodes `count` stacks, calling `sink(id, offset, frames)` for each,
+/// `offset` being where the stack starts in `payload` (for
+/// [`decode_stack_at`]).
 pub fn decode_stacks(
     payload: &[u8],
     count: u32,
-    mut sink: impl FnMut(u32, &[u64]),
+    mut sink: impl FnMut(u32, usize, &[u64]),
 ) -> Result<(), VarintError> {
     let mut r = Reader::new(payload);
     let mut frames = Vec::with_capacity(64);
     for _ in 0..count {
-        let id = r.u32()?;
-        let n = r.u64()? as usize;
-        if n > MAX_FRAMES {
-            return Err(VarintError {
-                offset: r.position(),
-            });
-        }
-        frames.clear();
-        let mut prev = 0u64;
-        for _ in 0..n {
-            prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
-            frames.push(prev);
-        }
-        sink(id, &frames);
+        let at = r.position();
+        let id = read_stack(&mut r, &mut frames)?;
+        sink(id, at, &frames);
     }
     if !r.is_empty() {
         return Err(VarintError {
@@ -46,6 +37,32 @@ pub fn decode_stacks(
         });
     }
     Ok(())
+}
+
+/// The frames of the one stack that starts at `offset` in a stacks payload.
+pub fn decode_stack_at(payload: &[u8], offset: usize) -> Result<Vec<u64>, VarintError> {
+    let mut r = Reader::new(payload.get(offset..).ok_or(VarintError { offset })?);
+    let mut frames = Vec::new();
+    read_stack(&mut r, &mut frames)?;
+    Ok(frames)
+}
+
+/// Reads one stack into `frames`; returns its id.
+fn read_stack(r: &mut Reader<'_>, frames: &mut Vec<u64>) -> Result<u32, VarintError> {
+    let id = r.u32()?;
+    let n = r.u64()? as usize;
+    if n > MAX_FRAMES {
+        return Err(VarintError {
+            offset: r.position(),
+        });
+    }
+    frames.clear();
+    let mut prev = 0u64;
+    for _ in 0..n {
+        prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
+        frames.push(prev);
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -62,7 +79,7 @@ mod tests {
         );
         encode_stack(&mut out, 2, &[]);
         let mut seen = Vec::new();
-        decode_stacks(&out, 2, |id, f| seen.push((id, f.to_vec()))).unwrap();
+        decode_stacks(&out, 2, |id, _, f| seen.push((id, f.to_vec()))).unwrap();
         assert_eq!(
             seen,
             vec![

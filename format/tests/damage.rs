@@ -51,7 +51,7 @@ fn read_all(bytes: &[u8]) -> usize {
                 }
             }
             RecordKind::Stacks => {
-                let _ = decode_stacks(&raw, h.count, |_, _| {});
+                let _ = decode_stacks(&raw, h.count, |_, _, _| {});
             }
             RecordKind::Clock => {
                 let _ = decode_clock(&raw, h.count);

@@ -111,7 +111,7 @@ fn write(
     let (outcome, code) = result?;
 
     let ids: Vec<u32> = (0..used.len() as u32)
-        .filter(|&id| used[id as usize] && trace.stacks.contains_key(&id))
+        .filter(|&id| used[id as usize] && trace.stacks.contains(id))
         .collect();
     let mut stacks = pass::stacks(trace, &args.common);
     let mut stack_rows = StackRows::new(stack_table, &constant);

@@ -77,7 +77,7 @@ impl<'a> StackRows<'a> {
     pub(super) fn write_all(&mut self, ids: &[u32], stacks: &mut Stacks<'_>) -> Result<(), String> {
         for &id in ids {
             let mut depth = 0u32;
-            for &address in stacks.addresses(id) {
+            for &address in stacks.addresses(id).iter() {
                 let location = stacks.location(address).clone();
                 if location.lines.is_empty() {
                     let label = location.unknown_label(stacks.mappings());

@@ -11,7 +11,7 @@
 //! it behind (`scripts/fuzz` files it as a finding).
 //!
 //! ```text
-//! heapreplay-fuzz [--seconds N] [--seed S] [--cli-every K] [--dir DIR]
+//! heapreplay-fuzz [--seconds N] [--seed S] [--cli-every K] [--dir DIR] [--heapreplay BIN]
 //! heapreplay-fuzz --write-vectors DIR    # one file per mutation, seed 1
 //! ```
 
@@ -37,6 +37,7 @@ struct Options {
     cli_every: u64,
     dir: PathBuf,
     vectors: Option<PathBuf>,
+    heapreplay: PathBuf,
 }
 
 fn options() -> Result<Options, String> {
@@ -48,6 +49,7 @@ fn options() -> Result<Options, String> {
         cli_every: 8,
         dir: PathBuf::from("target/fuzz"),
         vectors: None,
+        heapreplay: PathBuf::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,6 +62,7 @@ fn options() -> Result<Options, String> {
             }
             "--dir" => o.dir = PathBuf::from(value()?),
             "--write-vectors" => o.vectors = Some(PathBuf::from(value()?)),
+            "--heapreplay" => o.heapreplay = PathBuf::from(value()?),
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -78,7 +81,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<usize, String> {
-    let o = options()?;
+    let mut o = options()?;
+    if o.heapreplay.as_os_str().is_empty() {
+        o.heapreplay = heapreplay_e2e::heapreplay();
+    }
     if let Some(dir) = &o.vectors {
         return write_vectors(dir).map(|_| 0);
     }
@@ -97,7 +103,7 @@ fn run() -> Result<usize, String> {
         started.store(epoch.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
         let mut wrong = in_process(&current, &case);
         if wrong.is_none() && cases % o.cli_every == 0 {
-            wrong = out_of_process(&current, &case);
+            wrong = out_of_process(&o.heapreplay, &current, &case);
         }
         started.store(0, Ordering::SeqCst);
         if let Some(what) = wrong {
@@ -240,13 +246,12 @@ fn commands(trace: &Path, out: &Path) -> Vec<Vec<String>> {
 /// Runs every command on the case: each must end by itself, within the
 /// limits, with 0 (intact), 1 (refused, one line) or 3 (damaged), and 0
 /// only where no damage must be reported.
-fn out_of_process(path: &Path, case: &Case) -> Option<String> {
-    let bin = heapreplay_e2e::heapreplay();
+fn out_of_process(bin: &Path, path: &Path, case: &Case) -> Option<String> {
     let out = path.with_extension("out");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).ok()?;
     for args in commands(path, &out) {
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.args(&args)
             .env("RAYON_NUM_THREADS", "2")
             .stdin(Stdio::null())
