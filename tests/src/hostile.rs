@@ -320,6 +320,7 @@ pub const MUTATIONS: &[(&str, Mutation)] = &[
     ("last-seq-lies", Mutation::LastSeqLie),
     ("unused-stacks", Mutation::UnusedStacks(20_000)),
     ("hostile-clock-and-markers", Mutation::HostileClock),
+    ("every-header-damaged", Mutation::EveryChecksum),
     ("cut-short", Mutation::Truncate),
     ("bytes-flipped", Mutation::Flip),
 ];
@@ -371,6 +372,8 @@ pub enum Mutation {
     UnusedStacks(u32),
     /// Clock samples going backwards and markers at the ends of time.
     HostileClock,
+    /// Every record header's checksum broken.
+    EveryChecksum,
     /// The file cut at a random point.
     Truncate,
     /// A few random bytes changed.
@@ -636,6 +639,17 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
             m.header.count = 2;
             recs.push(m);
             Expect::Survive
+        }
+        Mutation::EveryChecksum => {
+            let mut bytes = encode(&recs);
+            let pattern = &RecordHeader::decode(&bytes).expect("valid").encode()[..12];
+            let starts: Vec<usize> = (0..bytes.len().saturating_sub(12))
+                .filter(|&i| &bytes[i..i + 12] == pattern)
+                .collect();
+            for i in starts {
+                bytes[i + 48] ^= 0xff;
+            }
+            return (bytes, Expect::Damage);
         }
         Mutation::Truncate => {
             let mut bytes = encode(&recs);
