@@ -186,3 +186,42 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     assert_eq!(r.stdout, "trace:    ");
 }
+
+/// A trace cut shorter by another program while it is replayed (its pages
+/// vanish from under the memory map) ends in a one-line error, not SIGBUS.
+#[test]
+fn a_trace_truncated_while_read_is_a_one_line_error() {
+    let work = Work::new("shrinking");
+    let trace = work.path("big.zst");
+    // 30M events: a one-thread replay takes seconds, the cut comes early.
+    let made = run(std::process::Command::new(artifact("heapreplay-synth"))
+        .arg(&trace)
+        .args(["30000000", "4", "2000", "20000"]));
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let child = std::process::Command::new(heapreplay())
+        .args(["-q", "--threads", "1", "--at-exit", "-o"])
+        .arg(work.path("out"))
+        .arg(&trace)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&trace)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_clean_error(
+        &r,
+        1,
+        &["big.zst", "became shorter while it was being read"],
+    );
+    one_line(&r);
+}
