@@ -26,7 +26,7 @@ fn range(line: &str) -> Option<(u64, u64)> {
 /// `map` never overlap each other, so their ends ascend with their starts:
 /// walking down from `hi`, the overlapping ones come first and the first
 /// that ends at or below `lo` ends the search (O(log n + overlaps)).
-fn overlaps(map: &BTreeMap<u64, (u64, &str)>, lo: u64, hi: u64) -> Vec<u64> {
+fn overlaps(map: &BTreeMap<u64, (u64, String)>, lo: u64, hi: u64) -> Vec<u64> {
     map.range(..hi)
         .rev()
         .take_while(|(_, (end, _))| *end > lo)
@@ -44,24 +44,25 @@ pub fn maps_at(records: &[MapsRecord], seq: u64) -> String {
 /// builds it once per record, not once per snapshot.
 fn maps_after(records: &[MapsRecord], split: usize) -> String {
     let (before, after) = records.split_at(split);
-    let mut map: BTreeMap<u64, (u64, &str)> = BTreeMap::new();
+    // Only the lines in effect are kept: one record's text at a time.
+    let mut map: BTreeMap<u64, (u64, String)> = BTreeMap::new();
     // Older to newer: a newer line replaces what it overlaps.
     for rec in before {
-        for line in rec.text.lines() {
+        for line in rec.text().lines() {
             if let Some((lo, hi)) = range(line) {
                 for start in overlaps(&map, lo, hi) {
                     map.remove(&start);
                 }
-                map.insert(lo, (hi, line));
+                map.insert(lo, (hi, line.to_string()));
             }
         }
     }
     // Later records only fill gaps.
     for rec in after {
-        for line in rec.text.lines() {
+        for line in rec.text().lines() {
             if let Some((lo, hi)) = range(line) {
                 if overlaps(&map, lo, hi).is_empty() {
-                    map.insert(lo, (hi, line));
+                    map.insert(lo, (hi, line.to_string()));
                 }
             }
         }
@@ -98,10 +99,7 @@ mod tests {
     use super::*;
 
     fn rec(seq: u64, text: &str) -> MapsRecord {
-        MapsRecord {
-            seq,
-            text: text.to_string(),
-        }
+        MapsRecord::new(seq, text)
     }
 
     #[test]

@@ -45,13 +45,34 @@ pub struct Problem {
     pub what: String,
 }
 
-/// The memory maps as recorded at one point.
+/// The memory maps as recorded at one point, kept compressed: a long run
+/// records them many times, and a crafted trace can hold gigabytes of maps
+/// text in a few megabytes of file.
 #[derive(Debug, Clone)]
 pub struct MapsRecord {
     /// Sequence number current when the maps were read.
     pub seq: u64,
+    compressed: Box<[u8]>,
+    raw_len: usize,
+}
+
+impl MapsRecord {
+    /// A record of `text` at `seq`.
+    pub fn new(seq: u64, text: &str) -> Self {
+        let compressed = zstd::bulk::compress(text.as_bytes(), 1).unwrap_or_default();
+        Self {
+            seq,
+            compressed: compressed.into(),
+            raw_len: text.len(),
+        }
+    }
+
     /// The text of `/proc/self/maps`.
-    pub text: String,
+    pub fn text(&self) -> String {
+        // Decompressed once already when the trace was opened.
+        let raw = zstd::bulk::decompress(&self.compressed, self.raw_len).unwrap_or_default();
+        String::from_utf8_lossy(&raw).into_owned()
+    }
 }
 
 /// Where an events record is, and what the pass needs of its header without
@@ -258,7 +279,8 @@ impl Trace {
                 }
                 RecordKind::Maps => maps.push(MapsRecord {
                     seq: rec.header.first_seq,
-                    text: String::from_utf8_lossy(&raw).into_owned(),
+                    compressed: rec.payload.into(),
+                    raw_len: raw.len(),
                 }),
                 RecordKind::Clock => match decode_clock(&raw, rec.header.count) {
                     Ok(samples) => clock.extend(samples),
