@@ -36,31 +36,29 @@ pub fn unrecordable(path: &Path) -> Option<String> {
     None
 }
 
-/// For a 64-bit little-endian ELF executable: true if it has no program
-/// interpreter (statically linked). `None` if it is not such a file.
-fn is_static_elf(b: &[u8]) -> Option<bool> {
-    if b.len() < 64 || &b[0..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
-        return None;
+/// For an ELF executable: true if it has no program interpreter (statically
+/// linked). `None` if it is not an ELF file.
+fn is_static_elf(bytes: &[u8]) -> Option<bool> {
+    use object::read::elf::{ElfFile, FileHeader, ProgramHeader};
+    fn check<Elf: FileHeader>(bytes: &[u8]) -> Option<bool> {
+        let file = ElfFile::<Elf>::parse(bytes).ok()?;
+        let endian = file.endian();
+        let types: Vec<_> = file
+            .elf_program_headers()
+            .iter()
+            .map(|p| p.p_type(endian))
+            .collect();
+        let interp = types.contains(&object::elf::PT_INTERP);
+        let dynamic = types.contains(&object::elf::PT_DYNAMIC);
+        let shared = file.elf_header().e_type(endian) == object::elf::ET_DYN;
+        // Static-PIE binaries have a dynamic section but no interpreter.
+        Some(!interp && (!dynamic || shared))
     }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
-    let phoff = u64_at(0x20)? as usize;
-    let phentsize = u16_at(0x36)? as usize;
-    let phnum = u16_at(0x38)? as usize;
-    const PT_INTERP: u32 = 3;
-    const PT_DYNAMIC: u32 = 2;
-    let mut interp = false;
-    let mut dynamic = false;
-    for i in 0..phnum {
-        match u32_at(phoff + i * phentsize)? {
-            PT_INTERP => interp = true,
-            PT_DYNAMIC => dynamic = true,
-            _ => {}
-        }
+    match object::FileKind::parse(bytes).ok()? {
+        object::FileKind::Elf64 => check::<object::elf::FileHeader64<object::Endianness>>(bytes),
+        object::FileKind::Elf32 => check::<object::elf::FileHeader32<object::Endianness>>(bytes),
+        _ => None,
     }
-    // Static-PIE binaries have a dynamic section but no interpreter.
-    Some(!interp && (!dynamic || u16_at(0x10)? == 3))
 }
 
 #[cfg(test)]
