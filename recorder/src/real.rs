@@ -57,6 +57,8 @@ macro_rules! find {
         if p.is_null() {
             None
         } else {
+            // SAFETY: a non-null symbol address of the function named, whose
+            // C signature is $ty.
             Some(unsafe { std::mem::transmute::<*mut c_void, $ty>(p) })
         }
     }};

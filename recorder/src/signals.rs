@@ -278,6 +278,7 @@ pub unsafe extern "C" fn sigaction(
 unsafe fn signal_with(sig: i32, handler: libc::sighandler_t, flags: i32) -> libc::sighandler_t {
     // SAFETY: sigaction is plain data; all-zero is valid.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaction is plain data; all zeroes is a valid value.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = handler;
     act.sa_flags = flags;
