@@ -36,8 +36,9 @@ pub struct EndInfo {
 }
 
 /// Encodes a bincode payload.
-pub fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
-    bincode::serialize(value).unwrap_or_default()
+pub fn to_bytes<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
+    bincode::serialize(value)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }
 
 /// Decodes a bincode payload.
@@ -113,6 +114,9 @@ mod tests {
             exe: "/bin/true".into(),
             ..Default::default()
         };
-        assert_eq!(from_bytes::<FileInfo>(&to_bytes(&info)).unwrap(), info);
+        assert_eq!(
+            from_bytes::<FileInfo>(&to_bytes(&info).unwrap()).unwrap(),
+            info
+        );
     }
 }

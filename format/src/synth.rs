@@ -92,7 +92,7 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<u64> {
     out.write_all(&encode_record(
         &mut c,
         blank_header(RecordKind::FileInfo),
-        &to_bytes(&info),
+        &to_bytes(&info)?,
     )?)?;
     let maps = "555555554000-555555600000 r-xp 00000000 00:00 1 /usr/bin/synthetic\n";
     out.write_all(&encode_record(
@@ -194,7 +194,7 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<u64> {
     out.write_all(&encode_record(
         &mut c,
         blank_header(RecordKind::End),
-        &to_bytes(&end),
+        &to_bytes(&end)?,
     )?)?;
     Ok(written)
 }

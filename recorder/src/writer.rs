@@ -223,8 +223,9 @@ fn start_output(path: &str, info: FileInfo) -> Option<Output> {
         start_mono_ns: info.start_mono_ns,
     };
     let seq = SEQ.load(Ordering::SeqCst);
-    let result = out
-        .record(blank_header(RecordKind::FileInfo), &to_bytes(&info))
+    let result = to_bytes(&info)
+        .map_err(|_| libc::EINVAL)
+        .and_then(|info| out.record(blank_header(RecordKind::FileInfo), &info))
         .and_then(|_| out.maps(&maps::read(), seq));
     out.clock.push(ClockSample { seq, ns: 0 });
     if let Err(err) = result {
@@ -515,7 +516,8 @@ pub fn finish() {
             let mut h = blank_header(RecordKind::End);
             h.first_seq = end.next_seq;
             h.last_seq = end.next_seq;
-            out.record(h, &to_bytes(&end))
+            let end = to_bytes(&end).map_err(|_| libc::EINVAL)?;
+            out.record(h, &end)
         },
     );
 }

@@ -130,7 +130,7 @@ pub fn base(rng: &mut Rng) -> Vec<Rec> {
         recorder_version: "hostile".into(),
     };
     let mut recs = vec![
-        Rec::new(RecordKind::FileInfo, to_bytes(&info)),
+        Rec::new(RecordKind::FileInfo, to_bytes(&info).expect("encodable")),
         Rec::new(
             RecordKind::Maps,
             b"555555554000-555555600000 r-xp 00000000 00:00 1 /usr/bin/hostile\n".to_vec(),
@@ -219,7 +219,7 @@ pub fn base(rng: &mut Rng) -> Vec<Rec> {
         end_ns: events * 1000,
         markers_dropped: 0,
     };
-    let mut e = Rec::new(RecordKind::End, to_bytes(&end));
+    let mut e = Rec::new(RecordKind::End, to_bytes(&end).expect("encodable"));
     e.header.first_seq = events;
     e.header.last_seq = events;
     recs.push(e);
@@ -576,7 +576,7 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
             let mut end: EndInfo =
                 heapreplay_format::info::from_bytes(&recs[i].raw).expect("valid");
             end.events += 1 + rng.below(1000);
-            recs[i].raw = to_bytes(&end);
+            recs[i].raw = to_bytes(&end).expect("encodable");
             Expect::Damage
         }
         Mutation::BadTag => {
