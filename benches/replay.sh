@@ -22,7 +22,7 @@ case "$size" in
     full) sizes="50000000 500000000"; runs=3 ;;
     *) echo "unknown size $size" >&2; exit 2 ;;
 esac
-for tool in time:/usr/bin/time bc:bc; do command -v "${tool#*:}" >/dev/null || { apt-get update -qq && apt-get install -y -qq "${tool%%:*}" >/dev/null; }; done
+scripts/install-deps --bench >&2
 cargo build --release --workspace -q
 bin=target/release
 work=$(mktemp -d)

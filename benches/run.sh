@@ -16,7 +16,7 @@
 # redis-benchmark on 127.0.0.1 (throughput instead of time).
 #
 # Installs what it needs (gcc, heaptrack, GNU time, sqlite3, python3,
-# redis-server, redis-tools) with apt-get when missing, builds the project in
+# redis-server, redis-tools) with scripts/install-deps --bench, builds the project in
 # release mode and the C workloads, then prints Markdown tables on stdout;
 # progress goes to stderr. Exits non-zero as soon as a step fails, or when a
 # recorded run prints different malloc/free counts or output from the plain
@@ -66,40 +66,7 @@ esac
 
 # ---- tools -----------------------------------------------------------------
 
-sudo=
-if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || die "not root and no sudo: cannot install packages"
-    sudo=sudo
-fi
-
-apt_updated=0
-# need COMMAND PACKAGE: installs PACKAGE unless COMMAND is there already.
-need() {
-    local cmd=$1 pkg=$2
-    if [ -x "$cmd" ] || command -v "$cmd" >/dev/null 2>&1; then
-        return 0
-    fi
-    command -v apt-get >/dev/null || die "$cmd is missing and there is no apt-get to install $pkg"
-    log "installing $pkg"
-    if [ "$apt_updated" = 0 ]; then
-        $sudo apt-get update -qq >&2 || die "apt-get update failed"
-        apt_updated=1
-    fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2 ||
-        die "cannot install $pkg"
-    [ -x "$cmd" ] || command -v "$cmd" >/dev/null 2>&1 || die "$pkg installed, but still no $cmd"
-}
-
-need gcc gcc
-need heaptrack heaptrack
-need /usr/bin/time time
-need timeout coreutils
-# Debian's own builds of the programs that the other workloads run.
-need /usr/bin/sqlite3 sqlite3
-need /usr/bin/python3 python3
-need /usr/bin/redis-server redis-server
-need /usr/bin/redis-benchmark redis-tools
-need /usr/bin/redis-cli redis-tools
+"$here/../scripts/install-deps" --bench >&2 || die "cannot install what the benchmarks need"
 have_print=0
 command -v heaptrack_print >/dev/null 2>&1 && have_print=1
 
