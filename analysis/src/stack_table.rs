@@ -30,9 +30,41 @@ struct Chunk {
 pub struct StackTable {
     chunks: Vec<Chunk>,
     places: HashMap<u32, StackPlace>,
-    /// The last record decompressed (stacks used together were mostly
-    /// interned, and so written, together).
-    last: Mutex<Option<(u32, Vec<u8>)>>,
+    /// Records decompressed lately, up to [`CACHED_BYTES`]: a profile asks
+    /// for its stacks in order of bytes, not of records.
+    cache: Mutex<Cache>,
+}
+
+/// Decompressed records kept, at most, in bytes (a real trace's stacks
+/// records take a few MiB in all; a crafted one is bounded by this).
+const CACHED_BYTES: usize = 64 << 20;
+
+/// Decompressed records, and their order of arrival.
+#[derive(Default)]
+struct Cache {
+    records: HashMap<u32, Vec<u8>>,
+    order: std::collections::VecDeque<u32>,
+    bytes: usize,
+}
+
+impl Cache {
+    /// The decompressed payload of record `r`, decompressing it if needed.
+    fn get(&mut self, r: u32, chunk: &Chunk) -> &[u8] {
+        if !self.records.contains_key(&r) {
+            // Decompressed once already when the trace was opened.
+            let raw = zstd::bulk::decompress(&chunk.compressed, chunk.raw_len).unwrap_or_default();
+            while self.bytes + raw.len() > CACHED_BYTES {
+                let Some(old) = self.order.pop_front() else {
+                    break;
+                };
+                self.bytes -= self.records.remove(&old).map_or(0, |v| v.len());
+            }
+            self.bytes += raw.len();
+            self.order.push_back(r);
+            self.records.insert(r, raw);
+        }
+        &self.records[&r]
+    }
 }
 
 impl StackTable {
@@ -47,7 +79,7 @@ impl StackTable {
         mut define: impl FnMut(u32, StackPlace),
     ) -> Result<(), VarintError> {
         let record = self.chunks.len() as u32;
-        heapreplay_format::stacks::decode_stacks(raw, count, |id, at, _| {
+        heapreplay_format::stacks::index_stacks(raw, count, |id, at| {
             define(
                 id,
                 StackPlace {
@@ -89,14 +121,8 @@ impl StackTable {
         let Some(place) = self.places.get(&id) else {
             return Vec::new();
         };
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_ref().map(|(r, _)| *r) != Some(place.record) {
-            let chunk = &self.chunks[place.record as usize];
-            // Decompressed once already when the trace was opened.
-            let raw = zstd::bulk::decompress(&chunk.compressed, chunk.raw_len).unwrap_or_default();
-            *last = Some((place.record, raw));
-        }
-        let raw = last.as_ref().map_or(&[][..], |(_, raw)| &raw[..]);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let raw = cache.get(place.record, &self.chunks[place.record as usize]);
         decode_stack_at(raw, place.at as usize).unwrap_or_default()
     }
 

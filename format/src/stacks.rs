@@ -16,20 +16,23 @@ pub fn encode_stack(out: &mut Vec<u8>, id: u32, frames: &[u64]) {
     }
 }
 
-/// Decodes `count` stacks, calling `sink(id, offset, frames)` for each,
-/// `offset` being where the stack starts in `payload` (for
-/// [`decode_stack_at`]).
-pub fn decode_stacks(
+/// Checks `count` stacks and calls `sink(id, offset)` for each, `offset`
+/// being where the stack starts in `payload` (for [`decode_stack_at`]).
+/// The frames are checked for form, not decoded.
+pub fn index_stacks(
     payload: &[u8],
     count: u32,
-    mut sink: impl FnMut(u32, usize, &[u64]),
+    mut sink: impl FnMut(u32, usize),
 ) -> Result<(), VarintError> {
     let mut r = Reader::new(payload);
-    let mut frames = Vec::with_capacity(64);
     for _ in 0..count {
         let at = r.position();
-        let id = read_stack(&mut r, &mut frames)?;
-        sink(id, at, &frames);
+        let id = r.u32()?;
+        let n = frame_count(&mut r)?;
+        for _ in 0..n {
+            r.u64()?;
+        }
+        sink(id, at);
     }
     if !r.is_empty() {
         return Err(VarintError {
@@ -47,16 +50,23 @@ pub fn decode_stack_at(payload: &[u8], offset: usize) -> Result<Vec<u64>, Varint
     Ok(frames)
 }
 
-/// Reads one stack into `frames`; returns its id.
-fn read_stack(r: &mut Reader<'_>, frames: &mut Vec<u64>) -> Result<u32, VarintError> {
-    let id = r.u32()?;
+/// Reads a stack's frame count, at most [`MAX_FRAMES`].
+fn frame_count(r: &mut Reader<'_>) -> Result<usize, VarintError> {
     let n = r.u64()? as usize;
     if n > MAX_FRAMES {
         return Err(VarintError {
             offset: r.position(),
         });
     }
+    Ok(n)
+}
+
+/// Reads one stack into `frames`; returns its id.
+fn read_stack(r: &mut Reader<'_>, frames: &mut Vec<u64>) -> Result<u32, VarintError> {
+    let id = r.u32()?;
+    let n = frame_count(r)?;
     frames.clear();
+    frames.reserve(n);
     let mut prev = 0u64;
     for _ in 0..n {
         prev = prev.wrapping_add(unzigzag(r.u64()?) as u64);
@@ -79,7 +89,10 @@ mod tests {
         );
         encode_stack(&mut out, 2, &[]);
         let mut seen = Vec::new();
-        decode_stacks(&out, 2, |id, _, f| seen.push((id, f.to_vec()))).unwrap();
+        index_stacks(&out, 2, |id, at| {
+            seen.push((id, decode_stack_at(&out, at).unwrap()))
+        })
+        .unwrap();
         assert_eq!(
             seen,
             vec![

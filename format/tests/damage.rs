@@ -5,7 +5,7 @@ use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::scan;
-use heapreplay_format::stacks::decode_stacks;
+use heapreplay_format::stacks::index_stacks;
 use heapreplay_format::synth::{generate, Spec};
 use heapreplay_format::{EndInfo, FileInfo, RecordKind};
 use proptest::prelude::*;
@@ -51,7 +51,7 @@ fn read_all(bytes: &[u8]) -> usize {
                 }
             }
             RecordKind::Stacks => {
-                let _ = decode_stacks(&raw, h.count, |_, _, _| {});
+                let _ = index_stacks(&raw, h.count, |_, _| {});
             }
             RecordKind::Clock => {
                 let _ = decode_clock(&raw, h.count);
