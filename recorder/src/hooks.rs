@@ -5,6 +5,22 @@
 //! allocation takes its number after the real call returns (the block cannot
 //! be freed before then), a free takes its number before the real call (the
 //! block cannot be handed out again before then).
+//!
+//! What a hook may do besides calling the real function, by path (all of it
+//! inside the guard, so the recorder's own allocations pass straight through,
+//! and with `errno` restored on the way out):
+//!
+//! | path | locks | allocates | I/O |
+//! |---|---|---|---|
+//! | every recorded event: sequence number, stack walk from the per-thread rule cache, stack-cache hit, append to the thread's buffer | the thread's own spin lock (contended only by the writer's periodic flush) | no | no |
+//! | a rule-cache miss | none (the shared rule table is lock-free) | no | no |
+//! | a rule in neither cache, computed with gimli | none | gimli's context may grow | no |
+//! | a library loaded or unloaded since this thread's last walk, or a walk broken at an unknown address | the module-set mutex (a broken walk rebuilds the set) | yes (a copy of the set; on a rebuild, copies of new objects' unwind tables) | `dl_iterate_phdr` on a rebuild |
+//! | a frame no packed rule describes | the walk is redone by libgcc's unwinder, which takes the loader's lock | libgcc's own | no |
+//! | a stack new to this thread's cache | the stack-table mutex | yes, for a stack never seen (its frames and encoding) | no |
+//! | a thread's first event | the thread-registry mutex | yes (its buffer, caches and unwind state, about 118 KiB) | no |
+//! | a full buffer | the thread's spin lock while its bytes are copied out, then the queue mutex | yes (the copy) | only if more than 64 buffers are queued: the thread then writes the queue itself, under the output mutex |
+//! | an event after the final flush (later exit handlers) | the output mutex | yes | writes the record at once |
 
 #![allow(clippy::missing_safety_doc)] // each hook has exactly the C contract of the function it replaces
 
