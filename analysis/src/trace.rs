@@ -302,7 +302,9 @@ impl Trace {
             }
         }
         let Some(info) = info else {
-            return Err(err(if starts_cleanly {
+            return Err(err(if let Some(at) = scanned.another_trace_at {
+                format!("damaged trace: its first record is not its metadata (FileInfo) record; the one at offset {at} is read as the start of another trace")
+            } else if starts_cleanly {
                 "damaged trace: its metadata record is missing or unreadable".into()
             } else {
                 "not a heapreplay trace (no record header at offset 0)".into()

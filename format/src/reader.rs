@@ -39,6 +39,9 @@ pub struct Findings {
     /// Headers that were found but failed a check (checksum, kind, length,
     /// frame size), so that "no record" can say why.
     pub damaged_headers: usize,
+    /// Where a FileInfo record after other records began another trace
+    /// (the scan stopped there).
+    pub another_trace_at: Option<u64>,
 }
 
 /// The result of [`scan`]: a trace's records in file order, and what else
@@ -148,6 +151,7 @@ pub fn scan_with<'a>(
                 let start = pos + RECORD_PREFIX_LEN;
                 let end = start + header.payload_len as usize;
                 if header.kind == RecordKind::FileInfo && seen_record {
+                    out.another_trace_at = Some(pos as u64);
                     out.damage.push(Damage {
                         offset: pos as u64,
                         len: (bytes.len() - pos) as u64,
