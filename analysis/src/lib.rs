@@ -2,6 +2,7 @@
 //! replaying the heap, deciding snapshot points, writing profiles.
 
 pub mod clock;
+pub mod compressed;
 pub mod flamegraph;
 pub mod heap_profile;
 pub mod maps;

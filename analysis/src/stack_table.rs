@@ -7,8 +7,10 @@
 //! writer first asks for them, which writers do only for stacks that hold
 //! allocations. Memory stays proportional to the file and to the stacks used.
 
-use heapreplay_format::stacks::decode_stack_at;
+use crate::compressed::Compressed;
+use heapreplay_format::stacks::{decode_stack_at, encode_stack, index_stacks};
 use heapreplay_format::varint::VarintError;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -19,16 +21,20 @@ pub struct StackPlace {
     at: u32,
 }
 
-/// One Stacks record, payload still compressed.
-struct Chunk {
-    compressed: Box<[u8]>,
-    raw_len: usize,
+/// What a Stacks record defined besides new stacks: definitions a reader
+/// ignores (see FORMAT.md).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Defined {
+    /// Stacks with id 0, which is not a valid id.
+    pub zero: u32,
+    /// An id (the first) that an earlier definition already took.
+    pub again: Option<u32>,
 }
 
 /// The defined stacks of a trace, by id.
 #[derive(Default)]
 pub struct StackTable {
-    chunks: Vec<Chunk>,
+    records: Vec<Compressed>,
     places: HashMap<u32, StackPlace>,
     /// Records decompressed lately, up to [`CACHED_BYTES`]: a profile asks
     /// for its stacks in order of bytes, not of records.
@@ -49,10 +55,9 @@ struct Cache {
 
 impl Cache {
     /// The decompressed payload of record `r`, decompressing it if needed.
-    fn get(&mut self, r: u32, chunk: &Chunk) -> &[u8] {
+    fn get(&mut self, r: u32, record: &Compressed) -> &[u8] {
         if !self.records.contains_key(&r) {
-            // Decompressed once already when the trace was opened.
-            let raw = zstd::bulk::decompress(&chunk.compressed, chunk.raw_len).unwrap_or_default();
+            let raw = record.decompress();
             while self.bytes + raw.len() > CACHED_BYTES {
                 let Some(old) = self.order.pop_front() else {
                     break;
@@ -68,31 +73,30 @@ impl Cache {
 }
 
 impl StackTable {
-    /// Adds a Stacks record: its compressed payload, and the decompressed
-    /// one to index (`define(id, place)` for each stack; the caller decides
-    /// which definitions to keep and inserts them with [`StackTable::insert`]).
+    /// Adds a Stacks record: its payload, kept, and the same decompressed, to
+    /// index. The first definition of an id is kept; later ones, and id 0,
+    /// are ignored and counted. A malformed record adds nothing.
     pub fn add_record(
         &mut self,
-        compressed: &[u8],
+        payload: Compressed,
         raw: &[u8],
         count: u32,
-        mut define: impl FnMut(u32, StackPlace),
-    ) -> Result<(), VarintError> {
-        let record = self.chunks.len() as u32;
-        heapreplay_format::stacks::index_stacks(raw, count, |id, at| {
-            define(
-                id,
-                StackPlace {
-                    record,
-                    at: at as u32,
-                },
-            )
-        })?;
-        self.chunks.push(Chunk {
-            compressed: compressed.into(),
-            raw_len: raw.len(),
-        });
-        Ok(())
+    ) -> Result<Defined, VarintError> {
+        let record = self.records.len() as u32;
+        let mut found = Vec::with_capacity(count.min(1 << 20) as usize);
+        index_stacks(raw, count, |id, at| found.push((id, at as u32)))?;
+        self.records.push(payload);
+        let mut defined = Defined::default();
+        for (id, at) in found {
+            if id == 0 {
+                defined.zero += 1;
+            } else if let Entry::Vacant(v) = self.places.entry(id) {
+                v.insert(StackPlace { record, at });
+            } else {
+                defined.again.get_or_insert(id);
+            }
+        }
+        Ok(defined)
     }
 
     /// The places of the stacks defined so far, to check and renumber.
@@ -122,28 +126,27 @@ impl StackTable {
             return Vec::new();
         };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let raw = cache.get(place.record, &self.chunks[place.record as usize]);
+        let raw = cache.get(place.record, &self.records[place.record as usize]);
         decode_stack_at(raw, place.at as usize).unwrap_or_default()
     }
 
-    /// A table of the given stacks (tests, and in-memory replays).
+    /// A table of the given stacks (tests, and tables built in memory).
     pub fn from_frames<'a>(stacks: impl IntoIterator<Item = (u32, &'a [u64])>) -> Self {
+        let mut table = Self::default();
+        table.add_frames(stacks);
+        table
+    }
+
+    /// Adds a record of the given stacks.
+    fn add_frames<'a>(&mut self, stacks: impl IntoIterator<Item = (u32, &'a [u64])>) -> Defined {
         let mut payload = Vec::new();
         let mut count = 0;
         for (id, frames) in stacks {
-            heapreplay_format::stacks::encode_stack(&mut payload, id, frames);
+            encode_stack(&mut payload, id, frames);
             count += 1;
         }
-        let compressed = zstd::bulk::compress(&payload, 1).expect("compressing in memory");
-        let mut table = Self::default();
-        let mut places = Vec::new();
-        table
-            .add_record(&compressed, &payload, count, |id, place| {
-                places.push((id, place))
-            })
-            .expect("just encoded");
-        table.places.extend(places);
-        table
+        self.add_record(Compressed::of(&payload), &payload, count)
+            .expect("just encoded")
     }
 }
 
@@ -157,19 +160,30 @@ mod tests {
         let b: &[u64] = &[];
         let c: &[u64] = &[u64::MAX, 0];
         let mut table = StackTable::from_frames([(1, a), (2, b)]);
-        let other = StackTable::from_frames([(9, c)]);
-        let chunk = &other.chunks[0];
-        let raw = zstd::bulk::decompress(&chunk.compressed, chunk.raw_len).unwrap();
-        let mut places = Vec::new();
-        table
-            .add_record(&chunk.compressed, &raw, 1, |id, p| places.push((id, p)))
-            .unwrap();
-        table.places_mut().extend(places);
+        assert_eq!(table.add_frames([(9, c)]), Defined::default());
         assert_eq!(table.frames(1), a);
         assert_eq!(table.frames(9), c);
         assert_eq!(table.frames(2), b);
         assert_eq!(table.frames(1), a);
         assert!(table.frames(3).is_empty());
         assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn id_0_and_second_definitions_are_ignored_and_counted() {
+        let a: &[u64] = &[0x1000];
+        let b: &[u64] = &[0x2000];
+        let mut table = StackTable::from_frames([(1, a)]);
+        let defined = table.add_frames([(0, b), (1, b), (2, b)]);
+        assert_eq!(
+            defined,
+            Defined {
+                zero: 1,
+                again: Some(1)
+            }
+        );
+        assert_eq!(table.frames(1), a);
+        assert_eq!(table.frames(2), b);
+        assert_eq!(table.len(), 2);
     }
 }

@@ -1,9 +1,10 @@
 //! Opening a trace: scanning its records, reading metadata, stacks, maps and
 //! clock samples, and decoding the events in parallel into one ordered stream.
 
+use crate::compressed::Compressed;
 use crate::resolve::Resolver;
 use crate::stack_ids::StackIds;
-use crate::stack_table::StackTable;
+use crate::stack_table::{Defined, StackTable};
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, from_bytes};
@@ -14,7 +15,6 @@ use heapreplay_format::{
 };
 use rayon::prelude::*;
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,26 +52,21 @@ pub struct Problem {
 pub struct MapsRecord {
     /// Sequence number current when the maps were read.
     pub seq: u64,
-    compressed: Box<[u8]>,
-    raw_len: usize,
+    payload: Compressed,
 }
 
 impl MapsRecord {
     /// A record of `text` at `seq`.
     pub fn new(seq: u64, text: &str) -> Self {
-        let compressed = zstd::bulk::compress(text.as_bytes(), 1).unwrap_or_default();
         Self {
             seq,
-            compressed: compressed.into(),
-            raw_len: text.len(),
+            payload: Compressed::of(text.as_bytes()),
         }
     }
 
     /// The text of `/proc/self/maps`.
     pub fn text(&self) -> String {
-        // Decompressed once already when the trace was opened.
-        let raw = zstd::bulk::decompress(&self.compressed, self.raw_len).unwrap_or_default();
-        String::from_utf8_lossy(&raw).into_owned()
+        String::from_utf8_lossy(&self.payload.decompress()).into_owned()
     }
 }
 
@@ -241,27 +236,18 @@ impl Trace {
                     None => problems.push(bad("malformed metadata")),
                 },
                 RecordKind::Stacks => {
-                    let mut defined = Vec::new();
-                    let r = stacks.add_record(rec.payload, &raw, rec.header.count, |id, at| {
-                        defined.push((id, at))
-                    });
-                    if let Err(e) = r {
-                        problems.push(bad(&format!(
-                            "malformed stack list at payload offset {}",
-                            e.offset
-                        )));
-                        continue;
-                    }
-                    let (mut zero, mut again) = (0u32, None);
-                    for (id, place) in defined {
-                        if id == 0 {
-                            zero += 1;
-                        } else if let Entry::Vacant(v) = stacks.places_mut().entry(id) {
-                            v.insert(place);
-                        } else {
-                            again.get_or_insert(id);
-                        }
-                    }
+                    let payload = Compressed::keep(rec.payload, raw.len());
+                    let Defined { zero, again } =
+                        match stacks.add_record(payload, &raw, rec.header.count) {
+                            Ok(defined) => defined,
+                            Err(e) => {
+                                problems.push(bad(&format!(
+                                    "malformed stack list at payload offset {}",
+                                    e.offset
+                                )));
+                                continue;
+                            }
+                        };
                     if zero > 0 {
                         problems.push(Problem {
                             offset: rec.offset,
@@ -279,8 +265,7 @@ impl Trace {
                 }
                 RecordKind::Maps => maps.push(MapsRecord {
                     seq: rec.header.first_seq,
-                    compressed: rec.payload.into(),
-                    raw_len: raw.len(),
+                    payload: Compressed::keep(rec.payload, raw.len()),
                 }),
                 RecordKind::Clock => match decode_clock(&raw, rec.header.count) {
                     Ok(samples) => clock.extend(samples),
