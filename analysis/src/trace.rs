@@ -328,6 +328,14 @@ impl Trace {
         })
     }
 
+    /// Everything found damaged: in opening the trace, and in `pass`, in
+    /// file order.
+    pub fn damage<'a>(&'a self, pass: &'a Pass) -> Vec<&'a Problem> {
+        let mut all: Vec<_> = self.problems.iter().chain(&pass.problems).collect();
+        all.sort_by_key(|p| p.offset);
+        all
+    }
+
     /// Events the trace's events records say they hold.
     pub fn recorded_events(&self) -> u64 {
         self.events.iter().map(|r| u64::from(r.count)).sum()
@@ -487,7 +495,8 @@ impl Trace {
         // Every allocation size accepted adds to this; a record that would
         // take it past 2^64 - 1 is damage, so no counter can overflow.
         let mut alloc_bytes = 0u64;
-        let mut undefined = (0u64, 0u64);
+        // Allocations naming an undefined stack, and the first's record.
+        let mut undefined: Option<(u64, u64)> = None;
         for (done, decoded) in batches {
             for run in decoded {
                 let run = match run {
@@ -505,10 +514,9 @@ impl Trace {
                     continue;
                 };
                 alloc_bytes = sum;
-                if run.undefined > 0 && undefined.0 == 0 {
-                    undefined.1 = run.offset;
+                if run.undefined > 0 {
+                    undefined.get_or_insert((0, run.offset)).0 += run.undefined;
                 }
-                undefined.0 += run.undefined;
                 pass.events += run.events.len() as u64;
                 merge.add(run.events, run.offset);
             }
@@ -523,12 +531,11 @@ impl Trace {
                 None => merge.drain_through(u64::MAX, &mut each)?,
             }
         }
-        if undefined.0 > 0 {
+        if let Some((count, offset)) = undefined {
             pass.problems.push(Problem {
-                offset: undefined.1,
+                offset,
                 what: format!(
-                    "allocations naming a stack id that no stacks record defines: {}; counted under an empty stack",
-                    undefined.0
+                    "allocations naming a stack id that no stacks record defines: {count}; counted under an empty stack"
                 ),
             });
         }
@@ -634,9 +641,8 @@ impl Merge {
             self.heads.pop();
             let run = &self.runs[slot];
             let mut j = idx;
-            if self.last.is_some_and(|last| seq <= last) {
+            if let Some(last) = self.last.filter(|&last| seq <= last) {
                 // Already handed on from another run: skip what overlaps.
-                let last = self.last.unwrap_or(0);
                 let skip = run[j..].partition_point(|e| e.seq <= last);
                 j += skip;
                 let d = self.duplicates.get_or_insert((0, self.offsets[slot]));

@@ -24,8 +24,7 @@ fn side(
     args: &DiffArgs,
     pipeline: bool,
 ) -> Result<Vec<Side>, String> {
-    crate::shrink_guard::watch(path);
-    let trace = heapreplay_analysis::Trace::open(path).map_err(|e| e.to_string())?;
+    let trace = pass::open_trace(path)?;
     let (snapshots, code) = pass::capture(&trace, points, pipeline, args.common.quiet)?;
     let mut stacks = pass::stacks(&trace, &args.common);
     Ok(snapshots

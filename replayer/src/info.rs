@@ -4,7 +4,6 @@ use crate::cli::InfoArgs;
 use heapreplay_analysis::clock::{seconds, SeqClock};
 use heapreplay_analysis::plan::marker_label;
 use heapreplay_analysis::snapshots::PeakFinder;
-use heapreplay_analysis::Trace;
 use heapreplay_format::{EventKind, Marker};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -31,8 +30,7 @@ fn mib(bytes: u64) -> String {
 
 /// Prints the description.
 pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
-    crate::shrink_guard::watch(&args.trace);
-    let trace = Trace::open(&args.trace).map_err(|e| e.to_string())?;
+    let trace = crate::pass::open_trace(&args.trace)?;
     let info = &trace.info;
     let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
     let mut peak = PeakFinder::default();
@@ -101,8 +99,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         }
         None => println!("end:        cut short (no end record: the process was killed, crashed or is still running); complete up to its last flush"),
     }
-    let mut problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
-    problems.sort_by_key(|p| p.offset);
+    let problems = trace.damage(&pass);
     if problems.is_empty() {
         println!("damage:     none");
         return Ok(ExitCode::SUCCESS);

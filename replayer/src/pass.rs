@@ -38,9 +38,14 @@ pub fn plan(rules: &RuleArgs) -> Plan {
 /// Opens a trace and sets up the decoding threads.
 pub fn open(path: &std::path::Path, common: &CommonArgs) -> Result<(Trace, bool), String> {
     let pipeline = crate::threads::setup(common.threads)?;
+    Ok((open_trace(path)?, pipeline))
+}
+
+/// Opens a trace, with a file cut shorter while it is read made an error
+/// (see [`crate::shrink_guard`]).
+pub fn open_trace(path: &std::path::Path) -> Result<Trace, String> {
     crate::shrink_guard::watch(path);
-    let trace = Trace::open(path).map_err(|e| e.to_string())?;
-    Ok((trace, pipeline))
+    Trace::open(path).map_err(|e| e.to_string())
 }
 
 /// Resolves the trace's stacks against the maps recorded over its whole run.
@@ -148,8 +153,7 @@ pub fn run(
             );
         }
     }
-    let mut problems: Vec<_> = trace.problems.iter().chain(&pass.problems).collect();
-    problems.sort_by_key(|p| p.offset);
+    let problems = trace.damage(&pass);
     if problems.is_empty() {
         return Ok((outcome, ExitCode::SUCCESS));
     }
