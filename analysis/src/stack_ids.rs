@@ -63,8 +63,7 @@ impl StackIds {
         match self {
             Self::Dense(bits) => {
                 for e in events {
-                    let word = bits.get(e.stack as usize / 64).copied().unwrap_or(0);
-                    let defined = word >> (e.stack % 64) & 1 != 0;
+                    let defined = bit(bits, e.stack);
                     let alloc = e.kind == EventKind::Alloc;
                     undefined += u64::from(alloc & !defined);
                     e.stack = if defined { e.stack } else { UNDEFINED_STACK };
@@ -85,13 +84,18 @@ impl StackIds {
     #[inline]
     pub fn check(&self, id: u32) -> u32 {
         match self {
-            Self::Dense(bits) => match bits.get(id as usize / 64) {
-                Some(word) if word & (1 << (id % 64)) != 0 => id,
-                _ => UNDEFINED_STACK,
-            },
+            Self::Dense(bits) if bit(bits, id) => id,
+            Self::Dense(_) => UNDEFINED_STACK,
             Self::Renumbered(map) => map.get(&id).copied().unwrap_or(UNDEFINED_STACK),
         }
     }
+}
+
+/// Whether `id`'s bit is set (ids past the end are not).
+#[inline]
+fn bit(bits: &[u64], id: u32) -> bool {
+    let word = bits.get(id as usize / 64).copied().unwrap_or(0);
+    word >> (id % 64) & 1 != 0
 }
 
 #[cfg(test)]
