@@ -12,11 +12,11 @@
 //!
 //! | path | locks | allocates | I/O |
 //! |---|---|---|---|
-//! | every recorded event: sequence number, stack walk from the per-thread rule cache, stack-cache hit, append to the thread's buffer | the thread's own spin lock (contended only by the writer's periodic flush) | no | no |
-//! | a rule-cache miss | none (the shared rule table is lock-free) | no | no |
-//! | a rule in neither cache, computed with gimli | none | gimli's context may grow | no |
+//! | every recorded event: sequence number, stack walk from the per-thread step cache, stack-cache hit, append to the thread's buffer | the thread's own spin lock (contended only by the writer's periodic flush) | no | no |
+//! | a step-cache miss | none (the shared step table is lock-free) | no | no |
+//! | a step in neither cache, computed with gimli | none | gimli's context may grow | no |
 //! | a library loaded or unloaded since this thread's last walk, or a walk broken at an unknown address | the module-set mutex (a broken walk rebuilds the set) | yes (a copy of the set; on a rebuild, copies of new objects' unwind tables) | `dl_iterate_phdr` on a rebuild |
-//! | a frame no packed rule describes | the walk is redone by libgcc's unwinder, which takes the loader's lock | libgcc's own | no |
+//! | a frame no packed step describes | the walk is redone by libgcc's unwinder, which takes the loader's lock | libgcc's own | no |
 //! | a stack new to this thread's cache | the stack-table mutex | yes, for a stack never seen (its frames and encoding) | no |
 //! | a thread's first event | the thread-registry mutex | yes (its buffer, caches and unwind state, about 118 KiB) | no |
 //! | a full buffer | the thread's spin lock while its bytes are copied out, then the queue mutex | yes (the copy) | only if more than 64 buffers are queued: the thread then writes the queue itself, under the output mutex |
@@ -59,7 +59,13 @@ impl Recording {
     #[inline]
     fn stack(&self, caller: Option<unwind::Caller>) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
-        let (n, hash) = unwind::capture(self.state.unwind(), &mut frames, MAX_DEPTH, caller);
+        let (n, hash) = unwind::capture(
+            self.state.unwind(),
+            &mut frames,
+            MAX_DEPTH,
+            caller,
+            writer::record_maps,
+        );
         stacks::intern(self.state.cache(), &frames[..n], hash)
     }
 
@@ -70,15 +76,22 @@ impl Recording {
 
     #[inline]
     fn alloc(&self, seq: u64, ptr: *mut c_void, size: usize, stack: u32) {
-        self.state.record(seq, |enc, buf, pos| {
+        let full = self.state.record(seq, |enc, buf, pos| {
             enc.alloc(buf, pos, seq, ptr as u64, size as u64, stack)
         });
+        if let Some(chunk) = full {
+            writer::submit(chunk);
+        }
     }
 
     #[inline]
     fn free(&self, seq: u64, ptr: *mut c_void) {
-        self.state
+        let full = self
+            .state
             .record(seq, |enc, buf, pos| enc.free(buf, pos, seq, ptr as u64));
+        if let Some(chunk) = full {
+            writer::submit(chunk);
+        }
     }
 
     #[inline]

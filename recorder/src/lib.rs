@@ -12,12 +12,15 @@
 
 #![cfg_attr(test, allow(dead_code))]
 
+pub mod clock;
 pub mod guard;
 // A unit-test harness must not interpose its own malloc or record itself.
 #[cfg(not(test))]
 pub mod hooks;
 pub mod maps;
 pub mod markers;
+pub mod output;
+pub mod queue;
 pub mod real;
 pub mod signals;
 #[macro_use]
@@ -147,8 +150,8 @@ fn file_info() -> heapreplay_format::FileInfo {
         pid: std::process::id(),
         // SAFETY: getppid has no preconditions.
         ppid: unsafe { libc::getppid() } as u32,
-        start_unix_ns: writer::start_unix_ns(),
-        start_mono_ns: writer::mono_ns(),
+        start_unix_ns: clock::unix_ns(),
+        start_mono_ns: clock::mono_ns(),
         exe: std::fs::read_link("/proc/self/exe")
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default(),
@@ -215,7 +218,12 @@ pub unsafe extern "C" fn _Exit(status: i32) -> ! {
 
 /// The recorder's locks, held from just before `fork` until just after, in
 /// the forking thread of parent and child alike.
-static mut FORK_LOCKS: Option<(writer::ForkLock, thread::ForkLock, stacks::ForkLock)> = None;
+static mut FORK_LOCKS: Option<(
+    writer::ForkLock,
+    queue::ForkLock,
+    thread::ForkLock,
+    stacks::ForkLock,
+)> = None;
 
 extern "C" fn before_fork() {
     if !ACTIVE.load(Ordering::SeqCst) {
@@ -224,6 +232,7 @@ extern "C" fn before_fork() {
     // The order every other path takes them in: output, queue, threads, stacks.
     let locks = (
         writer::lock_for_fork(),
+        queue::lock_for_fork(),
         thread::lock_for_fork(),
         stacks::lock_for_fork(),
     );
@@ -249,6 +258,7 @@ extern "C" fn after_fork_in_child() {
     let _errno = guard::ErrnoKeeper::save();
     locks.1.restart_in_child();
     locks.2.restart_in_child();
+    locks.3.restart_in_child();
     let path = output_path(std::process::id());
     let ok = locks.0.restart_in_child(&path, file_info());
     drop(locks);
@@ -266,7 +276,7 @@ extern "C" fn init() {
         return;
     }
     unwind::init();
-    thread::init();
+    thread::init(writer::submit);
     if std::env::var("HEAPREPLAY_FOLLOW_EXEC").is_ok_and(|v| v == "0") {
         stop_following_exec();
     }

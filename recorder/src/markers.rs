@@ -62,7 +62,7 @@ pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Records a marker. Async-signal-safe: atomics, `clock_gettime` and `gettid` only.
 pub fn place(signal: i32, name: &[u8]) {
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-    let ns = crate::writer::mono_ns().saturating_sub(crate::writer::start_mono_ns());
+    let ns = crate::clock::since_start_ns();
     let mut pos = HEAD.load(Ordering::Relaxed);
     let slot = loop {
         let slot = &QUEUE[pos % SLOTS];
@@ -144,5 +144,5 @@ pub unsafe extern "C" fn heapreplay_marker(name: *const libc::c_char) {
     };
     let _errno = crate::guard::ErrnoKeeper::save();
     place(0, bytes);
-    crate::writer::wake();
+    crate::queue::wake();
 }

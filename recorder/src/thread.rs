@@ -2,36 +2,33 @@
 //!
 //! Each thread appends encoded events to its own buffer under a spin lock
 //! that only the writer ever contends for (when it takes a partly filled
-//! buffer for the periodic flush). A full buffer becomes a [`Chunk`] and goes
-//! to the writer queue. Thread exit hands over what is left.
+//! buffer for the periodic flush). A full buffer becomes a [`Chunk`] that
+//! the caller hands to the writer; thread exit hands over what is left
+//! through the function given to [`init`]. No lock is taken and nothing is
+//! allocated or copied under the spin lock on the recording path: a full
+//! buffer is swapped for a spare allocated beforehand.
 
+use crate::queue::Chunk;
 use crate::stacks::StackCache;
 use heapreplay_format::events::{EventEncoder, MAX_EVENT_LEN};
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_void;
 use std::ptr::null_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Bytes of encoded events a thread buffers before handing them to the writer.
 pub const BUF_LEN: usize = 32 * 1024;
 
-/// A run of one thread's encoded events, ready to be written as a record.
-pub struct Chunk {
-    /// Kernel thread id.
-    pub tid: u32,
-    /// Sequence number of the first event.
-    pub first_seq: u64,
-    /// Sequence number of the last event.
-    pub last_seq: u64,
-    /// Number of events.
-    pub count: u32,
-    /// The encoded events.
-    pub bytes: Vec<u8>,
+/// The bytes of one buffer.
+type Bytes = Box<[u8; BUF_LEN]>;
+
+fn new_bytes() -> Bytes {
+    Box::new([0; BUF_LEN])
 }
 
 struct Buffer {
-    bytes: Box<[u8; BUF_LEN]>,
+    bytes: Bytes,
     len: usize,
     first_seq: u64,
     last_seq: u64,
@@ -40,17 +37,35 @@ struct Buffer {
 }
 
 impl Buffer {
-    fn take(&mut self, tid: u32) -> Option<Chunk> {
-        if self.count == 0 {
-            return None;
-        }
-        let chunk = Chunk {
+    /// The chunk of a full buffer, whose bytes are handed over whole and
+    /// replaced by `spare`: no copy.
+    fn swap_out(&mut self, tid: u32, spare: Bytes) -> Chunk {
+        let full: Box<[u8]> = std::mem::replace(&mut self.bytes, spare) as Box<[u8]>;
+        let mut bytes = Vec::from(full);
+        bytes.truncate(self.len);
+        let chunk = self.chunk(tid, bytes);
+        self.len = 0;
+        self.count = 0;
+        chunk
+    }
+
+    fn chunk(&self, tid: u32, bytes: Vec<u8>) -> Chunk {
+        Chunk {
             tid,
             first_seq: self.first_seq,
             last_seq: self.last_seq,
             count: self.count,
-            bytes: self.bytes[..self.len].to_vec(),
-        };
+            bytes,
+        }
+    }
+
+    /// What is buffered, copied out (a partly filled buffer, taken by the
+    /// periodic flush or at thread exit).
+    fn take(&mut self, tid: u32) -> Option<Chunk> {
+        if self.count == 0 {
+            return None;
+        }
+        let chunk = self.chunk(tid, self.bytes[..self.len].to_vec());
         self.len = 0;
         self.count = 0;
         Some(chunk)
@@ -62,12 +77,14 @@ pub struct ThreadState {
     tid: std::sync::atomic::AtomicU32,
     locked: AtomicBool,
     buffer: UnsafeCell<Buffer>,
+    /// Bytes to swap in for a full buffer; only the owning thread touches it.
+    spare: UnsafeCell<Option<Bytes>>,
     cache: UnsafeCell<StackCache>,
     unwind: UnsafeCell<crate::unwind::ThreadUnwind>,
 }
 
-// SAFETY: `buffer` is only touched under `locked`; `cache` and `unwind` only
-// by the owning thread.
+// SAFETY: `buffer` is only touched under `locked`; `spare`, `cache` and
+// `unwind` only by the owning thread.
 unsafe impl Sync for ThreadState {}
 
 impl ThreadState {
@@ -105,21 +122,42 @@ impl ThreadState {
     }
 
     /// Appends one event with sequence number `seq`; `encode` writes it at
-    /// the given position and returns the new end.
+    /// the given position and returns the new end. Returns the buffer's
+    /// previous contents when it was full: the caller hands them to the
+    /// writer. Only the owning thread may call this.
     #[inline]
+    #[must_use]
     pub fn record(
         &self,
         seq: u64,
         encode: impl FnOnce(&mut EventEncoder, &mut [u8], usize) -> usize,
-    ) {
-        self.lock();
+    ) -> Option<Chunk> {
+        // SAFETY: only the owning thread touches `spare`, and never
+        // re-entrantly (the reentrancy guard is held).
+        let spare = unsafe { &mut *self.spare.get() };
+        let mut full = None;
+        loop {
+            self.lock();
+            // SAFETY: we hold the lock.
+            let buf = unsafe { &mut *self.buffer.get() };
+            if buf.len + MAX_EVENT_LEN <= BUF_LEN {
+                break;
+            }
+            match spare.take() {
+                Some(bytes) => {
+                    full = Some(buf.swap_out(self.tid.load(Ordering::Relaxed), bytes));
+                    break;
+                }
+                None => {
+                    // Allocate outside the lock, then look again: the
+                    // writer may have emptied the buffer meanwhile.
+                    self.unlock();
+                    *spare = Some(new_bytes());
+                }
+            }
+        }
         // SAFETY: we hold the lock.
         let buf = unsafe { &mut *self.buffer.get() };
-        let full = if buf.len + MAX_EVENT_LEN > BUF_LEN {
-            buf.take(self.tid.load(Ordering::Relaxed))
-        } else {
-            None
-        };
         if buf.count == 0 {
             buf.first_seq = seq;
             buf.encoder = EventEncoder::new(seq);
@@ -128,9 +166,7 @@ impl ThreadState {
         buf.last_seq = seq;
         buf.count += 1;
         self.unlock();
-        if let Some(chunk) = full {
-            crate::writer::submit(chunk);
-        }
+        full
     }
 
     /// Takes whatever is buffered (for the periodic flush).
@@ -178,13 +214,14 @@ fn create() -> &'static ThreadState {
         tid: std::sync::atomic::AtomicU32::new(unsafe { libc::gettid() } as u32),
         locked: AtomicBool::new(false),
         buffer: UnsafeCell::new(Buffer {
-            bytes: Box::new([0; BUF_LEN]),
+            bytes: new_bytes(),
             len: 0,
             first_seq: 0,
             last_seq: 0,
             count: 0,
             encoder: EventEncoder::new(0),
         }),
+        spare: UnsafeCell::new(None),
         cache: UnsafeCell::new(StackCache::default()),
         unwind: UnsafeCell::new(crate::unwind::ThreadUnwind::default()),
     });
@@ -212,13 +249,18 @@ unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
     // SAFETY: p was made by Box::into_raw in `create` and is now unregistered,
     // so no one else can reach it.
     let state = unsafe { Box::from_raw(p) };
-    if let Some(chunk) = state.take() {
-        crate::writer::submit(chunk);
+    if let (Some(chunk), Some(hand_over)) = (state.take(), HAND_OVER.get()) {
+        hand_over(chunk);
     }
 }
 
-/// Creates the thread-exit key. Call once, before recording starts.
-pub fn init() {
+/// Where a finished thread's last events go.
+static HAND_OVER: OnceLock<fn(Chunk)> = OnceLock::new();
+
+/// Creates the thread-exit key; a thread's last events at exit go to
+/// `hand_over`. Call once, before recording starts.
+pub fn init(hand_over: fn(Chunk)) {
+    let _ = HAND_OVER.set(hand_over);
     // SAFETY: EXIT_KEY is written once here, before any thread can read it.
     unsafe { libc::pthread_key_create(std::ptr::addr_of_mut!(EXIT_KEY), Some(on_thread_exit)) };
 }

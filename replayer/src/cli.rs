@@ -1,8 +1,8 @@
 //! Command-line interface.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use heapreplay_analysis::plan::{MarkerFilter, Point, TimePoint};
-use heapreplay_analysis::profile::SampleKind;
+use heapreplay_engine::plan::{MarkerFilter, Point, TimePoint};
+use heapreplay_outputs::profile::SampleKind;
 use std::path::PathBuf;
 
 /// Record a program's allocations once, then write gperftools heap profiles
@@ -300,11 +300,11 @@ fn parse_sample(s: &str) -> Result<SampleKind, String> {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    heapreplay_analysis::units::parse_size(s)
+    heapreplay_engine::units::parse_size(s)
 }
 
 fn parse_positive_duration(s: &str) -> Result<u64, String> {
-    match heapreplay_analysis::plan::parse_duration_ns(s)? {
+    match heapreplay_engine::plan::parse_duration_ns(s)? {
         0 => Err(format!("'{s}' must be greater than zero")),
         ns => Ok(ns),
     }

@@ -2,11 +2,11 @@
 
 use crate::cli::{DiffArgs, DiffFormat};
 use crate::pass;
-use heapreplay_analysis::plan::{Point, TimePoint};
-use heapreplay_analysis::profile::{self, SampleKind};
-use heapreplay_analysis::report::{self, Change};
-use heapreplay_analysis::trace::io_text;
-use heapreplay_analysis::{flamegraph, pprof};
+use heapreplay_engine::plan::{Point, TimePoint};
+use heapreplay_engine::trace::io_text;
+use heapreplay_outputs::profile::{self, SampleKind};
+use heapreplay_outputs::report::{self, Change};
+use heapreplay_outputs::{flamegraph, pprof};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;

@@ -1,9 +1,9 @@
 //! `heapreplay info`: what is in a trace.
 
 use crate::cli::InfoArgs;
-use heapreplay_analysis::clock::{seconds, SeqClock};
-use heapreplay_analysis::plan::marker_label;
-use heapreplay_analysis::snapshots::PeakFinder;
+use heapreplay_engine::clock::{seconds, SeqClock};
+use heapreplay_engine::plan::marker_label;
+use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_format::{EventKind, Marker};
 use std::collections::BTreeMap;
 use std::process::ExitCode;

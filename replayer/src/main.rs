@@ -12,6 +12,7 @@ mod record;
 mod replay;
 mod shrink_guard;
 mod threads;
+#[cfg(feature = "chart")]
 mod timeline;
 mod top;
 
@@ -30,7 +31,12 @@ fn main() -> ExitCode {
         Some(cli::Command::Top(args)) => top::top(&args),
         Some(cli::Command::Leaks(args)) => top::leaks(&args),
         Some(cli::Command::Diff(args)) => diff::run(&args),
+        #[cfg(feature = "chart")]
         Some(cli::Command::Timeline(args)) => timeline::run(&args),
+        #[cfg(not(feature = "chart"))]
+        Some(cli::Command::Timeline(_)) => {
+            Err("this heapreplay was built without charts (cargo feature `chart`)".into())
+        }
         Some(cli::Command::Export(args)) => export::run(&args),
         None => replay::run(&cli.replay),
     };

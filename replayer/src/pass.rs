@@ -3,16 +3,16 @@
 
 use crate::cli::{CommonArgs, RuleArgs};
 use crate::progress::Progress;
-use heapreplay_analysis::clock::{seconds, SeqClock};
-use heapreplay_analysis::maps::maps_at;
-use heapreplay_analysis::plan::{MarkerFilter, Plan, Point};
-use heapreplay_analysis::profile::{Snapshot, Stacks};
-use heapreplay_analysis::replay::Heap;
-use heapreplay_analysis::rules::Thresholds;
-use heapreplay_analysis::snapshots::{Context, Engine, Outcome, PeakFinder, Trigger};
-use heapreplay_analysis::symbols::{default_debug_dirs, Symbolizer};
-use heapreplay_analysis::Trace;
+use heapreplay_engine::clock::{seconds, SeqClock};
+use heapreplay_engine::heap::Heap;
+use heapreplay_engine::interval_rules::Thresholds;
+use heapreplay_engine::maps::maps_at;
+use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
+use heapreplay_engine::snapshots::{Context, Outcome, PeakFinder, Snapshotter, Trigger};
+use heapreplay_engine::Trace;
 use heapreplay_format::Event;
+use heapreplay_outputs::profile::{Snapshot, Stacks};
+use heapreplay_symbols::{default_debug_dirs, Symbolizer};
 use std::cell::RefCell;
 use std::process::ExitCode;
 
@@ -121,7 +121,7 @@ pub fn run(
         start_unix_ns: trace.info.start_unix_ns,
         clean_end: trace.end.is_some(),
     };
-    let mut engine = Engine::new(ctx, plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
+    let mut engine = Snapshotter::new(ctx, plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
         sink(heap, trigger, seq, &progress.borrow())
     });
     let mut seen = 0u32;

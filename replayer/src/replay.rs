@@ -7,11 +7,12 @@
 
 use crate::cli::{CommonArgs, Format, ReplayArgs};
 use crate::pass;
-use heapreplay_analysis::clock::SeqClock;
-use heapreplay_analysis::maps::MapsCache;
-use heapreplay_analysis::profile::{SampleKind, Snapshot, Stacks};
-use heapreplay_analysis::trace::io_text;
-use heapreplay_analysis::{flamegraph, heap_profile, pprof, Trace};
+use heapreplay_engine::clock::SeqClock;
+use heapreplay_engine::maps::MapsCache;
+use heapreplay_engine::trace::io_text;
+use heapreplay_engine::Trace;
+use heapreplay_outputs::profile::{SampleKind, Snapshot, Stacks};
+use heapreplay_outputs::{flamegraph, heap_profile, pprof};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -2,13 +2,14 @@
 
 use crate::cli::TimelineArgs;
 use crate::pass;
-use heapreplay_analysis::clock::{seconds, SeqClock};
-use heapreplay_analysis::plan::marker_label;
-use heapreplay_analysis::report::human;
-use heapreplay_analysis::snapshots::Trigger;
-use heapreplay_analysis::timeline::{check_output, render, Timeline};
-use heapreplay_analysis::Trace;
+use heapreplay_engine::clock::{seconds, SeqClock};
+use heapreplay_engine::plan::marker_label;
+use heapreplay_engine::snapshots::Trigger;
+use heapreplay_engine::Trace;
 use heapreplay_format::ClockSample;
+use heapreplay_outputs::report::human;
+use heapreplay_outputs::timeline::chart::{check_output, render};
+use heapreplay_outputs::timeline::Timeline;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

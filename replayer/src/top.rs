@@ -2,8 +2,8 @@
 
 use crate::cli::{LeaksArgs, TopArgs};
 use crate::pass;
-use heapreplay_analysis::plan::Point;
-use heapreplay_analysis::report;
+use heapreplay_engine::plan::Point;
+use heapreplay_outputs::report;
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -1,8 +1,8 @@
-//! The fast unwinder: compact rules from the shared cache, two stack reads
+//! The fast unwinder: compact steps from the shared cache, two stack reads
 //! per frame. Stack reads are bounded to this thread's stack.
 
 use super::modules::{self, CfiContext, ModuleSet};
-use super::rules::{self, Rule};
+use super::steps::{self, Step};
 use super::{Caller, Filter};
 
 /// One thread's unwinding state.
@@ -14,16 +14,16 @@ pub struct ThreadUnwind {
     near: Box<NearCache>,
 }
 
-/// Slots in each thread's own rule cache.
+/// Slots in each thread's own step cache.
 const NEAR_SLOTS: usize = 1024;
 
-/// A thread's own direct-mapped cache of rules, in front of the shared
+/// A thread's own direct-mapped cache of steps, in front of the shared
 /// table: one load, no probing, no seqlock re-check, and small enough
-/// (16 KiB) to stay in the first-level cache. A frame's rule lookup sits on
-/// the walk's serial chain (read a return address, find its rule, read the
+/// (16 KiB) to stay in the first-level cache. A frame's step lookup sits on
+/// the walk's serial chain (read a return address, find its step, read the
 /// next), so its latency is the walk's speed.
 struct NearCache {
-    /// (code address, packed rule) pairs; a zero address is empty.
+    /// (code address, packed step) pairs; a zero address is empty.
     slots: [(u64, u64); NEAR_SLOTS],
 }
 
@@ -33,7 +33,7 @@ impl NearCache {
         ((pc ^ (pc >> 10)) as usize) & (NEAR_SLOTS - 1)
     }
 
-    /// The packed rule for `pc` (see [`Rule::pack`]), or 0.
+    /// The packed step for `pc` (see [`Step::pack`]), or 0.
     #[inline(always)]
     fn get(&self, pc: u64) -> u64 {
         let (key, packed) = self.slots[Self::slot(pc)];
@@ -59,7 +59,7 @@ impl NearCache {
 pub enum Walk {
     /// Reached the root of the stack (or the frame limit).
     Complete,
-    /// Stopped early: unreadable memory or no usable unwind rule.
+    /// Stopped early: unreadable memory or no usable unwind step.
     Broken,
     /// Could not start (the stack pointer is not below the known stack top).
     Unavailable,
@@ -118,14 +118,14 @@ impl ThreadUnwind {
             let (generation, set) = modules::current();
             self.generation = generation;
             self.modules = set;
-            // Rules were cleared because an object was unloaded.
+            // Steps were cleared because an object was unloaded.
             self.near.clear();
         }
     }
 
-    /// The packed rule for the frame at `pc` (`first`: `pc` is an
-    /// instruction pointer, else a return address). A rule that does not
-    /// pack is given as [`Rule::Unknown`]'s word: the walk is then redone by
+    /// The packed step for the frame at `pc` (`first`: `pc` is an
+    /// instruction pointer, else a return address). A step that does not
+    /// pack is given as [`Step::Unknown`]'s word: the walk is then redone by
     /// libgcc.
     #[inline(always)]
     fn rule_word(&mut self, pc: u64, first: bool) -> u64 {
@@ -138,27 +138,27 @@ impl ThreadUnwind {
 
     #[inline(never)]
     fn rule_word_slow(&mut self, pc: u64, first: bool) -> u64 {
-        let word = self.rule(pc, first).pack().unwrap_or(Rule::UNKNOWN_WORD);
+        let word = self.step(pc, first).pack().unwrap_or(Step::UNKNOWN_WORD);
         self.near.put(pc, word);
         word
     }
 
-    /// The rule for the frame at `pc`, from the shared table or computed.
-    fn rule(&mut self, pc: u64, first: bool) -> Rule {
-        if let Some(rule) = rules::lookup(pc) {
-            return rule;
+    /// The step for the frame at `pc`, from the shared table or computed.
+    fn step(&mut self, pc: u64, first: bool) -> Step {
+        if let Some(step) = steps::lookup(pc) {
+            return step;
         }
         let lookup = if first { pc } else { pc - 1 };
-        let rule = match modules::find(&self.modules, lookup) {
-            Some(m) => m.rule_for(lookup, &mut self.ctx),
-            None => Rule::Unknown,
+        let step = match modules::find(&self.modules, lookup) {
+            Some(m) => m.step_for(lookup, &mut self.ctx),
+            None => Step::Unknown,
         };
         // An address outside every known object may belong to one loaded
         // since: leave it uncached so that a refresh can find it.
-        if rule != Rule::Unknown || modules::find(&self.modules, lookup).is_some() {
-            rules::insert(pc, rule);
+        if step != Step::Unknown || modules::find(&self.modules, lookup).is_some() {
+            steps::insert(pc, step);
         }
-        rule
+        step
     }
 
     /// Walks the stack into `filter`, from `caller`'s frame (a hook's
@@ -210,8 +210,8 @@ impl ThreadUnwind {
             // Decoded in place from the packed word: the lookup is on the
             // walk's serial chain, and frames are nearly always `Frame`.
             let word = self.rule_word(pc, first);
-            let Some(frame) = rules::FrameWord::new(word) else {
-                return if Rule::unpack(word) == Some(Rule::End) {
+            let Some(frame) = steps::FrameWord::new(word) else {
+                return if Step::unpack(word) == Some(Step::End) {
                     Walk::Complete
                 } else {
                     Walk::Broken

@@ -3,10 +3,10 @@
 //! Stacks are unwound from `.eh_frame` call-frame information, so code built
 //! with `-fomit-frame-pointer` (as most distribution binaries are) gets
 //! correct stacks. The fast path ([`fast`]) applies compact per-address
-//! rules ([`rules`]) computed once from the copied unwind tables
+//! steps ([`steps`]) computed once from the copied unwind tables
 //! ([`modules`]) and shared by all threads; when it cannot finish a walk (a
 //! library loaded since the module set was built, a stack outside the
-//! thread's known stack, a frame whose rule has another shape, such as a
+//! thread's known stack, a frame whose step has another shape, such as a
 //! signal frame) the walk is redone by libgcc's unwinder ([`libgcc`]), which
 //! handles everything, slowly.
 //!
@@ -18,7 +18,7 @@
 pub mod fast;
 pub mod libgcc;
 pub mod modules;
-pub mod rules;
+pub mod steps;
 
 pub use fast::ThreadUnwind;
 
@@ -149,13 +149,16 @@ pub struct Caller {
 /// Captures the caller's stack into `frames`, at most `limit` deep; returns
 /// the number of frames and their hash (see [`StackHasher`]). With
 /// `caller`, the walk starts at the hook's caller; without, it starts here
-/// and drops the recorder's own frames.
+/// and drops the recorder's own frames. When the walk finds code of a library
+/// loaded since the last look, `new_code` runs first (the caller records the
+/// memory maps there, before the library can be unloaded again).
 #[inline(never)]
 pub fn capture(
     thread: &mut ThreadUnwind,
     frames: &mut [u64; MAX_FRAMES],
     limit: usize,
     caller: Option<Caller>,
+    new_code: fn(),
 ) -> (usize, u64) {
     let mut filter = Filter::new(frames, limit);
     if let Some(caller) = caller {
@@ -169,9 +172,8 @@ pub fn capture(
     match thread.walk_from(&mut filter, None) {
         Walk::Complete => return filter.done(),
         Walk::Broken if modules::refresh_if_changed() => {
-            // A library loaded since the last look has code on this stack:
-            // record the maps now, before it can be unloaded again.
-            crate::writer::record_maps();
+            // A library loaded since the last look has code on this stack.
+            new_code();
             filter.reset();
             if thread.walk_from(&mut filter, None) == Walk::Complete {
                 return filter.done();

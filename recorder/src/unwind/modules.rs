@@ -4,10 +4,10 @@
 //! and `.eh_frame` are copied out of the process image, so a library
 //! unloaded by `dlclose` can never make the unwinder read unmapped memory;
 //! objects are kept by (name, load bias) and reused across refreshes, so
-//! each is copied once. A rule for an address is computed here with gimli
-//! and then cached by [`super::rules`].
+//! each is copied once. A step for an address is computed here with gimli
+//! and then cached by [`super::steps`].
 
-use super::rules::Rule;
+use super::steps::Step;
 use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, RegisterRule,
     UnwindContext, UnwindSection, X86_64,
@@ -77,14 +77,14 @@ pub fn find(set: &[Arc<ModuleData>], addr: u64) -> Option<&ModuleData> {
 }
 
 impl ModuleData {
-    /// The rule for `addr` (absolute): the instruction pointer of the
+    /// The step for `addr` (absolute): the instruction pointer of the
     /// innermost frame, or a return address minus one (the call site).
-    pub fn rule_for(&self, addr: u64, ctx: &mut CfiContext) -> Rule {
+    pub fn step_for(&self, addr: u64, ctx: &mut CfiContext) -> Step {
         self.compute(addr.wrapping_sub(self.bias), ctx)
-            .unwrap_or(Rule::Unknown)
+            .unwrap_or(Step::Unknown)
     }
 
-    fn compute(&self, svma: u64, ctx: &mut CfiContext) -> Option<Rule> {
+    fn compute(&self, svma: u64, ctx: &mut CfiContext) -> Option<Step> {
         let bases = BaseAddresses::default()
             .set_eh_frame_hdr(self.hdr_svma)
             .set_eh_frame(self.eh_svma);
@@ -109,19 +109,19 @@ impl ModuleData {
             CfaRule::RegisterAndOffset { register, offset } if register == X86_64::RBP => {
                 (true, offset)
             }
-            _ => return Some(Rule::Unknown),
+            _ => return Some(Step::Unknown),
         };
         let ra_off = match row.register(X86_64::RA) {
             Some(RegisterRule::Offset(o)) => o,
-            Some(RegisterRule::Undefined) => return Some(Rule::End),
-            _ => return Some(Rule::Unknown),
+            Some(RegisterRule::Undefined) => return Some(Step::End),
+            _ => return Some(Step::Unknown),
         };
         let bp_off = match row.register(X86_64::RBP) {
             None | Some(RegisterRule::SameValue) | Some(RegisterRule::Undefined) => None,
             Some(RegisterRule::Offset(o)) => Some(i32::try_from(o).ok()?),
-            _ => return Some(Rule::Unknown),
+            _ => return Some(Step::Unknown),
         };
-        Some(Rule::Frame {
+        Some(Step::Frame {
             cfa_bp,
             cfa_off: i32::try_from(cfa_off).ok()?,
             ra_off: i32::try_from(ra_off).ok()?,
@@ -238,9 +238,9 @@ fn rebuild(slot: &mut Option<ModuleSet>) {
             None => set.extend(build(raw).map(Arc::new)),
         }
     }
-    // An object that went away may have its addresses reused: drop cached rules.
+    // An object that went away may have its addresses reused: drop cached steps.
     if old.iter().any(|m| !set.iter().any(|n| Arc::ptr_eq(m, n))) {
-        super::rules::clear();
+        super::steps::clear();
     }
     set.sort_by_key(|m| m.lo);
     *slot = Some(Arc::new(set));

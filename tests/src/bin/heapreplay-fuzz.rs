@@ -15,9 +15,9 @@
 //! heapreplay-fuzz --write-vectors DIR    # one file per mutation, seed 1
 //! ```
 
-use heapreplay_analysis::replay::Heap;
-use heapreplay_analysis::Trace;
 use heapreplay_e2e::hostile::{self, Case, Expect, Rng, Totals};
+use heapreplay_engine::heap::Heap;
+use heapreplay_engine::Trace;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,25 @@
+//! The replay engine: reads a trace, puts its events in sequence order,
+//! resolves each free to the block it frees, keeps the heap's state, and
+//! decides where the snapshots of a plan fall (gperftools' interval rules,
+//! markers, times, the peak, the end), handing the heap at each to a sink.
+//!
+//! Stages, in the order events flow through them: [`trace`] (open, decode,
+//! merge), [`resolve`], [`heap`], [`snapshots`] (with [`interval_rules`] and
+//! the user's [`plan`]). Beside them: [`stack_table`] and [`stack_ids`] (the
+//! recorded stacks), [`maps`] (which memory maps apply at a point), [`clock`]
+//! (sequence numbers to times).
+
+pub mod clock;
+pub mod compressed;
+pub mod heap;
+pub mod interval_rules;
+pub mod maps;
+pub mod plan;
+pub mod resolve;
+pub mod snapshots;
+pub mod stack_ids;
+pub mod stack_table;
+pub mod trace;
+pub mod units;
+
+pub use trace::{Trace, TraceError};

@@ -1,0 +1,358 @@
+//! One pass over the ordered events that decides every snapshot point of a
+//! plan (gperftools' rules, markers, times, the peak, the end) and hands the
+//! heap at each point to a sink, in time order.
+
+use crate::clock::{seconds, SeqClock};
+use crate::heap::Heap;
+use crate::interval_rules::{DumpRules, Reason};
+use crate::plan::{marker_label, Plan};
+use crate::resolve::{freed_stack, resolve_all};
+use heapreplay_format::{ClockSample, Event, EventKind, Marker};
+
+/// Why a snapshot was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// One of gperftools' interval rules.
+    Rule(Reason),
+    /// A marker.
+    Marker {
+        /// `SIGUSR2` or `'name'`.
+        label: String,
+        /// When, in ns since the start.
+        ns: u64,
+    },
+    /// A point in time asked for with `--at`.
+    At {
+        /// Nanoseconds since the start.
+        ns: u64,
+    },
+    /// Where in-use bytes were highest.
+    Peak {
+        /// Bytes in use.
+        bytes: u64,
+        /// When, in ns since the start.
+        ns: u64,
+    },
+    /// The end of the trace.
+    Exit {
+        /// Bytes in use.
+        inuse_bytes: u64,
+        /// The process exited normally (else it was killed or is still running).
+        clean: bool,
+    },
+}
+
+impl Trigger {
+    /// The reason as logged: gperftools' text for its own rules.
+    pub fn reason(&self) -> String {
+        match self {
+            Trigger::Rule(r) => r.text(),
+            Trigger::Marker { label, ns } => format!("marker {label} at {}", seconds(*ns)),
+            Trigger::At { ns } => format!("at {}", seconds(*ns)),
+            Trigger::Peak { bytes, ns } => {
+                format!("peak: {} MB in use at {}", bytes >> 20, seconds(*ns))
+            }
+            Trigger::Exit {
+                inuse_bytes,
+                clean: true,
+            } => Reason::Exit {
+                inuse_bytes: *inuse_bytes,
+            }
+            .text(),
+            Trigger::Exit {
+                inuse_bytes,
+                clean: false,
+            } => format!(
+                "end of trace, {} MB in use; the process did not exit",
+                inuse_bytes >> 20
+            ),
+        }
+    }
+
+    /// When it happened, in ns since the start, for the triggers that carry
+    /// their time (markers, `--at` points, the peak); the others happen at
+    /// their event's time, which the caller's clock gives.
+    pub fn ns(&self) -> Option<u64> {
+        match self {
+            Trigger::At { ns } | Trigger::Marker { ns, .. } | Trigger::Peak { ns, .. } => Some(*ns),
+            Trigger::Rule(_) | Trigger::Exit { .. } => None,
+        }
+    }
+
+    /// The rule's part of the file name; `None` for gperftools' own dumps,
+    /// which keep gperftools' names.
+    pub fn tag(&self) -> Option<String> {
+        let clean = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '+' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        match self {
+            Trigger::Rule(_) | Trigger::Exit { .. } => None,
+            Trigger::Marker { label, .. } => {
+                Some(format!("marker-{}", clean(label.trim_matches('\''))))
+            }
+            Trigger::At { ns } => Some(format!("at-{}ms", ns / 1_000_000)),
+            Trigger::Peak { .. } => Some("peak".into()),
+        }
+    }
+}
+
+/// What the pass found beyond the snapshots themselves.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Snapshots handed to the sink.
+    pub snapshots: usize,
+    /// `--at` points after the end of the trace (ns), which got no snapshot.
+    pub past_end: Vec<u64>,
+    /// Time of the last event, ns since the start.
+    pub end_ns: u64,
+}
+
+/// Finds where in-use bytes peaked, one resolved event at a time.
+#[derive(Default)]
+pub struct PeakFinder {
+    inuse: u64,
+    best: Option<(u64, u64)>,
+}
+
+impl PeakFinder {
+    /// Takes the next resolved event in sequence order.
+    #[inline]
+    pub fn push(&mut self, e: &Event) {
+        match e.kind {
+            EventKind::Alloc => {
+                self.inuse += e.size;
+                if self.best.is_none_or(|(_, b)| self.inuse > b) {
+                    self.best = Some((e.seq, self.inuse));
+                }
+            }
+            EventKind::Free | EventKind::Retire => {
+                if freed_stack(e).is_some() {
+                    self.inuse -= e.size;
+                }
+            }
+        }
+    }
+
+    /// The peak so far: (seq of the event after which, bytes in use).
+    pub fn peak(&self) -> Option<(u64, u64)> {
+        self.best
+    }
+}
+
+/// Where in-use bytes peaked in resolved `events`: (seq of the event after
+/// which, bytes).
+pub fn find_peak(events: &[Event]) -> Option<(u64, u64)> {
+    let mut finder = PeakFinder::default();
+    events.iter().for_each(|e| finder.push(e));
+    finder.peak()
+}
+
+/// What the engine needs to know about the trace besides its events.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// Markers in sequence order.
+    pub markers: &'a [Marker],
+    /// Clock samples in (seq, ns) order.
+    pub clock: &'a [ClockSample],
+    /// Wall-clock start of recording, ns since the epoch.
+    pub start_unix_ns: u64,
+    /// The trace ends with the process exiting.
+    pub clean_end: bool,
+}
+
+/// The snapshot pass, fed one event at a time in sequence order; it calls
+/// `sink(heap, trigger, seq)` at each snapshot point of the plan, in time
+/// order (`seq` says which maps apply).
+pub struct Snapshotter<'a, S, E> {
+    plan: &'a Plan,
+    ctx: Context<'a>,
+    heap: Heap,
+    rules: DumpRules,
+    times: SeqClock<'a>,
+    chosen: Vec<&'a Marker>,
+    at: Vec<u64>,
+    peak: Option<(u64, u64)>,
+    need_time: bool,
+    next_marker: usize,
+    next_at: usize,
+    last_seq: u64,
+    /// Blocks retired by the next allocation (see [`EventKind::Retire`]).
+    retired: Vec<Event>,
+    out: Outcome,
+    sink: S,
+    _error: std::marker::PhantomData<E>,
+}
+
+impl<'a, S, E> Snapshotter<'a, S, E>
+where
+    S: FnMut(&Heap, &Trigger, u64) -> Result<(), E>,
+{
+    /// An engine for `plan`; `peak` is where in-use bytes peak (needed when
+    /// the plan asks for the peak: see [`PeakFinder`]).
+    pub fn new(ctx: Context<'a>, plan: &'a Plan, peak: Option<(u64, u64)>, sink: S) -> Self {
+        let rules = DumpRules::new(plan.thresholds);
+        let chosen: Vec<&Marker> = ctx
+            .markers
+            .iter()
+            .filter(|m| plan.markers.iter().any(|f| f.matches(m)))
+            .collect();
+        let mut at: Vec<u64> = plan
+            .at
+            .iter()
+            .filter_map(|t| t.offset_ns(ctx.start_unix_ns))
+            .collect();
+        at.sort_unstable();
+        let peak = if plan.peak { peak } else { None };
+        let need_time = rules.needs_time() || !at.is_empty() || peak.is_some();
+        Self {
+            plan,
+            ctx,
+            heap: Heap::new(),
+            rules,
+            times: SeqClock::new(ctx.clock),
+            chosen,
+            at,
+            peak,
+            need_time,
+            next_marker: 0,
+            next_at: 0,
+            last_seq: 0,
+            retired: Vec::new(),
+            out: Outcome::default(),
+            sink,
+            _error: std::marker::PhantomData,
+        }
+    }
+
+    fn emit_marker(&mut self, m: &Marker) -> Result<(), E> {
+        self.emit(
+            Trigger::Marker {
+                label: marker_label(m),
+                ns: m.ns,
+            },
+            m.seq,
+        )
+    }
+
+    fn emit(&mut self, trigger: Trigger, seq: u64) -> Result<(), E> {
+        self.out.snapshots += 1;
+        (self.sink)(&self.heap, &trigger, seq)
+    }
+
+    /// Takes the next resolved event (see [`crate::resolve`]).
+    #[inline]
+    pub fn event(&mut self, e: &Event) -> Result<(), E> {
+        if e.kind == EventKind::Retire {
+            // Part of the allocation that follows: applied with it.
+            self.retired.push(*e);
+            return Ok(());
+        }
+        let ns = if self.need_time {
+            self.times.ns_at(e.seq)
+        } else {
+            0
+        };
+        while let Some(m) = self
+            .chosen
+            .get(self.next_marker)
+            .filter(|m| m.seq < e.seq)
+            .copied()
+        {
+            self.emit_marker(m)?;
+            self.next_marker += 1;
+        }
+        while let Some(&t) = self.at.get(self.next_at).filter(|&&t| t < ns) {
+            self.emit(Trigger::At { ns: t }, e.seq)?;
+            self.next_at += 1;
+        }
+        // gperftools checks its rules after every allocation and every free.
+        for r in self.retired.drain(..) {
+            self.heap.apply(&r);
+        }
+        self.heap.apply(e);
+        if let Some(reason) = self.rules.check(self.heap.totals(), ns) {
+            self.emit(Trigger::Rule(reason), e.seq)?;
+        }
+        if let Some((seq, bytes)) = self.peak.filter(|&(seq, _)| seq == e.seq) {
+            self.emit(Trigger::Peak { bytes, ns }, seq)?;
+        }
+        self.out.end_ns = ns;
+        self.last_seq = e.seq;
+        Ok(())
+    }
+
+    /// The heap as replayed so far.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
+    /// The end of the events: markers and times after the last event, and
+    /// the end-of-trace snapshot.
+    pub fn finish(mut self) -> Result<Outcome, E> {
+        let last_seq = self.last_seq;
+        let end_ns = self
+            .ctx
+            .clock
+            .iter()
+            .map(|c| c.ns)
+            .max()
+            .unwrap_or(0)
+            .max(self.out.end_ns);
+        self.out.end_ns = end_ns;
+        for i in self.next_marker..self.chosen.len() {
+            self.emit_marker(self.chosen[i])?;
+        }
+        for i in self.next_at..self.at.len() {
+            let t = self.at[i];
+            if t <= end_ns {
+                self.emit(Trigger::At { ns: t }, last_seq)?;
+            } else {
+                self.out.past_end.push(t);
+            }
+        }
+        if self.plan.wants_exit() {
+            let inuse_bytes = self.heap.totals().inuse_bytes();
+            self.emit(
+                Trigger::Exit {
+                    inuse_bytes,
+                    clean: self.ctx.clean_end,
+                },
+                last_seq,
+            )?;
+        }
+        Ok(self.out)
+    }
+}
+
+/// Replays `events` (all in memory) through an [`Snapshotter`].
+pub fn run<E>(
+    events: &[Event],
+    markers: &[Marker],
+    clock: &[ClockSample],
+    start_unix_ns: u64,
+    clean_end: bool,
+    plan: &Plan,
+    sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), E>,
+) -> Result<Outcome, E> {
+    let ctx = Context {
+        markers,
+        clock,
+        start_unix_ns,
+        clean_end,
+    };
+    let events = resolve_all(events);
+    let peak = if plan.peak { find_peak(&events) } else { None };
+    let mut engine = Snapshotter::new(ctx, plan, peak, sink);
+    for e in &events {
+        engine.event(e)?;
+    }
+    engine.finish()
+}

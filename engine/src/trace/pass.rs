@@ -1,0 +1,159 @@
+//! One pass over a trace's events: records decoded in parallel batches,
+//! merged into sequence order, resolved, and handed on one by one.
+
+use super::decode::{Run, ALLOC_SUM_TOO_LARGE};
+use super::merge::Merge;
+use super::{Problem, Trace};
+use crate::resolve::Resolver;
+use heapreplay_format::Event;
+use rayon::prelude::*;
+
+/// What a pass over the events found.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Events replayed.
+    pub events: u64,
+    /// Damaged events records, skipped.
+    pub problems: Vec<Problem>,
+}
+
+impl Trace {
+    /// Calls `f` on every event in sequence order, resolved (each free
+    /// carries the size and stack of the block it frees: see
+    /// [`crate::resolve`]). With `pipeline`, another thread decodes events
+    /// records in parallel batches (on the current rayon pool) while this
+    /// one merges, resolves and calls `f`; without, this thread decodes in
+    /// turn. Memory holds only the batches in flight and the live blocks,
+    /// never the whole trace. Damaged records are skipped and reported in
+    /// the result; an error from `f` stops the pass.
+    pub fn for_each_event<E>(
+        &self,
+        pipeline: bool,
+        f: impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<Pass, E> {
+        /// Records decoded per batch: enough to keep every core busy.
+        const BATCH: usize = 64;
+        let records = &self.events;
+        if !pipeline {
+            let mut released = 0;
+            let batches = records.iter().enumerate().map(|(i, r)| {
+                let decoded = self.decode_record(r);
+                if i % BATCH == BATCH - 1 {
+                    self.release(i + 1, &mut released);
+                }
+                (i + 1, vec![decoded])
+            });
+            return self.replay_batches(batches, f);
+        }
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            scope.spawn(move || {
+                let (mut done, mut released) = (0, 0);
+                for batch in records.chunks(BATCH) {
+                    let decoded: Vec<_> = batch.par_iter().map(|r| self.decode_record(r)).collect();
+                    done += batch.len();
+                    self.release(done, &mut released);
+                    if tx.send((done, decoded)).is_err() {
+                        return;
+                    }
+                }
+            });
+            self.replay_batches(rx.into_iter(), f)
+        })
+    }
+
+    /// Merges decoded batches of records (each with the count of records
+    /// decoded so far) into sequence order, resolves the events and calls
+    /// `f` on each.
+    fn replay_batches<E>(
+        &self,
+        batches: impl Iterator<Item = (usize, Vec<Result<Run, Problem>>)>,
+        mut f: impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<Pass, E> {
+        let mut pass = Pass::default();
+        let mut merge = Merge::default();
+        let mut resolver = Resolver::default();
+        let mut each = |e: &Event| {
+            let mut e = *e;
+            if let Some(retire) = resolver.resolve(&mut e) {
+                f(&retire)?;
+            }
+            f(&e)
+        };
+        // Every allocation size accepted adds to this; a record that would
+        // take it past 2^64 - 1 is damage, so no counter can overflow.
+        let mut alloc_bytes = 0u64;
+        // Allocations naming an undefined stack, and the first's record.
+        let mut undefined: Option<(u64, u64)> = None;
+        for (done, decoded) in batches {
+            for run in decoded {
+                let run = match run {
+                    Ok(run) => run,
+                    Err(p) => {
+                        pass.problems.push(p);
+                        continue;
+                    }
+                };
+                let Some(sum) = alloc_bytes.checked_add(run.alloc_bytes) else {
+                    pass.problems.push(Problem {
+                        offset: run.offset,
+                        what: format!("events record skipped: {ALLOC_SUM_TOO_LARGE}"),
+                    });
+                    continue;
+                };
+                alloc_bytes = sum;
+                if run.undefined > 0 {
+                    undefined.get_or_insert((0, run.offset)).0 += run.undefined;
+                }
+                pass.events += run.events.len() as u64;
+                merge.add(run.events, run.offset);
+            }
+            // Records come in first-seq order: nothing not yet decoded can
+            // hold an event before the next record's first seq.
+            match self.events.get(done) {
+                Some(next) => {
+                    if let Some(through) = next.first_seq.checked_sub(1) {
+                        merge.drain_through(through, &mut each)?;
+                    }
+                }
+                None => merge.drain_through(u64::MAX, &mut each)?,
+            }
+        }
+        if let Some((count, offset)) = undefined {
+            pass.problems.push(Problem {
+                offset,
+                what: format!(
+                    "allocations naming a stack id that no stacks record defines: {count}; counted under an empty stack"
+                ),
+            });
+        }
+        if let Some((count, offset)) = merge.duplicates {
+            pass.problems.push(Problem {
+                offset,
+                what: format!(
+                    "events skipped, their sequence numbers already replayed from another events record (overlapping records, or traces concatenated): {count}"
+                ),
+            });
+            pass.events -= count;
+        }
+        Ok(self.check_complete(pass))
+    }
+
+    /// Adds a problem if the end record counts more events than were found.
+    fn check_complete(&self, mut pass: Pass) -> Pass {
+        if let Some(end) = &self.end {
+            if pass.events < end.events && pass.problems.is_empty() && self.problems.is_empty() {
+                pass.problems.push(Problem {
+                    offset: self.end_offset,
+                    what: format!(
+                        "{} events missing: the end record counts {}, the trace holds {}",
+                        end.events - pass.events,
+                        end.events,
+                        pass.events
+                    ),
+                });
+            }
+        }
+        pass
+    }
+}

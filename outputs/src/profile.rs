@@ -1,0 +1,200 @@
+//! A snapshot taken out of the replay (per-stack counters at one point) and
+//! its stacks resolved to function names: what every writer beyond
+//! profile.heap works from.
+
+use heapreplay_engine::heap::{Counters, Heap};
+use heapreplay_engine::stack_table::StackTable;
+use heapreplay_symbols::{Location, Mapping, Symbolizer};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Which of the four pprof sample values to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SampleKind {
+    /// Bytes in use.
+    #[default]
+    InuseSpace,
+    /// Objects in use.
+    InuseObjects,
+    /// Bytes allocated since the start.
+    AllocSpace,
+    /// Objects allocated since the start.
+    AllocObjects,
+}
+
+impl SampleKind {
+    /// Every kind, in pprof's order for heap profiles.
+    pub const ALL: [SampleKind; 4] = [
+        SampleKind::AllocObjects,
+        SampleKind::AllocSpace,
+        SampleKind::InuseObjects,
+        SampleKind::InuseSpace,
+    ];
+
+    /// pprof's name (`inuse_space`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleKind::InuseSpace => "inuse_space",
+            SampleKind::InuseObjects => "inuse_objects",
+            SampleKind::AllocSpace => "alloc_space",
+            SampleKind::AllocObjects => "alloc_objects",
+        }
+    }
+
+    /// The unit: `bytes` or `count`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            SampleKind::InuseSpace | SampleKind::AllocSpace => "bytes",
+            _ => "count",
+        }
+    }
+
+    /// Parses pprof's name, with `-` or `_`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.replace('-', "_");
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == t)
+            .ok_or_else(|| {
+                format!(
+                    "'{text}' is not one of inuse_space, inuse_objects, alloc_space, alloc_objects"
+                )
+            })
+    }
+
+    /// This value of `c`.
+    pub fn of(self, c: &Counters) -> i64 {
+        let v = match self {
+            SampleKind::InuseSpace => c.inuse_bytes(),
+            SampleKind::InuseObjects => c.inuse_objects(),
+            SampleKind::AllocSpace => c.alloc_bytes,
+            SampleKind::AllocObjects => c.allocs,
+        };
+        v as i64
+    }
+}
+
+/// The heap at one snapshot point.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Why it was taken, as logged.
+    pub reason: String,
+    /// When, in ns since the start of recording.
+    pub ns: u64,
+    /// Totals over all stacks.
+    pub totals: Counters,
+    /// Counters of every stack that has allocated, by stack id.
+    pub stacks: Vec<(u32, Counters)>,
+}
+
+impl Snapshot {
+    /// Copies what `heap` holds now.
+    pub fn take(heap: &Heap, reason: String, ns: u64) -> Self {
+        Self {
+            reason,
+            ns,
+            totals: *heap.totals(),
+            stacks: heap.stacks().collect(),
+        }
+    }
+}
+
+/// One frame of a symbolized stack, inlined calls expanded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frame {
+    /// Function name, or `libfoo.so+0x1a2b` / `0x...` when unknown.
+    pub function: String,
+    /// `file:line` when known.
+    pub place: Option<String>,
+}
+
+/// Stacks of one trace resolved to names, each stack once.
+pub struct Stacks<'a> {
+    table: &'a StackTable,
+    /// The addresses of the stacks asked for so far.
+    addresses: HashMap<u32, Arc<[u64]>>,
+    symbolizer: Symbolizer,
+    named: HashMap<u32, Vec<Frame>>,
+}
+
+impl<'a> Stacks<'a> {
+    /// Resolves the stacks in `frames` (stack id to return addresses, leaf
+    /// first) with `symbolizer`.
+    pub fn new(table: &'a StackTable, symbolizer: Symbolizer) -> Self {
+        Self {
+            table,
+            addresses: HashMap::new(),
+            symbolizer,
+            named: HashMap::new(),
+        }
+    }
+
+    /// The mapped files.
+    pub fn mappings(&self) -> &[Mapping] {
+        self.symbolizer.mappings()
+    }
+
+    /// The return addresses of stack `id`, leaf first.
+    pub fn addresses(&mut self, id: u32) -> Arc<[u64]> {
+        let table = self.table;
+        self.addresses
+            .entry(id)
+            .or_insert_with(|| table.frames(id).into())
+            .clone()
+    }
+
+    /// What `address` resolves to.
+    pub fn location(&mut self, address: u64) -> &Location {
+        self.symbolizer.locate(address)
+    }
+
+    /// Stack `id` as frames, leaf (innermost inlined call) first.
+    pub fn frames(&mut self, id: u32) -> &[Frame] {
+        if !self.named.contains_key(&id) {
+            let mut out = Vec::new();
+            for &address in self.addresses(id).iter() {
+                let location = self.symbolizer.locate(address).clone();
+                if location.lines.is_empty() {
+                    out.push(Frame {
+                        function: location.unknown_label(self.symbolizer.mappings()),
+                        place: None,
+                    });
+                }
+                for line in &location.lines {
+                    out.push(Frame {
+                        function: line.function.clone(),
+                        place: line.file.as_ref().map(|f| {
+                            let short = f.rsplit('/').next().unwrap_or(f);
+                            if line.line > 0 {
+                                format!("{short}:{}", line.line)
+                            } else {
+                                short.to_string()
+                            }
+                        }),
+                    });
+                }
+            }
+            self.named.insert(id, out);
+        }
+        &self.named[&id]
+    }
+
+    /// Function names of stack `id`, root first, as flame graphs want them.
+    pub fn folded(&mut self, id: u32) -> String {
+        folded(self.frames(id))
+    }
+}
+
+/// Function names of a stack (frames leaf first) joined root first with `;`,
+/// the folded form flame graphs read.
+pub fn folded(frames: &[Frame]) -> String {
+    if frames.is_empty() {
+        return "[unknown]".into();
+    }
+    let names: Vec<String> = frames
+        .iter()
+        .rev()
+        .map(|f| f.function.replace(';', ":"))
+        .collect();
+    names.join(";")
+}

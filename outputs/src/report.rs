@@ -1,0 +1,341 @@
+//! Text reports for people: the biggest stacks at a point (`top`), what was
+//! never freed (`leaks`), what changed between two points (`diff`).
+
+use crate::profile::{Frame, Snapshot, Stacks};
+use heapreplay_engine::heap::Counters;
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+/// A stack by its frames (leaf first) with its counters; stacks that differ
+/// only in return addresses on the same lines are merged.
+pub type NamedStack = (Vec<Frame>, Counters);
+
+fn add(a: &mut Counters, b: &Counters) {
+    a.allocs += b.allocs;
+    a.alloc_bytes += b.alloc_bytes;
+    a.frees += b.frees;
+    a.free_bytes += b.free_bytes;
+}
+
+/// The stacks of `snapshot` by name.
+pub fn by_frames(snapshot: &Snapshot, stacks: &mut Stacks<'_>) -> Vec<NamedStack> {
+    let mut merged: HashMap<Vec<Frame>, Counters> = HashMap::new();
+    for (id, c) in &snapshot.stacks {
+        add(merged.entry(stacks.frames(*id).to_vec()).or_default(), c);
+    }
+    merged.into_iter().collect()
+}
+
+/// `1,234,567`.
+pub fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn signed(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "+" };
+    format!("{sign}{}", grouped(n.unsigned_abs()))
+}
+
+/// `10.0 MiB`, `512 B`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn frame_text(f: &Frame) -> String {
+    match &f.place {
+        Some(p) => format!("{} ({p})", f.function),
+        None => f.function.clone(),
+    }
+}
+
+/// The first few frames of a stack on one line: `leaf (f.c:3) < caller (f.c:9) < ...`.
+pub fn short_stack(frames: &[Frame]) -> String {
+    const SHOWN: usize = 4;
+    let mut parts: Vec<String> = frames.iter().take(SHOWN).map(frame_text).collect();
+    if frames.len() > SHOWN {
+        parts.push("...".into());
+    }
+    if parts.is_empty() {
+        return "[no stack]".into();
+    }
+    parts.join(" < ")
+}
+
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+fn table(
+    out: &mut impl Write,
+    heading: &str,
+    rows: &[&NamedStack],
+    total: (u64, u64),
+    value: impl Fn(&Counters) -> (u64, u64),
+) -> io::Result<()> {
+    writeln!(out, "\n{heading}")?;
+    writeln!(
+        out,
+        "{:>15} {:>7} {:>11}  stack (allocating function first)",
+        "bytes", "share", "objects"
+    )?;
+    for (frames, c) in rows {
+        let (bytes, objects) = value(c);
+        writeln!(
+            out,
+            "{:>15} {:>7} {:>11}  {}",
+            grouped(bytes),
+            share(bytes, total.0),
+            grouped(objects),
+            short_stack(frames)
+        )?;
+    }
+    writeln!(
+        out,
+        "{:>15} {:>7} {:>11}  all stacks",
+        grouped(total.0),
+        "100%",
+        grouped(total.1)
+    )
+}
+
+/// `heapreplay top`: the `n` stacks with the most bytes in use, and the `n`
+/// that allocated the most, at `snapshot`.
+pub fn write_top(
+    out: &mut impl Write,
+    title: &str,
+    snapshot: &Snapshot,
+    stacks: &mut Stacks<'_>,
+    n: usize,
+) -> io::Result<()> {
+    let t = snapshot.totals;
+    writeln!(
+        out,
+        "{title}: {} in use in {} objects; {} allocated in {} objects since the start",
+        human(t.inuse_bytes()),
+        grouped(t.inuse_objects()),
+        human(t.alloc_bytes),
+        grouped(t.allocs)
+    )?;
+    let named = by_frames(snapshot, stacks);
+    let mut inuse: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.inuse_bytes() > 0).collect();
+    inuse.sort_by(|a, b| {
+        b.1.inuse_bytes()
+            .cmp(&a.1.inuse_bytes())
+            .then(a.0.cmp(&b.0))
+    });
+    let heading = format!(
+        "In use: top {} of {} stacks",
+        n.min(inuse.len()),
+        inuse.len()
+    );
+    inuse.truncate(n);
+    table(
+        out,
+        &heading,
+        &inuse,
+        (t.inuse_bytes(), t.inuse_objects()),
+        |c| (c.inuse_bytes(), c.inuse_objects()),
+    )?;
+    let mut alloc: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.alloc_bytes > 0).collect();
+    alloc.sort_by(|a, b| b.1.alloc_bytes.cmp(&a.1.alloc_bytes).then(a.0.cmp(&b.0)));
+    let heading = format!(
+        "Allocated since the start: top {} of {} stacks",
+        n.min(alloc.len()),
+        alloc.len()
+    );
+    alloc.truncate(n);
+    table(out, &heading, &alloc, (t.alloc_bytes, t.allocs), |c| {
+        (c.alloc_bytes, c.allocs)
+    })
+}
+
+/// `heapreplay leaks`: every stack with blocks still allocated at `snapshot`
+/// (the end), largest first, with its whole stack.
+pub fn write_leaks(
+    out: &mut impl Write,
+    title: &str,
+    snapshot: &Snapshot,
+    stacks: &mut Stacks<'_>,
+    n: Option<usize>,
+) -> io::Result<()> {
+    let t = snapshot.totals;
+    let mut live: Vec<NamedStack> = by_frames(snapshot, stacks)
+        .into_iter()
+        .filter(|(_, c)| c.inuse_objects() > 0)
+        .collect();
+    live.sort_by(|a, b| {
+        b.1.inuse_bytes()
+            .cmp(&a.1.inuse_bytes())
+            .then(a.0.cmp(&b.0))
+    });
+    writeln!(
+        out,
+        "{title}: {} bytes ({}) in {} objects never freed, from {} stacks",
+        grouped(t.inuse_bytes()),
+        human(t.inuse_bytes()),
+        grouped(t.inuse_objects()),
+        live.len()
+    )?;
+    let shown = n.unwrap_or(live.len()).min(live.len());
+    for (frames, c) in &live[..shown] {
+        writeln!(
+            out,
+            "\n{} bytes in {} objects allocated at:",
+            grouped(c.inuse_bytes()),
+            grouped(c.inuse_objects())
+        )?;
+        for (i, f) in frames.iter().enumerate() {
+            writeln!(out, "    #{i} {}", frame_text(f))?;
+        }
+    }
+    if shown < live.len() {
+        writeln!(
+            out,
+            "\n... and {} more stacks (-n to show more)",
+            live.len() - shown
+        )?;
+    }
+    Ok(())
+}
+
+/// A stack's counters at two points.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The stack, leaf first.
+    pub frames: Vec<Frame>,
+    /// At the earlier point (zero if absent).
+    pub before: Counters,
+    /// At the later point.
+    pub after: Counters,
+}
+
+impl Change {
+    /// Later minus earlier, in [`crate::profile::SampleKind::ALL`] order.
+    pub fn delta(&self) -> [i64; 4] {
+        let d = |a: u64, b: u64| a as i64 - b as i64;
+        [
+            d(self.after.allocs, self.before.allocs),
+            d(self.after.alloc_bytes, self.before.alloc_bytes),
+            d(self.after.inuse_objects(), self.before.inuse_objects()),
+            d(self.after.inuse_bytes(), self.before.inuse_bytes()),
+        ]
+    }
+}
+
+/// Pairs the stacks of two points by name; largest in-use growth first.
+pub fn changes(before: Vec<NamedStack>, after: Vec<NamedStack>) -> Vec<Change> {
+    let mut map: HashMap<Vec<Frame>, (Counters, Counters)> = HashMap::new();
+    for (f, c) in before {
+        add(&mut map.entry(f).or_default().0, &c);
+    }
+    for (f, c) in after {
+        add(&mut map.entry(f).or_default().1, &c);
+    }
+    let mut out: Vec<Change> = map
+        .into_iter()
+        .map(|(frames, (before, after))| Change {
+            frames,
+            before,
+            after,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.delta()[3]
+            .cmp(&a.delta()[3])
+            .then(b.delta()[1].cmp(&a.delta()[1]))
+            .then(a.frames.cmp(&b.frames))
+    });
+    out
+}
+
+/// `heapreplay diff` as text: the `n` stacks whose in-use bytes grew most,
+/// then those that shrank most.
+pub fn write_diff(
+    out: &mut impl Write,
+    title: &str,
+    changes: &[Change],
+    n: usize,
+) -> io::Result<()> {
+    let total = changes.iter().fold([0i64; 4], |mut acc, c| {
+        for (a, d) in acc.iter_mut().zip(c.delta()) {
+            *a += d;
+        }
+        acc
+    });
+    writeln!(
+        out,
+        "{title}: in use {} bytes ({} objects); allocated {} bytes ({} objects) in between",
+        signed(total[3]),
+        signed(total[2]),
+        signed(total[1]),
+        signed(total[0])
+    )?;
+    let header = |out: &mut dyn Write, heading: &str| -> io::Result<()> {
+        writeln!(out, "\n{heading}")?;
+        writeln!(
+            out,
+            "{:>15} {:>11} {:>15}  stack (allocating function first)",
+            "in use bytes", "objects", "allocated"
+        )
+    };
+    let row = |out: &mut dyn Write, c: &Change| -> io::Result<()> {
+        let d = c.delta();
+        writeln!(
+            out,
+            "{:>15} {:>11} {:>15}  {}",
+            signed(d[3]),
+            signed(d[2]),
+            signed(d[1]),
+            short_stack(&c.frames)
+        )
+    };
+    let grew: Vec<&Change> = changes.iter().filter(|c| c.delta()[3] > 0).collect();
+    header(out, &format!("Grew: {} stacks", grew.len()))?;
+    for c in grew.iter().take(n) {
+        row(out, c)?;
+    }
+    let shrank: Vec<&Change> = changes.iter().rev().filter(|c| c.delta()[3] < 0).collect();
+    if !shrank.is_empty() {
+        header(out, &format!("Shrank: {} stacks", shrank.len()))?;
+        for c in shrank.iter().take(n) {
+            row(out, c)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(1234567), "1,234,567");
+        assert_eq!(signed(-1000), "-1,000");
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(10 << 20), "10.0 MiB");
+    }
+}
