@@ -57,7 +57,7 @@ ratio() { echo "scale=3; $1 / $2" | bc -l | sed 's/^\./0./'; }
 workloads=(
     "churn|$work/bin/churn 2000000"
     "threads|$work/bin/threads 2000000 4"
-    "sqlite3|/usr/bin/sqlite3 -batch :memory: .read $work/db.sql"
+    "sqlite3|/usr/bin/sqlite3 -batch :memory: '.read $work/db.sql'"
     "python3|env PYTHONMALLOC=malloc PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -s $here/workloads/interp.py 30"
 )
 
@@ -72,8 +72,7 @@ for w in "${workloads[@]}"; do
         for side in a b; do
             dir=$a; [ "$side" = b ] && dir=$b
             s=$(now)
-            # shellcheck disable=SC2086
-            env HEAPREPLAY_OUT="$work/$name.$side.zst" LD_PRELOAD="$dir/librecord.so" $cmd >/dev/null 2>"$work/err" ||
+            eval "env HEAPREPLAY_OUT='$work/$name.$side.zst' LD_PRELOAD='$dir/librecord.so' $cmd" >/dev/null 2>"$work/err" ||
                 { cat "$work/err" >&2; die "$name failed under $side"; }
             e=$(now)
             t=$(echo "$e - $s" | bc -l)
@@ -103,8 +102,9 @@ for w in "${workloads[@]}"; do
             "$hr" timeline -o "$out/$tr.timeline.png" "$t" >/dev/null 2>&1
             "$hr" export --parquet -o "$out/$tr.parquet" "$t" >/dev/null 2>&1
         done
-        # Paths inside the outputs name the side's folder: take them out.
-        find "$out" -type f \( -name '*.info' -o -name '*.top' -o -name '*.leaks' -o -name '*.diff' -o -name '*.top-peak' \) \
+        # Paths inside the outputs name the side's folder (flame graph
+        # titles, messages): take them out.
+        find "$out" -type f \( -name '*.info' -o -name '*.top' -o -name '*.leaks' -o -name '*.diff' -o -name '*.top-peak' -o -name '*.svg' \) \
             -exec sed -i "s#$out#OUT#g; s#$dir#BIN#g" {} +
     done
     if ! diff -r "$work/out.a" "$work/out.b" >"$work/outputs.diff"; then
