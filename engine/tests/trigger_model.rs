@@ -1,4 +1,4 @@
-//! The snapshot engine against a straightforward model of gperftools' dump
+//! The snapshotter against a straightforward model of gperftools' interval
 //! rules (and of markers and the peak), on random event sequences.
 
 use heapreplay_engine::heap::Counters;

@@ -1,7 +1,7 @@
 //! Interactive SVG flame graphs (inferno) of a snapshot, or of the change
 //! between two.
 
-use crate::profile::{SampleKind, Snapshot, Stacks};
+use crate::profile::{SampleKind, Snapshot, SymbolizedStacks};
 use inferno::flamegraph::{self, color::BasicPalette, color::Palette, Options};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -20,7 +20,11 @@ fn options(kind: SampleKind, title: &str, subtitle: &str) -> Options<'static> {
 
 /// Folded stacks (`root;...;leaf VALUE`) of `snapshot`, one line per distinct
 /// call chain, zero values left out.
-pub fn folded(snapshot: &Snapshot, stacks: &mut Stacks<'_>, kind: SampleKind) -> Vec<String> {
+pub fn folded(
+    snapshot: &Snapshot,
+    stacks: &mut SymbolizedStacks<'_>,
+    kind: SampleKind,
+) -> Vec<String> {
     let mut merged: BTreeMap<String, i64> = BTreeMap::new();
     for (id, c) in &snapshot.stacks {
         let v = kind.of(c);
@@ -57,7 +61,7 @@ pub fn write_lines(
 pub fn write_snapshot(
     out: impl Write,
     snapshot: &Snapshot,
-    stacks: &mut Stacks<'_>,
+    stacks: &mut SymbolizedStacks<'_>,
     kind: SampleKind,
     title: &str,
 ) -> io::Result<()> {

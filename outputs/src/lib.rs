@@ -1,9 +1,8 @@
 //! What a replay writes: every writer takes the heap at a snapshot point
-//! (from the engine) and, where it shows names, the stacks resolved by the
-//! symbolizer.
+//! (from the engine) and, where it shows names, the stacks symbolized.
 //!
 //! - [`heap_profile`]: gperftools' `profile.heap` text (addresses only);
-//! - [`profile`]: a snapshot with its stacks resolved, which the writers
+//! - [`profile`]: a snapshot with its stacks symbolized, which the writers
 //!   below work from;
 //! - [`pprof`]: gzipped pprof protobuf;
 //! - [`flamegraph`]: folded stacks and flame graph SVGs (feature `flamegraph`);

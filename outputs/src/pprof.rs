@@ -2,7 +2,7 @@
 //! Grafana read it: the four heap sample types, mappings with build ids,
 //! locations with inlined functions and lines.
 
-use crate::profile::{Frame, SampleKind, Snapshot, Stacks};
+use crate::profile::{Frame, SampleKind, Snapshot, SymbolizedStacks};
 use heapreplay_symbols::Location;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -185,7 +185,7 @@ impl Builder {
         id
     }
 
-    fn mapping(&mut self, index: usize, stacks: &Stacks<'_>) -> u64 {
+    fn mapping(&mut self, index: usize, stacks: &SymbolizedStacks<'_>) -> u64 {
         if let Some(&id) = self.mappings.get(&index) {
             return id;
         }
@@ -209,7 +209,7 @@ impl Builder {
     }
 
     /// The location id of a recorded return address.
-    fn address_location(&mut self, address: u64, stacks: &mut Stacks<'_>) -> u64 {
+    fn address_location(&mut self, address: u64, stacks: &mut SymbolizedStacks<'_>) -> u64 {
         if let Some(&id) = self.by_address.get(&address) {
             return id;
         }
@@ -265,7 +265,7 @@ impl Builder {
     }
 
     /// Adds the stacks of a snapshot with their four values.
-    pub fn add_snapshot(&mut self, snapshot: &Snapshot, stacks: &mut Stacks<'_>) {
+    pub fn add_snapshot(&mut self, snapshot: &Snapshot, stacks: &mut SymbolizedStacks<'_>) {
         for (id, c) in &snapshot.stacks {
             let location_id = stacks
                 .addresses(*id)
@@ -302,7 +302,7 @@ impl Builder {
 pub fn write_snapshot(
     out: impl Write,
     snapshot: &Snapshot,
-    stacks: &mut Stacks<'_>,
+    stacks: &mut SymbolizedStacks<'_>,
     start_unix_ns: u64,
 ) -> io::Result<()> {
     let mut b = Builder::new(

@@ -1,5 +1,5 @@
 //! A snapshot taken out of the replay (per-stack counters at one point) and
-//! its stacks resolved to function names: what every writer beyond
+//! its stacks symbolized (function names, files, lines): what every writer beyond
 //! profile.heap works from.
 
 use heapreplay_engine::heap::{Counters, Heap};
@@ -108,8 +108,8 @@ pub struct Frame {
     pub place: Option<String>,
 }
 
-/// Stacks of one trace resolved to names, each stack once.
-pub struct Stacks<'a> {
+/// The stacks of one trace symbolized, each stack once.
+pub struct SymbolizedStacks<'a> {
     table: &'a StackTable,
     /// The addresses of the stacks asked for so far.
     addresses: HashMap<u32, Arc<[u64]>>,
@@ -117,7 +117,7 @@ pub struct Stacks<'a> {
     named: HashMap<u32, Vec<Frame>>,
 }
 
-impl<'a> Stacks<'a> {
+impl<'a> SymbolizedStacks<'a> {
     /// Resolves the stacks in `frames` (stack id to return addresses, leaf
     /// first) with `symbolizer`.
     pub fn new(table: &'a StackTable, symbolizer: Symbolizer) -> Self {
@@ -143,7 +143,7 @@ impl<'a> Stacks<'a> {
             .clone()
     }
 
-    /// What `address` resolves to.
+    /// What `address` symbolizes to.
     pub fn location(&mut self, address: u64) -> &Location {
         self.symbolizer.locate(address)
     }

@@ -1,7 +1,7 @@
 //! Text reports for people: the biggest stacks at a point (`top`), what was
 //! never freed (`leaks`), what changed between two points (`diff`).
 
-use crate::profile::{Frame, Snapshot, Stacks};
+use crate::profile::{Frame, Snapshot, SymbolizedStacks};
 use heapreplay_engine::heap::Counters;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -18,7 +18,7 @@ fn add(a: &mut Counters, b: &Counters) {
 }
 
 /// The stacks of `snapshot` by name.
-pub fn by_frames(snapshot: &Snapshot, stacks: &mut Stacks<'_>) -> Vec<NamedStack> {
+pub fn by_frames(snapshot: &Snapshot, stacks: &mut SymbolizedStacks<'_>) -> Vec<NamedStack> {
     let mut merged: HashMap<Vec<Frame>, Counters> = HashMap::new();
     for (id, c) in &snapshot.stacks {
         add(merged.entry(stacks.frames(*id).to_vec()).or_default(), c);
@@ -126,7 +126,7 @@ pub fn write_top(
     out: &mut impl Write,
     title: &str,
     snapshot: &Snapshot,
-    stacks: &mut Stacks<'_>,
+    stacks: &mut SymbolizedStacks<'_>,
     n: usize,
 ) -> io::Result<()> {
     let t = snapshot.totals;
@@ -177,7 +177,7 @@ pub fn write_leaks(
     out: &mut impl Write,
     title: &str,
     snapshot: &Snapshot,
-    stacks: &mut Stacks<'_>,
+    stacks: &mut SymbolizedStacks<'_>,
     n: Option<usize>,
 ) -> io::Result<()> {
     let t = snapshot.totals;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// Finds `program` the way the shell does: as given if it has a slash,
 /// else in `PATH`.
-pub fn resolve(program: &str) -> Option<PathBuf> {
+pub fn find_program(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         return Some(PathBuf::from(program));
     }
@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn system_programs_are_recordable() {
-        let sh = resolve("sh").expect("sh on PATH");
+        let sh = find_program("sh").expect("sh on PATH");
         assert_eq!(unrecordable(&sh), None);
         assert_eq!(is_static_elf(b"#!/bin/sh\n"), None);
     }

@@ -11,7 +11,7 @@ use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
 use heapreplay_engine::snapshots::{Context, Outcome, PeakFinder, Snapshotter, Trigger};
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
-use heapreplay_outputs::profile::{Snapshot, Stacks};
+use heapreplay_outputs::profile::{Snapshot, SymbolizedStacks};
 use heapreplay_symbols::{default_debug_dirs, Symbolizer};
 use std::cell::RefCell;
 use std::process::ExitCode;
@@ -49,14 +49,14 @@ pub fn open_trace(path: &std::path::Path) -> Result<Trace, String> {
 }
 
 /// Resolves the trace's stacks against the maps recorded over its whole run.
-pub fn stacks<'a>(trace: &'a Trace, common: &CommonArgs) -> Stacks<'a> {
+pub fn stacks<'a>(trace: &'a Trace, common: &CommonArgs) -> SymbolizedStacks<'a> {
     let dirs = if common.debug_dir.is_empty() {
         default_debug_dirs()
     } else {
         common.debug_dir.clone()
     };
     let maps = maps_at(&trace.maps, u64::MAX);
-    Stacks::new(&trace.stacks, Symbolizer::new(&maps, dirs))
+    SymbolizedStacks::new(&trace.stacks, Symbolizer::new(&maps, dirs))
 }
 
 /// Named markers asked for that the trace does not hold are an error (most

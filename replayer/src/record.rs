@@ -32,7 +32,8 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
     let (program, rest) = args.program.split_first().ok_or("no program given")?;
     // Say so rather than run a program the recorder cannot see and leave
     // an empty trace behind.
-    if let Some(why) = crate::elf::resolve(program).and_then(|p| crate::elf::unrecordable(&p)) {
+    if let Some(why) = crate::elf::find_program(program).and_then(|p| crate::elf::unrecordable(&p))
+    {
         return Err(format!(
             "{why}; run it without `heapreplay record` if you only want it to run"
         ));

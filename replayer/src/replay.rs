@@ -11,7 +11,7 @@ use heapreplay_engine::clock::SeqClock;
 use heapreplay_engine::maps::MapsCache;
 use heapreplay_engine::trace::io_text;
 use heapreplay_engine::Trace;
-use heapreplay_outputs::profile::{SampleKind, Snapshot, Stacks};
+use heapreplay_outputs::profile::{SampleKind, Snapshot, SymbolizedStacks};
 use heapreplay_outputs::{flamegraph, heap_profile, pprof};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ struct FileWriter<'a> {
     sample: SampleKind,
     common: &'a CommonArgs,
     text: heap_profile::StackText<'a>,
-    stacks: Option<Stacks<'a>>,
+    stacks: Option<SymbolizedStacks<'a>>,
     maps: MapsCache,
 }
 

@@ -35,7 +35,8 @@ pub struct Line {
     pub line: u32,
 }
 
-/// What a return address resolves to.
+/// What a return address symbolizes to: its function, file and line
+/// (with inlined calls).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     /// The recorded address.
@@ -237,7 +238,7 @@ impl Symbolizer {
     }
 
     /// Every mapped file, by start address (build ids known for the files
-    /// that an address resolved so far lies in).
+    /// that an address symbolized so far lies in).
     pub fn mappings(&self) -> &[Mapping] {
         &self.mappings
     }
@@ -248,16 +249,16 @@ impl Symbolizer {
         (address < self.mappings[i].end).then_some(i)
     }
 
-    /// What the return address `address` resolves to (cached).
+    /// What the return address `address` symbolizes to (cached).
     pub fn locate(&mut self, address: u64) -> &Location {
         if !self.cache.contains_key(&address) {
-            let location = self.resolve(address);
+            let location = self.symbolize(address);
             self.cache.insert(address, location);
         }
         &self.cache[&address]
     }
 
-    fn resolve(&mut self, address: u64) -> Location {
+    fn symbolize(&mut self, address: u64) -> Location {
         let mapping = self.mapping_of(address);
         let lines = mapping
             .and_then(|i| {
@@ -291,17 +292,17 @@ mod tests {
     }
 
     #[test]
-    fn own_code_resolves_to_this_function() {
+    fn own_code_symbolizes_to_this_function() {
         // This test binary's own maps, and an address inside this function.
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let mut s = Symbolizer::new(&maps, default_debug_dirs());
-        let here = own_code_resolves_to_this_function as *const () as usize as u64;
+        let here = own_code_symbolizes_to_this_function as *const () as usize as u64;
         let loc = s.locate(here + 1).clone();
         let names: Vec<_> = loc.lines.iter().map(|l| l.function.as_str()).collect();
         assert!(
             names
                 .iter()
-                .any(|n| n.ends_with("own_code_resolves_to_this_function")),
+                .any(|n| n.ends_with("own_code_symbolizes_to_this_function")),
             "{names:?}"
         );
         assert!(loc.lines.iter().any(|l| l

@@ -1,7 +1,7 @@
 //! `stacks.parquet`: one row per frame of every stack, inlined calls expanded.
 
 use super::table::{field, Constant, Table};
-use crate::profile::Stacks;
+use crate::profile::SymbolizedStacks;
 use arrow_array::builder::{BooleanBuilder, StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::ArrayRef;
 use arrow_schema::{DataType, Field};
@@ -74,7 +74,11 @@ impl<'a> StackRows<'a> {
     }
 
     /// Every stack of the trace, in id order.
-    pub fn write_all(&mut self, ids: &[u32], stacks: &mut Stacks<'_>) -> Result<(), String> {
+    pub fn write_all(
+        &mut self,
+        ids: &[u32],
+        stacks: &mut SymbolizedStacks<'_>,
+    ) -> Result<(), String> {
         for &id in ids {
             let mut depth = 0u32;
             for &address in stacks.addresses(id).iter() {
