@@ -22,4 +22,4 @@ pub mod stack_table;
 pub mod trace;
 pub mod units;
 
-pub use trace::{Trace, TraceError};
+pub use trace::{Live, Trace, TraceError};

@@ -78,7 +78,8 @@ fn maps_after(records: &[MapsRecord], split: usize) -> String {
 /// The maps text of the last snapshot, kept for the next one.
 #[derive(Default)]
 pub struct MapsCache {
-    split: Option<usize>,
+    /// The split and the number of records the text was built from.
+    split: Option<(usize, usize)>,
     text: String,
 }
 
@@ -86,9 +87,9 @@ impl MapsCache {
     /// The maps text for a snapshot at `seq` (as [`maps_at`]).
     pub fn at(&mut self, records: &[MapsRecord], seq: u64) -> &str {
         let split = records.partition_point(|m| m.seq <= seq);
-        if self.split != Some(split) {
+        if self.split != Some((split, records.len())) {
             self.text = maps_after(records, split);
-            self.split = Some(split);
+            self.split = Some((split, records.len()));
         }
         &self.text
     }

@@ -1,9 +1,13 @@
 //! The fixed record header, carried in a zstd skippable frame.
 
-/// Version of the format this crate writes and reads. Older versions
-/// (1: events as rows; 2: columns without back-references) and newer ones
-/// are refused with their own messages.
-pub const FORMAT_VERSION: u16 = 3;
+/// Version of the format this crate writes. It reads this version and every
+/// one back to [`OLDEST_READ_VERSION`]; older versions (1: events as rows;
+/// 2: columns without back-references) and newer ones are refused with
+/// their own messages.
+pub const FORMAT_VERSION: u16 = 4;
+
+/// The oldest version this crate reads (3: no Progress records).
+pub const OLDEST_READ_VERSION: u16 = 3;
 
 /// Magic number of the zstd skippable frame that carries a record header
 /// (one of the sixteen skippable-frame magics, 0x184D2A50..=0x184D2A5F).
@@ -40,6 +44,9 @@ pub enum RecordKind {
     End = 6,
     /// Markers: signals and named points ([`crate::Marker`]).
     Markers = 7,
+    /// How far the trace is complete ([`crate::ProgressInfo`]): every event
+    /// and marker below a seq is in an earlier record. Version 4 on.
+    Progress = 8,
 }
 
 impl RecordKind {
@@ -53,6 +60,7 @@ impl RecordKind {
             5 => Self::Clock,
             6 => Self::End,
             7 => Self::Markers,
+            8 => Self::Progress,
             _ => return None,
         })
     }
@@ -148,7 +156,7 @@ impl RecordHeader {
         if version > FORMAT_VERSION {
             return Err(HeaderError::NewerVersion(version));
         }
-        if version < FORMAT_VERSION {
+        if version < OLDEST_READ_VERSION {
             return Err(HeaderError::OlderVersion(version));
         }
         let kind = RecordKind::from_u8(bytes[12]).ok_or(HeaderError::UnknownKind(bytes[12]))?;

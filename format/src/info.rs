@@ -35,6 +35,17 @@ pub struct EndInfo {
     pub markers_dropped: u64,
 }
 
+/// How far a trace still being written is complete, written at the end of
+/// every periodic flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProgressInfo {
+    /// Every event and marker with a smaller seq is in a record earlier in
+    /// the file (with the stacks its events use).
+    pub complete_below: u64,
+    /// When that was true: monotonic ns since `start_mono_ns`.
+    pub ns: u64,
+}
+
 /// Encodes a bincode payload.
 pub fn to_bytes<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     bincode::serialize(value)

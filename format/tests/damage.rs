@@ -65,6 +65,9 @@ fn read_all(bytes: &[u8]) -> usize {
             RecordKind::End => {
                 let _ = from_bytes::<EndInfo>(&raw);
             }
+            RecordKind::Progress => {
+                let _ = from_bytes::<heapreplay_format::ProgressInfo>(&raw);
+            }
             RecordKind::Maps => {}
         }
     }

@@ -26,7 +26,7 @@
 
 use crate::guard::{ErrnoKeeper, Guard};
 use crate::real::{bootstrap_alloc, bootstrap_size, is_bootstrap, real};
-use crate::{stacks, thread, unwind, writer, ACTIVE, MAX_DEPTH, SEQ};
+use crate::{stacks, thread, unwind, writer, ACTIVE, MAX_DEPTH};
 use heapreplay_format::stacks::MAX_FRAMES;
 use std::ffi::c_void;
 use std::ptr::null_mut;
@@ -69,29 +69,23 @@ impl Recording {
         stacks::intern(self.state.cache(), &frames[..n], hash)
     }
 
+    /// Records an allocation; its sequence number is taken now.
     #[inline]
-    fn next_seq() -> u64 {
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    }
-
-    #[inline]
-    fn alloc(&self, seq: u64, ptr: *mut c_void, size: usize, stack: u32) {
-        let full = self.state.record(seq, |enc, buf, pos| {
+    fn alloc(&self, ptr: *mut c_void, size: usize, stack: u32) {
+        let queued = self.state.record(None, |seq, enc, buf, pos| {
             enc.alloc(buf, pos, seq, ptr as u64, size as u64, stack)
         });
-        if let Some(chunk) = full {
-            writer::submit(chunk);
-        }
+        writer::queued(queued);
     }
 
+    /// Records a free, with its sequence number taken now or `reserved`
+    /// before the real call.
     #[inline]
-    fn free(&self, seq: u64, ptr: *mut c_void) {
-        let full = self
-            .state
-            .record(seq, |enc, buf, pos| enc.free(buf, pos, seq, ptr as u64));
-        if let Some(chunk) = full {
-            writer::submit(chunk);
-        }
+    fn free(&self, reserved: Option<u64>, ptr: *mut c_void) {
+        let queued = self.state.record(reserved, |seq, enc, buf, pos| {
+            enc.free(buf, pos, seq, ptr as u64)
+        });
+        writer::queued(queued);
     }
 
     #[inline]
@@ -109,7 +103,7 @@ fn record_alloc(ptr: *mut c_void, size: usize, caller: Option<unwind::Caller>) {
     }
     if let Some(r) = Recording::begin() {
         let stack = r.stack(caller);
-        r.alloc(Recording::next_seq(), ptr, size, stack);
+        r.alloc(ptr, size, stack);
         r.end();
     }
 }
@@ -187,7 +181,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     }
     let Some(real) = real() else { return };
     if let Some(r) = Recording::begin() {
-        r.free(Recording::next_seq(), ptr);
+        r.free(None, ptr);
         // SAFETY: forwarding the caller's pointer.
         unsafe { (real.free)(ptr) };
         r.end();
@@ -239,16 +233,18 @@ unsafe fn realloc_impl(
         return unsafe { (real.realloc)(ptr, size) };
     };
     let stack = r.stack(caller);
-    let free_seq = Recording::next_seq();
+    let free_seq = r.state.reserve_seq();
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { (real.realloc)(ptr, size) };
     // realloc(p, 0) may free and return NULL; a NULL for a non-zero size
     // means failure, and the old block is untouched.
     if !p.is_null() || size == 0 {
-        r.free(free_seq, ptr);
+        r.free(Some(free_seq), ptr);
+    } else {
+        r.state.unreserve();
     }
     if !p.is_null() {
-        r.alloc(Recording::next_seq(), p, size, stack);
+        r.alloc(p, size, stack);
     }
     r.end();
     p

@@ -276,7 +276,7 @@ extern "C" fn init() {
         return;
     }
     unwind::init();
-    thread::init(writer::submit);
+    thread::init(writer::queued);
     if std::env::var("HEAPREPLAY_FOLLOW_EXEC").is_ok_and(|v| v == "0") {
         stop_following_exec();
     }

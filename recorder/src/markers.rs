@@ -59,8 +59,31 @@ static TAIL: AtomicUsize = AtomicUsize::new(0);
 /// Markers dropped because the queue was full.
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Markers being placed right now (taken a seq, not yet published).
+static PLACING: AtomicUsize = AtomicUsize::new(0);
+
 /// Records a marker. Async-signal-safe: atomics, `clock_gettime` and `gettid` only.
 pub fn place(signal: i32, name: &[u8]) {
+    PLACING.fetch_add(1, Ordering::SeqCst);
+    publish(signal, name);
+    PLACING.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Waits, at most `limit`, until no marker is being placed; false if one
+/// still is. Once it returns true, every marker whose seq is below a value
+/// read from the counter before the call is published (writer thread only).
+pub fn settle(limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while PLACING.load(Ordering::SeqCst) != 0 {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+fn publish(signal: i32, name: &[u8]) {
     let seq = SEQ.fetch_add(1, Ordering::SeqCst);
     let ns = crate::clock::since_start_ns();
     let mut pos = HEAD.load(Ordering::Relaxed);

@@ -7,7 +7,9 @@ use crate::clock;
 use crate::queue::Chunk;
 use heapreplay_format::info::{encode_clock, to_bytes};
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
-use heapreplay_format::{ClockSample, EndInfo, FileInfo, Marker, RecordHeader, RecordKind};
+use heapreplay_format::{
+    ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RecordHeader, RecordKind,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// zstd level for records: fast, and the writer runs beside the program.
@@ -190,6 +192,18 @@ impl Output {
             let seq = seq.load(Ordering::SeqCst);
             self.clock.push(ClockSample { seq, ns });
         }
+    }
+
+    /// Writes a Progress record: every event and marker below
+    /// `complete_below` is in an earlier record; that was so `ns` after the
+    /// start.
+    pub fn progress(&mut self, complete_below: u64, ns: u64) -> Result<(), i32> {
+        let progress = ProgressInfo { complete_below, ns };
+        let mut h = blank_header(RecordKind::Progress);
+        h.first_seq = complete_below;
+        h.last_seq = complete_below;
+        let payload = to_bytes(&progress).map_err(|_| libc::EINVAL)?;
+        self.record(h, &payload)
     }
 
     /// Writes the end record: the next seq, and what was written.

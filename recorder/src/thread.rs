@@ -2,14 +2,20 @@
 //!
 //! Each thread appends encoded events to its own buffer under a spin lock
 //! that only the writer ever contends for (when it takes a partly filled
-//! buffer for the periodic flush). A full buffer becomes a [`Chunk`] that
-//! the caller hands to the writer; thread exit hands over what is left
-//! through the function given to [`init`]. No lock is taken and nothing is
-//! allocated or copied under the spin lock on the recording path: a full
-//! buffer is swapped for a spare allocated beforehand.
+//! buffer for the periodic flush). A full buffer becomes a [`Chunk`] on the
+//! writer's queue; thread exit queues what is left. Nothing is allocated or
+//! copied under the spin lock on the recording path: a full buffer is
+//! swapped for a spare allocated beforehand.
+//!
+//! An event's sequence number is taken under the same spin lock that
+//! appends it (or, for a realloc's free, which must take its number before
+//! the real call, noted as reserved under it). So once the writer has read
+//! the counter and then taken every thread's buffer, every event below
+//! what it read is in its hands: the trace's progress watermark.
 
-use crate::queue::Chunk;
+use crate::queue::{self, Chunk};
 use crate::stacks::StackCache;
+use crate::SEQ;
 use heapreplay_format::events::{EventEncoder, MAX_EVENT_LEN};
 use std::cell::{Cell, UnsafeCell};
 use std::ffi::c_void;
@@ -34,7 +40,13 @@ struct Buffer {
     last_seq: u64,
     count: u32,
     encoder: EventEncoder,
+    /// A sequence number taken but not yet appended (a realloc's free
+    /// while the real call runs), or [`NO_SEQ`].
+    reserved: u64,
 }
+
+/// No sequence number.
+const NO_SEQ: u64 = u64::MAX;
 
 impl Buffer {
     /// The chunk of a full buffer, whose bytes are handed over whole and
@@ -121,21 +133,25 @@ impl ThreadState {
         unsafe { &mut *self.unwind.get() }
     }
 
-    /// Appends one event with sequence number `seq`; `encode` writes it at
-    /// the given position and returns the new end. Returns the buffer's
-    /// previous contents when it was full: the caller hands them to the
-    /// writer. Only the owning thread may call this.
+    /// Appends one event; `encode` writes it, with the sequence number it
+    /// is given, at the given position and returns the new end. The number
+    /// is `reserved` (from [`reserve_seq`](Self::reserve_seq)) or, if
+    /// `None`, the next one, taken here under the lock. When the buffer was
+    /// full, its contents go to the writer's queue first; returns how many
+    /// chunks are then waiting (0 if none was queued), for the caller to
+    /// help the writer if it has fallen behind. Only the owning thread may
+    /// call this.
     #[inline]
     #[must_use]
     pub fn record(
         &self,
-        seq: u64,
-        encode: impl FnOnce(&mut EventEncoder, &mut [u8], usize) -> usize,
-    ) -> Option<Chunk> {
+        reserved: Option<u64>,
+        encode: impl FnOnce(u64, &mut EventEncoder, &mut [u8], usize) -> usize,
+    ) -> usize {
         // SAFETY: only the owning thread touches `spare`, and never
         // re-entrantly (the reentrancy guard is held).
         let spare = unsafe { &mut *self.spare.get() };
-        let mut full = None;
+        let mut queued = 0;
         loop {
             self.lock();
             // SAFETY: we hold the lock.
@@ -145,7 +161,10 @@ impl ThreadState {
             }
             match spare.take() {
                 Some(bytes) => {
-                    full = Some(buf.swap_out(self.tid.load(Ordering::Relaxed), bytes));
+                    // Queued before the lock is let go: the writer, once it
+                    // holds this lock, finds every earlier event either
+                    // here or on the queue.
+                    queued = queue::push(buf.swap_out(self.tid.load(Ordering::Relaxed), bytes));
                     break;
                 }
                 None => {
@@ -158,24 +177,56 @@ impl ThreadState {
         }
         // SAFETY: we hold the lock.
         let buf = unsafe { &mut *self.buffer.get() };
+        let seq = match reserved {
+            Some(seq) => {
+                buf.reserved = NO_SEQ;
+                seq
+            }
+            None => SEQ.fetch_add(1, Ordering::Relaxed),
+        };
         if buf.count == 0 {
             buf.first_seq = seq;
             buf.encoder = EventEncoder::new(seq);
         }
-        buf.len = encode(&mut buf.encoder, &mut buf.bytes[..], buf.len);
+        buf.len = encode(seq, &mut buf.encoder, &mut buf.bytes[..], buf.len);
         buf.last_seq = seq;
         buf.count += 1;
         self.unlock();
-        full
+        queued
     }
 
-    /// Takes whatever is buffered (for the periodic flush).
-    pub fn take(&self) -> Option<Chunk> {
+    /// Takes the next sequence number for an event appended later with
+    /// [`record`](Self::record) (or given up with
+    /// [`unreserve`](Self::unreserve)); until then the writer's progress
+    /// watermark stays below it.
+    pub fn reserve_seq(&self) -> u64 {
+        self.lock();
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: we hold the lock.
+        unsafe { &mut *self.buffer.get() }.reserved = seq;
+        self.unlock();
+        seq
+    }
+
+    /// Gives up the reserved number (the event did not happen: a failed
+    /// realloc). The number stays unused.
+    pub fn unreserve(&self) {
         self.lock();
         // SAFETY: we hold the lock.
-        let chunk = unsafe { &mut *self.buffer.get() }.take(self.tid.load(Ordering::Relaxed));
+        unsafe { &mut *self.buffer.get() }.reserved = NO_SEQ;
         self.unlock();
-        chunk
+    }
+
+    /// Takes whatever is buffered (for the periodic flush), and the
+    /// sequence number reserved but not yet appended, if any.
+    pub fn take(&self) -> (Option<Chunk>, Option<u64>) {
+        self.lock();
+        // SAFETY: we hold the lock.
+        let buf = unsafe { &mut *self.buffer.get() };
+        let chunk = buf.take(self.tid.load(Ordering::Relaxed));
+        let reserved = (buf.reserved != NO_SEQ).then_some(buf.reserved);
+        self.unlock();
+        (chunk, reserved)
     }
 }
 
@@ -220,6 +271,7 @@ fn create() -> &'static ThreadState {
             last_seq: 0,
             count: 0,
             encoder: EventEncoder::new(0),
+            reserved: NO_SEQ,
         }),
         spare: UnsafeCell::new(None),
         cache: UnsafeCell::new(StackCache::default()),
@@ -241,26 +293,32 @@ unsafe extern "C" fn on_thread_exit(p: *mut c_void) {
     let _guard = crate::guard::Guard::enter();
     let _errno = crate::guard::ErrnoKeeper::save();
     let p = p as *mut ThreadState;
-    THREADS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|&q| q != p as usize);
+    let queued = {
+        let mut threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        // Queued while still registered: the writer's flush, which holds
+        // the registry, finds these events in the buffer or on the queue.
+        // SAFETY: p is this thread's registered state.
+        let chunk = unsafe { &*p }.take().0;
+        threads.retain(|&q| q != p as usize);
+        chunk.map_or(0, queue::push)
+    };
     CURRENT.with(|c| c.set(null_mut()));
     // SAFETY: p was made by Box::into_raw in `create` and is now unregistered,
     // so no one else can reach it.
-    let state = unsafe { Box::from_raw(p) };
-    if let (Some(chunk), Some(hand_over)) = (state.take(), HAND_OVER.get()) {
-        hand_over(chunk);
+    drop(unsafe { Box::from_raw(p) });
+    if let (true, Some(on_queued)) = (queued > 0, ON_QUEUED.get()) {
+        on_queued(queued);
     }
 }
 
-/// Where a finished thread's last events go.
-static HAND_OVER: OnceLock<fn(Chunk)> = OnceLock::new();
+/// Told how many chunks wait after a finished thread queued its last events.
+static ON_QUEUED: OnceLock<fn(usize)> = OnceLock::new();
 
-/// Creates the thread-exit key; a thread's last events at exit go to
-/// `hand_over`. Call once, before recording starts.
-pub fn init(hand_over: fn(Chunk)) {
-    let _ = HAND_OVER.set(hand_over);
+/// Creates the thread-exit key; after a thread queues its last events at
+/// exit, `on_queued` is told how many chunks wait. Call once, before
+/// recording starts.
+pub fn init(on_queued: fn(usize)) {
+    let _ = ON_QUEUED.set(on_queued);
     // SAFETY: EXIT_KEY is written once here, before any thread can read it.
     unsafe { libc::pthread_key_create(std::ptr::addr_of_mut!(EXIT_KEY), Some(on_thread_exit)) };
 }

@@ -4,13 +4,15 @@
 //! [`Output`](crate::output::Output).
 //!
 //! Every second it also takes partly filled buffers, so a killed process
-//! leaves a trace that replays up to its last flush. Stacks interned since
-//! the last flush are written before the events that use them. Every 10 ms
-//! it samples the clock against the sequence counter and checks whether
-//! libraries were loaded (then it records the memory maps again).
+//! leaves a trace that replays up to its last flush, and ends that flush
+//! with a Progress record: every event and marker below the seq it names is
+//! written. Stacks interned since the last flush are written before the
+//! events that use them. Every 10 ms it samples the clock against the
+//! sequence counter and checks whether libraries were loaded (then it
+//! records the memory maps again).
 
 use crate::output::Output;
-use crate::queue::{self, Chunk};
+use crate::queue;
 use crate::{maps, markers, stacks, thread, ACTIVE, SEQ};
 use heapreplay_format::FileInfo;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -80,23 +82,44 @@ fn write_with(
     }
 }
 
-/// Hands a full chunk to the writer. If the writer has fallen far behind,
-/// the calling thread writes the queue itself instead of letting it grow.
-pub fn submit(chunk: Chunk) {
-    let queued = queue::push(chunk);
-    if queued > HELP_THRESHOLD || FINISHED.load(Ordering::Relaxed) {
+/// After a thread queued a chunk (`waiting` chunks now wait; 0: none was
+/// queued): if the writer has fallen far behind, or has finished, the
+/// calling thread writes the queue itself instead of letting it grow.
+#[inline]
+pub fn queued(waiting: usize) {
+    if waiting > HELP_THRESHOLD || (waiting > 0 && FINISHED.load(Ordering::Relaxed)) {
         flush(false);
     }
 }
 
 /// Writes queued chunks (and, with `take_partial`, every thread's partly
-/// filled buffer), preceded by the stacks they use.
+/// filled buffer), preceded by the stacks they use. With `take_partial`,
+/// ends with the clock samples and a Progress record.
 pub fn flush(take_partial: bool) {
     let mut guard = output();
-    let mut chunks = queue::take_all();
+    // Read before the buffers are taken: every event below it was appended,
+    // or reserved, under its thread's lock before that lock was taken here.
+    let mut complete_below = SEQ.load(Ordering::SeqCst);
+    let ns = crate::clock::since_start_ns();
+    let mut chunks = Vec::new();
     if take_partial {
-        thread::for_each(|t| chunks.extend(t.take()));
+        // Markers below the watermark are placed and drained first.
+        if markers::settle(Duration::from_millis(1)) {
+            write_markers_locked(&mut guard);
+        } else {
+            complete_below = 0;
+        }
+        thread::for_each(|t| {
+            let (chunk, reserved) = t.take();
+            chunks.extend(chunk);
+            if let Some(seq) = reserved {
+                complete_below = complete_below.min(seq);
+            }
+        });
     }
+    // After the threads: a full buffer is queued before its thread lets go
+    // of its lock, so it is here.
+    chunks.extend(queue::take_all());
     // Stacks are taken after the events: every stack those events use is in it.
     let (stacks, stack_count) = stacks::take_pending();
     chunks.sort_by_key(|c| c.first_seq);
@@ -109,6 +132,9 @@ pub fn flush(take_partial: bool) {
         }
         if take_partial {
             out.clock()?;
+            if complete_below > 0 {
+                out.progress(complete_below, ns)?;
+            }
         }
         Ok(())
     });
@@ -116,19 +142,27 @@ pub fn flush(take_partial: bool) {
 
 /// Writes the markers placed since the last call; true if there were any.
 fn write_markers() -> bool {
+    write_markers_locked(&mut output())
+}
+
+/// [`write_markers`] with the output already locked.
+fn write_markers_locked(guard: &mut MutexGuard<'_, Option<Output>>) -> bool {
     let markers = markers::drain();
     if markers.is_empty() {
         return false;
     }
-    write_with(&mut output(), |out| out.markers(&markers));
+    write_with(guard, |out| out.markers(&markers));
     true
 }
 
 /// Records the memory maps again (after a library was loaded).
 pub fn record_maps() {
     let text = maps::read();
+    let mut guard = output();
+    // Read under the output lock: a Maps record below a Progress record's
+    // seq comes before it in the file.
     let seq = SEQ.load(Ordering::SeqCst);
-    write_with(&mut output(), |out| out.maps(&text, seq));
+    write_with(&mut guard, |out| out.maps(&text, seq));
 }
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {

@@ -97,7 +97,10 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
                 println!("            {} markers were dropped (too many at once)", end.markers_dropped);
             }
         }
-        None => println!("end:        cut short (no end record: the process was killed, crashed or is still running); complete up to its last flush"),
+        None => match crate::pass::live_note(&trace) {
+            Some(note) => println!("end:        {note}"),
+            None => println!("end:        cut short (no end record: the process was killed or crashed); complete up to its last flush"),
+        },
     }
     let problems = trace.damage(&pass);
     if problems.is_empty() {

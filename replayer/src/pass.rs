@@ -147,9 +147,11 @@ pub fn run(
                 seconds(outcome.end_ns)
             );
         }
-        if trace.end.is_none() {
+        if let Some(note) = live_note(trace) {
+            eprintln!("heapreplay: {shown}: {note}");
+        } else if trace.end.is_none() {
             eprintln!(
-                "heapreplay: {shown}: the trace has no end record (the process was killed or is still running); replayed up to its last flush"
+                "heapreplay: {shown}: the trace has no end record (the process was killed or crashed); replayed up to its last flush"
             );
         }
     }
@@ -168,6 +170,37 @@ pub fn run(
         pass.events
     );
     Ok((outcome, ExitCode::from(EXIT_DAMAGED)))
+}
+
+/// For a trace still being written: which process writes it, and how far
+/// back it is read to (`still being written by pid N; up to 0.8 s ago`).
+pub fn live_note(trace: &Trace) -> Option<String> {
+    let live = trace.live?;
+    let pid = live.pid;
+    Some(match live.complete_below {
+        Some(0) => format!(
+            "still being written by pid {pid}; nothing is complete yet (the recorder marks its progress every second)"
+        ),
+        Some(_) => format!(
+            "still being written by pid {pid}; up to {} ago",
+            seconds_ago(live.age_ns(trace.info.start_unix_ns))
+        ),
+        None => format!(
+            "still being written by pid {pid} (format 3, without progress marks); read as far as it goes"
+        ),
+    })
+}
+
+/// `0.8 s`, `12 s`, `3 min`: how long ago, rounded for a person.
+fn seconds_ago(ns: u64) -> String {
+    let s = ns as f64 / 1e9;
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 120.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{:.0} min", s / 60.0)
+    }
 }
 
 /// The snapshot point a [`Point`] comes out as in the pass.

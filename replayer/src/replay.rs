@@ -58,7 +58,7 @@ impl FileWriter<'_> {
         let mut out = BufWriter::new(file);
         let written = match self.format {
             Format::Heap => {
-                let maps = self.maps.at(&self.trace.maps, seq);
+                let maps = self.maps.at(self.trace.maps_for(seq), seq);
                 heap_profile::write(
                     &mut out,
                     &snapshot.totals,

@@ -44,6 +44,8 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
     let mut stacks = pass::stacks(&trace, &args.common);
     let how = if trace.end.is_some() {
         "at exit"
+    } else if trace.live.is_some() {
+        "so far (the process is still running: some of this may yet be freed)"
     } else {
         "at the end of the trace (the process did not exit: some of this may still have been freed)"
     };

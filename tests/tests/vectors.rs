@@ -1,5 +1,6 @@
 //! The checked-in trace vectors (`tests/vectors/*.zst`, one per hostile case
-//! of FORMAT.md, plus every fuzz finding under `findings/`) give exactly the
+//! of FORMAT.md, plus every fuzz finding under `findings/` and traces of
+//! older format versions, still read, under `older-versions/`) give exactly the
 //! `info` and `top` output, stderr and exit status written beside each in
 //! `NAME.expected`. So the spec, the reader and its messages cannot drift
 //! apart unnoticed. `HEAPREPLAY_UPDATE_VECTORS=1` rewrites the expected
@@ -33,7 +34,11 @@ fn transcript(dir: &Path, name: &str) -> String {
 
 fn vector_dirs() -> Vec<std::path::PathBuf> {
     let base = root().join("tests/vectors");
-    vec![base.clone(), base.join("findings")]
+    vec![
+        base.clone(),
+        base.join("findings"),
+        base.join("older-versions"),
+    ]
 }
 
 #[test]

@@ -52,6 +52,10 @@ impl Trace {
             &mut events,
         )
         .map_err(|e| lost(format!("{e} (its header says {} events)", header.count)))?;
+        // A live trace is read only as far as it is complete.
+        if let Some(limit) = self.limit {
+            events.truncate(events.partition_point(|e| e.seq < limit));
+        }
         // Frees have size 0 and stack 0: the sum and the check need no
         // branch on the kind (which would mispredict on every other event).
         let (mut alloc_bytes, mut overflow) = (0u64, false);

@@ -85,6 +85,32 @@ struct EventsRef {
     count: u32,
 }
 
+/// A trace whose recording process still holds it open: it has no End
+/// record yet, and is read only as far as it is known to be complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// The recording process.
+    pub pid: u32,
+    /// Every event and marker below this seq is read, nothing after it.
+    /// `None` for a trace of format version 3, which has no Progress
+    /// records: it is read as far as it goes.
+    pub complete_below: Option<u64>,
+    /// When the trace was complete that far: ns since the start of
+    /// recording (0 when nothing is complete yet).
+    pub ns: u64,
+}
+
+impl Live {
+    /// How long ago the trace was complete as far as it is read, in ns, by
+    /// the wall clock (`start_unix_ns` from the trace's FileInfo).
+    pub fn age_ns(&self, start_unix_ns: u64) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        now.saturating_sub(start_unix_ns.saturating_add(self.ns))
+    }
+}
+
 /// An opened trace.
 pub struct Trace {
     /// Where it was read from.
@@ -101,6 +127,13 @@ pub struct Trace {
     pub markers: Vec<Marker>,
     /// The end summary, if the recording ended cleanly.
     pub end: Option<EndInfo>,
+    /// Set when the recording process still holds the trace open.
+    pub live: Option<Live>,
+    /// The seqs of the Progress records, ascending.
+    progress_marks: Vec<u64>,
+    /// Events at or above this seq are not read (a live trace's part not
+    /// known to be complete).
+    limit: Option<u64>,
     /// Byte offset of the end record.
     end_offset: u64,
     /// How events' stack ids map onto `stacks`.
@@ -122,6 +155,20 @@ impl Trace {
         let mut all: Vec<_> = self.problems.iter().chain(&pass.problems).collect();
         all.sort_by_key(|p| p.offset);
         all
+    }
+
+    /// The Maps records a snapshot at `seq` may use: those before the first
+    /// Progress mark above `seq` (all of them in a trace without marks).
+    /// A later record only fills gaps for a library loaded just before
+    /// `seq`; bounding it makes a snapshot the same whether it is taken
+    /// while the trace is written or once it is finished.
+    pub fn maps_for(&self, seq: u64) -> &[MapsRecord] {
+        let bound = self
+            .progress_marks
+            .get(self.progress_marks.partition_point(|&m| m <= seq))
+            .copied()
+            .unwrap_or(u64::MAX);
+        &self.maps[..self.maps.partition_point(|m| m.seq < bound)]
     }
 
     /// Events the trace's events records say they hold.

@@ -1,7 +1,7 @@
 //! Opening a trace: mapping the file, scanning its record headers, and
 //! reading every record but the events (which the pass decodes later).
 
-use super::{EventsRef, MapsRecord, Problem, Trace, TraceError};
+use super::{EventsRef, Live, MapsRecord, Problem, Trace, TraceError};
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
 use crate::stack_table::{Defined, StackTable};
@@ -9,7 +9,8 @@ use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{scan_with, Findings};
 use heapreplay_format::{
-    ClockSample, EndInfo, FileInfo, Marker, RawRecord, RecordKind, FORMAT_VERSION,
+    ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind, FORMAT_VERSION,
+    OLDEST_READ_VERSION,
 };
 use std::path::Path;
 
@@ -20,7 +21,7 @@ impl Trace {
             path: path.to_path_buf(),
             message,
         };
-        let bytes = map(path).map_err(err)?;
+        let (bytes, held) = map(path).map_err(err)?;
         let Scan {
             others,
             mut events,
@@ -40,7 +41,7 @@ impl Trace {
         for rec in &others {
             meta.read(rec, &mut problems);
         }
-        let Some(info) = meta.info else {
+        let Some(info) = meta.info.take() else {
             return Err(err(if let Some(at) = findings.another_trace_at {
                 format!("damaged trace: its first record is not its metadata (FileInfo) record; the one at offset {at} is read as the start of another trace")
             } else if first == 0 {
@@ -52,7 +53,28 @@ impl Trace {
         meta.maps.sort_by_key(|m| m.seq);
         meta.clock.sort_by_key(|c| (c.seq, c.ns));
         meta.markers.sort_by_key(|m| m.seq);
+        meta.progress_marks.sort_unstable();
         events.sort_by_key(|e| e.first_seq);
+        let live = (held && meta.end.is_none()).then(|| meta.live(info.pid));
+        let limit = live.and_then(|l| l.complete_below);
+        if let Some(limit) = limit {
+            // Past the newest Progress record the recorder is still writing:
+            // what is there is incomplete, not damaged.
+            if let Some((_, offset)) = meta.progress {
+                problems.retain(|p| p.offset < offset);
+            }
+            events.truncate(events.partition_point(|e| e.first_seq < limit));
+            meta.markers.retain(|m| m.seq < limit);
+            meta.maps.retain(|m| m.seq < limit);
+            meta.clock.retain(|c| c.seq <= limit);
+            if let Some((progress, _)) = meta.progress {
+                meta.clock.push(ClockSample {
+                    seq: limit,
+                    ns: progress.ns,
+                });
+                meta.clock.sort_by_key(|c| (c.seq, c.ns));
+            }
+        }
         events.shrink_to_fit();
         let low_water = low_water(&events);
         let stack_ids = StackIds::new(meta.stacks.places_mut());
@@ -68,6 +90,9 @@ impl Trace {
             clock: meta.clock,
             markers: meta.markers,
             end: meta.end,
+            live,
+            progress_marks: meta.progress_marks,
+            limit,
             end_offset: meta.end_offset,
             stack_ids,
             problems,
@@ -78,8 +103,10 @@ impl Trace {
     }
 }
 
-/// Maps the file read-only, refusing what cannot be a trace.
-fn map(path: &Path) -> Result<memmap2::Mmap, String> {
+/// Maps the file read-only, refusing what cannot be a trace; true with it
+/// if a recorder still holds the file open (it keeps an exclusive lock on
+/// it while it records).
+fn map(path: &Path) -> Result<(memmap2::Mmap, bool), String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {}", io_text(&e)))?;
     let meta = file
         .metadata()
@@ -98,7 +125,22 @@ fn map(path: &Path) -> Result<memmap2::Mmap, String> {
     // the kernel read ahead. (Without, a trace not in the page cache is
     // read a page per fault: a replay took 2.1x as long from a cold cache.)
     let _ = bytes.advise(memmap2::Advice::Sequential);
-    Ok(bytes)
+    Ok((bytes, held_by_recorder(&file)))
+}
+
+/// True if another process holds the file's exclusive lock: a recorder
+/// still writing it. The shared lock taken to find out is let go at once,
+/// so a recorder starting on the same path is not turned away.
+fn held_by_recorder(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: flock on a descriptor we own; no memory is touched.
+    if unsafe { libc::flock(fd, libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        // SAFETY: as above.
+        unsafe { libc::flock(fd, libc::LOCK_UN) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
 /// What the header scan found.
@@ -168,7 +210,7 @@ fn nothing_readable(findings: &Findings) -> String {
     }
     if let Some(v) = findings.older_version {
         return format!(
-            "written in trace format version {v} by an older heapreplay; this one reads version {FORMAT_VERSION}: record the program again"
+            "written in trace format version {v} by an older heapreplay; this one reads versions {OLDEST_READ_VERSION} to {FORMAT_VERSION}: record the program again"
         );
     }
     match findings.damaged_headers {
@@ -206,9 +248,38 @@ struct Metadata {
     markers: Vec<Marker>,
     end: Option<EndInfo>,
     end_offset: u64,
+    /// The Progress record completing the most, and its offset.
+    progress: Option<(ProgressInfo, u64)>,
+    /// Every Progress record's seq.
+    progress_marks: Vec<u64>,
+    /// The format version of the FileInfo record.
+    version: u16,
 }
 
 impl Metadata {
+    /// How far a trace still being written by `pid` can be read.
+    fn live(&self, pid: u32) -> Live {
+        match self.progress {
+            Some((p, _)) => Live {
+                pid,
+                complete_below: Some(p.complete_below),
+                ns: p.ns,
+            },
+            // Progress records came with version 4: before its first one,
+            // nothing is known to be complete.
+            None if self.version >= 4 => Live {
+                pid,
+                complete_below: Some(0),
+                ns: 0,
+            },
+            None => Live {
+                pid,
+                complete_below: None,
+                ns: self.clock.iter().map(|c| c.ns).max().unwrap_or(0),
+            },
+        }
+    }
+
     /// Reads one record that is not an events record; what cannot be used
     /// is added to `problems`.
     fn read(&mut self, rec: &RawRecord<'_>, problems: &mut Vec<Problem>) {
@@ -228,8 +299,24 @@ impl Metadata {
         };
         match rec.header.kind {
             RecordKind::FileInfo => match from_bytes::<FileInfo>(&raw) {
-                Some(i) => self.info = self.info.take().or(Some(i)),
+                Some(i) if self.info.is_none() => {
+                    self.info = Some(i);
+                    self.version = rec.header.version;
+                }
+                Some(_) => {}
                 None => problems.push(bad("malformed metadata")),
+            },
+            RecordKind::Progress => match from_bytes::<ProgressInfo>(&raw) {
+                Some(p) => {
+                    self.progress_marks.push(p.complete_below);
+                    if self
+                        .progress
+                        .is_none_or(|(q, _)| p.complete_below > q.complete_below)
+                    {
+                        self.progress = Some((p, rec.offset));
+                    }
+                }
+                None => problems.push(bad("malformed progress")),
             },
             RecordKind::Stacks => {
                 let payload = Compressed::keep(rec.payload, raw.len());
