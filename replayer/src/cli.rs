@@ -91,6 +91,14 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "KIND", value_parser = parse_sample, default_value = "inuse_space")]
     pub sample: SampleKind,
 
+    /// Keep replaying as the trace grows (its process still running): each
+    /// snapshot is written about a second after its point, the same file a
+    /// replay of the finished trace writes. Ends when the process exits or
+    /// on Ctrl-C; a restart writes no snapshot twice. Not with --at-peak,
+    /// which needs the whole run.
+    #[arg(long)]
+    pub follow: bool,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -5,6 +5,7 @@ mod cli;
 mod diff;
 mod elf;
 mod export;
+mod follow;
 mod info;
 mod pass;
 mod progress;

@@ -203,6 +203,36 @@ fn seconds_ago(ns: u64) -> String {
     }
 }
 
+/// A pass for follow mode over a trace still being written: `sink` at each
+/// snapshot point before the event at seq `until`, then stop. No peak, no
+/// end-of-trace snapshot, no progress and no report: the final pass, once
+/// the trace is finished, does those.
+pub fn run_until(
+    trace: &Trace,
+    plan: &Plan,
+    pipeline: bool,
+    until: u64,
+    sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
+) -> Result<(), String> {
+    let ctx = Context {
+        markers: &trace.markers,
+        clock: &trace.clock,
+        start_unix_ns: trace.info.start_unix_ns,
+        clean_end: trace.end.is_some(),
+    };
+    let mut engine = Snapshotter::new(ctx, plan, None, sink);
+    let pass = trace.for_each_event(pipeline, |e| {
+        if e.seq >= until {
+            return Err(None);
+        }
+        engine.event(e).map_err(Some)
+    });
+    match pass {
+        Ok(_) | Err(None) => Ok(()),
+        Err(Some(message)) => Err(message),
+    }
+}
+
 /// The snapshot point a [`Point`] comes out as in the pass.
 enum Target {
     /// Before the first event: nothing allocated.

@@ -44,23 +44,51 @@ struct FileWriter<'a> {
     text: heap_profile::StackText<'a>,
     stacks: Option<SymbolizedStacks<'a>>,
     maps: MapsCache,
+    /// Follow mode: a file already there with the same bytes is left
+    /// alone (a restart writes no snapshot twice), and each file written is
+    /// announced here, as there is no progress bar to say it.
+    follow: Option<bool>,
 }
 
 impl FileWriter<'_> {
     fn write(&mut self, job: Job) -> Result<(), String> {
+        let Some(quiet) = self.follow else {
+            let name = job.name.clone();
+            let file = std::fs::File::create(&name)
+                .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
+            let mut out = BufWriter::new(file);
+            return self
+                .format(&mut out, job)
+                .and_then(|_| out.flush())
+                .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)));
+        };
+        let (name, reason) = (job.name.clone(), job.snapshot.reason.clone());
+        let mut bytes = Vec::new();
+        self.format(&mut bytes, job)
+            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
+        if std::fs::read(&name).is_ok_and(|old| old == bytes) {
+            return Ok(());
+        }
+        std::fs::write(&name, &bytes)
+            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
+        if !quiet {
+            eprintln!("Dumping heap profile to {name} ({reason})");
+        }
+        Ok(())
+    }
+
+    /// Formats one snapshot into `out`.
+    fn format(&mut self, out: &mut impl Write, job: Job) -> std::io::Result<()> {
         let Job {
             name,
             seq,
             mut snapshot,
         } = job;
-        let file = std::fs::File::create(&name)
-            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
-        let mut out = BufWriter::new(file);
-        let written = match self.format {
+        match self.format {
             Format::Heap => {
                 let maps = self.maps.at(self.trace.maps_for(seq), seq);
                 heap_profile::write(
-                    &mut out,
+                    out,
                     &snapshot.totals,
                     &mut snapshot.stacks,
                     &mut self.text,
@@ -73,16 +101,13 @@ impl FileWriter<'_> {
                     .stacks
                     .get_or_insert_with(|| pass::stacks(trace, common));
                 if self.format == Format::Pprof {
-                    pprof::write_snapshot(&mut out, &snapshot, stacks, trace.info.start_unix_ns)
+                    pprof::write_snapshot(out, &snapshot, stacks, trace.info.start_unix_ns)
                 } else {
                     let title = format!("{} — {}", trace.info.cmdline, name);
-                    flamegraph::write_snapshot(&mut out, &snapshot, stacks, self.sample, &title)
+                    flamegraph::write_snapshot(out, &snapshot, stacks, self.sample, &title)
                 }
             }
-        };
-        written
-            .and_then(|_| out.flush())
-            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))
+        }
     }
 
     /// Writes every job until the queue closes; stops at the first error.
@@ -104,55 +129,127 @@ fn extension(format: Format) -> &'static str {
 
 /// Replays the trace with the chosen rules.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
+    if args.follow {
+        return crate::follow::run(args);
+    }
     let path = args.trace.as_deref().ok_or("no trace given")?;
     let (trace, pipeline) = pass::open(path, &args.common)?;
     let plan = pass::plan(&args.rules);
+    let Written { outcome, code, .. } = write(&trace, &plan, args, pipeline, Span::Whole)?;
+    let outcome = outcome.unwrap_or_default();
+    if outcome.snapshots == 0 && !args.common.quiet {
+        eprintln!(
+            "heapreplay: {}: no snapshot point matched; nothing written",
+            path.display()
+        );
+    }
+    Ok(code)
+}
+
+/// How much of the trace a [`write`] replays.
+#[derive(Debug, Clone, Copy)]
+pub enum Span {
+    /// All of it, with the end-of-trace snapshot and the report.
+    Whole,
+    /// Follow mode, before the trace is finished: snapshot points before
+    /// the event at `until`, and only those after the first `skip`.
+    Until { until: u64, skip: usize },
+    /// Follow mode, once the trace is finished: all of it, but only the
+    /// snapshots after the first `skip`.
+    Rest { skip: usize },
+}
+
+/// What a [`write`] did.
+pub struct Written {
+    /// Snapshot points the plan made, written or skipped.
+    pub count: usize,
+    /// What the pass found (a whole pass only).
+    pub outcome: Option<heapreplay_engine::snapshots::Outcome>,
+    /// The exit status.
+    pub code: ExitCode,
+}
+
+/// Replays `span` of `trace` under `plan`, one file per snapshot.
+pub fn write(
+    trace: &Trace,
+    plan: &heapreplay_engine::plan::Plan,
+    args: &ReplayArgs,
+    pipeline: bool,
+    span: Span,
+) -> Result<Written, String> {
+    let path = args.trace.as_deref().ok_or("no trace given")?;
     let quiet = args.common.quiet;
     let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
     let ext = extension(args.format);
+    let (skip, follow) = match span {
+        Span::Whole => (0, None),
+        Span::Until { skip, .. } | Span::Rest { skip } => (skip, Some(quiet)),
+    };
     let writer = FileWriter {
-        trace: &trace,
+        trace,
         format: args.format,
         sample: args.sample,
         common: &args.common,
         text: heap_profile::StackText::new(&trace.stacks),
         stacks: None,
         maps: MapsCache::default(),
+        follow,
     };
     let (jobs, queue) = sync_channel::<Job>(QUEUED);
+    let mut count = 0usize;
     let (replayed, written) = std::thread::scope(|scope| {
         let writing = scope.spawn(move || writer.run(queue));
         let mut clock = SeqClock::new(&trace.clock);
-        let mut count = 0usize;
-        let replayed = pass::run(
-            &trace,
-            &plan,
-            pipeline,
-            quiet,
-            |heap, trigger, seq, progress| {
-                count += 1;
-                let name = match trigger.tag() {
-                    None => format!("{}.{count:04}.{ext}", prefix.display()),
-                    Some(tag) => format!("{}.{count:04}.{tag}.{ext}", prefix.display()),
-                };
-                if !quiet {
-                    progress.say(&format!(
-                        "Dumping heap profile to {name} ({})",
-                        trigger.reason()
-                    ));
-                }
-                let snapshot = Snapshot::take(heap, trigger.reason(), clock.ns_at(seq));
-                // A closed queue means the writer stopped on an error: it
-                // says which once joined.
-                jobs.send(Job {
-                    name,
-                    seq,
-                    snapshot,
+        let mut job = |heap: &heapreplay_engine::heap::Heap,
+                       trigger: &heapreplay_engine::snapshots::Trigger,
+                       seq: u64|
+         -> Result<Option<String>, String> {
+            count += 1;
+            if count <= skip {
+                return Ok(None);
+            }
+            let name = match trigger.tag() {
+                None => format!("{}.{count:04}.{ext}", prefix.display()),
+                Some(tag) => format!("{}.{count:04}.{tag}.{ext}", prefix.display()),
+            };
+            let snapshot = Snapshot::take(heap, trigger.reason(), clock.ns_at(seq));
+            // A closed queue means the writer stopped on an error: it
+            // says which once joined.
+            jobs.send(Job {
+                name: name.clone(),
+                seq,
+                snapshot,
+            })
+            .map_err(|_| String::new())?;
+            Ok(Some(name))
+        };
+        let replayed = match span {
+            Span::Until { until, .. } => {
+                pass::run_until(trace, plan, pipeline, until, |heap, trigger, seq| {
+                    job(heap, trigger, seq).map(|_| ())
                 })
-                .map_err(|_| String::new())
-            },
-            |_, _| {},
-        );
+                .map(|()| None)
+            }
+            Span::Whole | Span::Rest { .. } => pass::run(
+                trace,
+                plan,
+                pipeline,
+                quiet,
+                |heap, trigger, seq, progress| {
+                    if let Some(name) = job(heap, trigger, seq)? {
+                        if !quiet && follow.is_none() {
+                            progress.say(&format!(
+                                "Dumping heap profile to {name} ({})",
+                                trigger.reason()
+                            ));
+                        }
+                    }
+                    Ok(())
+                },
+                |_, _| {},
+            )
+            .map(Some),
+        };
         drop(jobs);
         let written = writing
             .join()
@@ -160,12 +257,13 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         (replayed, written)
     });
     written?;
-    let (outcome, code) = replayed?;
-    if outcome.snapshots == 0 && !quiet {
-        eprintln!(
-            "heapreplay: {}: no snapshot point matched; nothing written",
-            path.display()
-        );
-    }
-    Ok(code)
+    let (outcome, code) = match replayed? {
+        Some((outcome, code)) => (Some(outcome), code),
+        None => (None, ExitCode::SUCCESS),
+    };
+    Ok(Written {
+        count,
+        outcome,
+        code,
+    })
 }

@@ -189,3 +189,119 @@ fn a_running_service_is_queried_and_matches_its_finished_trace() {
     let info = work.heapreplay_ok(&["info", "trace.zst"]);
     assert!(info.stdout.contains("end:        clean"), "{}", info.stdout);
 }
+
+/// Files `PREFIX.*` in `dir`, by name.
+fn outputs(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!("{prefix}.")))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (at most `limit`) until `dir` holds a file named `PREFIX.*TAG*`.
+fn wait_for_file(dir: &std::path::Path, prefix: &str, tag: &str, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if outputs(dir, prefix).iter().any(|n| n.contains(tag)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn follow_writes_while_the_service_runs_what_the_finished_replay_writes() {
+    let work = Work::new("live_follow");
+    let exe = work.compile("service.c", "service", &[]);
+    let mut service = Service::start(&work, &exe);
+    service.ask("grow 100");
+    let rules = ["--at-marker", "usr2", "--interval", "4MB"];
+    let mut follow = Command::new(heapreplay())
+        .arg("--follow")
+        .args(rules)
+        .args(["-o", "f", "trace.zst"])
+        .current_dir(&work.dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Each marker's profile is written while the service still runs, within
+    // about a second and a half of the marker (a flush, then a poll).
+    service.ask("grow 500");
+    service.ask("mark");
+    assert!(
+        wait_for_file(&work.dir, "f", "marker-SIGUSR2", Duration::from_secs(5)),
+        "no profile at the first marker while the service runs: {:?}",
+        outputs(&work.dir, "f")
+    );
+    service.ask("grow 300");
+    std::thread::sleep(Duration::from_millis(300));
+    service.ask("mark");
+    let second = || {
+        outputs(&work.dir, "f")
+            .iter()
+            .filter(|n| n.contains("marker-SIGUSR2"))
+            .count()
+            == 2
+    };
+    let start = std::time::Instant::now();
+    while !second() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        second(),
+        "no profile at the second marker: {:?}",
+        outputs(&work.dir, "f")
+    );
+
+    // The service exits: the follow ends by itself.
+    service.stop();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = follow.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "--follow did not end after the process exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut follow.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "--follow: {status}: {stderr}");
+    assert!(stderr.contains("following trace.zst"), "{stderr}");
+    assert!(stderr.contains("the trace is finished"), "{stderr}");
+
+    // The same files, byte for byte, as a replay of the finished trace.
+    let done = work.heapreplay(&[&rules[..], &["-o", "d", "trace.zst"]].concat());
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let (followed, replayed) = (outputs(&work.dir, "f"), outputs(&work.dir, "d"));
+    assert!(replayed.len() >= 3, "two markers and interval dumps: {replayed:?}");
+    assert_eq!(
+        followed.iter().map(|n| &n[2..]).collect::<Vec<_>>(),
+        replayed.iter().map(|n| &n[2..]).collect::<Vec<_>>(),
+        "followed and replayed file names"
+    );
+    for (f, d) in followed.iter().zip(&replayed) {
+        assert_same_text(&work.path(f), &work.path(d));
+    }
+
+    // Followed again once finished: nothing is written twice.
+    let before: Vec<_> = followed
+        .iter()
+        .map(|n| std::fs::metadata(work.path(n)).unwrap().modified().unwrap())
+        .collect();
+    let again = work.heapreplay(&[&["--follow"][..], &rules, &["-o", "f", "trace.zst"]].concat());
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(!again.stderr.contains("Dumping"), "{}", again.stderr);
+    let after: Vec<_> = followed
+        .iter()
+        .map(|n| std::fs::metadata(work.path(n)).unwrap().modified().unwrap())
+        .collect();
+    assert_eq!(before, after, "a second follow rewrote files");
+}

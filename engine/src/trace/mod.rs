@@ -98,6 +98,10 @@ pub struct Live {
     /// When the trace was complete that far: ns since the start of
     /// recording (0 when nothing is complete yet).
     pub ns: u64,
+    /// Events below this seq lie between two recorded clock samples, so
+    /// their times are final: what the trace says of them now, it will say
+    /// once finished. At most `complete_below`.
+    pub timed_below: u64,
 }
 
 impl Live {

@@ -55,7 +55,7 @@ impl Trace {
         meta.markers.sort_by_key(|m| m.seq);
         meta.progress_marks.sort_unstable();
         events.sort_by_key(|e| e.first_seq);
-        let live = (held && meta.end.is_none()).then(|| meta.live(info.pid));
+        let mut live = (held && meta.end.is_none()).then(|| meta.live(info.pid));
         let limit = live.and_then(|l| l.complete_below);
         if let Some(limit) = limit {
             // Past the newest Progress record the recorder is still writing:
@@ -67,6 +67,9 @@ impl Trace {
             meta.markers.retain(|m| m.seq < limit);
             meta.maps.retain(|m| m.seq < limit);
             meta.clock.retain(|c| c.seq <= limit);
+            if let Some(live) = live.as_mut() {
+                live.timed_below = meta.clock.last().map_or(0, |c| c.seq);
+            }
             if let Some((progress, _)) = meta.progress {
                 meta.clock.push(ClockSample {
                     seq: limit,
@@ -264,6 +267,7 @@ impl Metadata {
                 pid,
                 complete_below: Some(p.complete_below),
                 ns: p.ns,
+                timed_below: 0,
             },
             // Progress records came with version 4: before its first one,
             // nothing is known to be complete.
@@ -271,11 +275,13 @@ impl Metadata {
                 pid,
                 complete_below: Some(0),
                 ns: 0,
+                timed_below: 0,
             },
             None => Live {
                 pid,
                 complete_below: None,
                 ns: self.clock.iter().map(|c| c.ns).max().unwrap_or(0),
+                timed_below: 0,
             },
         }
     }
