@@ -95,8 +95,23 @@ pub fn run(
     plan: &Plan,
     pipeline: bool,
     quiet: bool,
+    sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
+    each: impl FnMut(&Heap, &Event),
+) -> Result<(Outcome, ExitCode), String> {
+    run_while(trace, plan, pipeline, quiet, sink, each, || false)
+}
+
+/// [`run`], stopping as soon as `enough()` is true after an event: the rest
+/// of the trace is then neither read nor reported on, and there is no
+/// end-of-trace snapshot.
+fn run_while(
+    trace: &Trace,
+    plan: &Plan,
+    pipeline: bool,
+    quiet: bool,
     mut sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
     mut each: impl FnMut(&Heap, &Event),
+    enough: impl Fn() -> bool,
 ) -> Result<(Outcome, ExitCode), String> {
     check_markers(trace, plan, quiet)?;
     // The peak is only known after a whole pass: find it first if asked for.
@@ -125,7 +140,7 @@ pub fn run(
         sink(heap, trigger, seq, &progress.borrow())
     });
     let mut seen = 0u32;
-    let pass = trace.for_each_event(pipeline, |e| {
+    let pass = trace.for_each_event_while(pipeline, |e| {
         seen += 1;
         if seen == 1 << 16 {
             progress.borrow_mut().add(u64::from(seen));
@@ -133,13 +148,19 @@ pub fn run(
         }
         engine.event(e)?;
         each(engine.heap(), e);
-        Ok::<(), String>(())
+        Ok::<bool, String>(!enough())
     })?;
-    let outcome = engine.finish()?;
+    // Stopped early, the end of the trace was not reached: no end-of-trace
+    // snapshot, and nothing to say about the end.
+    let outcome = if pass.stopped {
+        Outcome::default()
+    } else {
+        engine.finish()?
+    };
     progress.borrow_mut().finish();
 
     let shown = trace.path.display();
-    if !quiet {
+    if !quiet && !pass.stopped {
         for t in &outcome.past_end {
             eprintln!(
                 "heapreplay: {shown}: --at {} is after the end of the trace ({}); no snapshot for it",
@@ -310,7 +331,10 @@ pub fn capture(
         })
         .collect();
     let mut clock = SeqClock::new(&trace.clock);
-    let (outcome, code) = run(
+    // The pass stops once every point is taken: a point early in a long
+    // trace costs only the part of the trace before it.
+    let missing = std::cell::Cell::new(found.iter().filter(|s| s.is_none()).count());
+    let (outcome, code) = run_while(
         trace,
         &plan,
         pipeline,
@@ -320,11 +344,13 @@ pub fn capture(
             for (slot, target) in found.iter_mut().zip(&targets) {
                 if slot.is_none() && target.matches(trigger, seq) {
                     *slot = Some(Snapshot::take(heap, trigger.reason(), ns));
+                    missing.set(missing.get() - 1);
                 }
             }
             Ok(())
         },
         |_, _| {},
+        || missing.get() == 0,
     )?;
     let mut snapshots = Vec::new();
     for (slot, p) in found.into_iter().zip(points) {

@@ -281,7 +281,10 @@ fn follow_writes_while_the_service_runs_what_the_finished_replay_writes() {
     let done = work.heapreplay(&[&rules[..], &["-o", "d", "trace.zst"]].concat());
     assert_eq!(done.code, 0, "{}", done.stderr);
     let (followed, replayed) = (outputs(&work.dir, "f"), outputs(&work.dir, "d"));
-    assert!(replayed.len() >= 3, "two markers and interval dumps: {replayed:?}");
+    assert!(
+        replayed.len() >= 3,
+        "two markers and interval dumps: {replayed:?}"
+    );
     assert_eq!(
         followed.iter().map(|n| &n[2..]).collect::<Vec<_>>(),
         replayed.iter().map(|n| &n[2..]).collect::<Vec<_>>(),

@@ -15,6 +15,18 @@ pub struct Pass {
     pub events: u64,
     /// Damaged events records, skipped.
     pub problems: Vec<Problem>,
+    /// The pass was stopped before the end (see
+    /// [`Trace::for_each_event_while`]): what follows the stop was not
+    /// replayed, and `events` counts what was decoded.
+    pub stopped: bool,
+}
+
+/// Why the merge stopped handing on events.
+enum Halt<E> {
+    /// The caller needs no more events.
+    Enough,
+    /// The caller failed.
+    Failed(E),
 }
 
 impl Trace {
@@ -29,7 +41,19 @@ impl Trace {
     pub fn for_each_event<E>(
         &self,
         pipeline: bool,
-        f: impl FnMut(&Event) -> Result<(), E>,
+        mut f: impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<Pass, E> {
+        self.for_each_event_while(pipeline, |e| f(e).map(|()| true))
+    }
+
+    /// [`for_each_event`](Self::for_each_event), where `f` returns false
+    /// once it needs no more events: the pass ends there, decoding no
+    /// further, with the damage found in every record that could hold an
+    /// event before that point.
+    pub fn for_each_event_while<E>(
+        &self,
+        pipeline: bool,
+        f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         /// Records decoded per batch: enough to keep every core busy.
         const BATCH: usize = 64;
@@ -68,17 +92,22 @@ impl Trace {
     fn replay_batches<E>(
         &self,
         batches: impl Iterator<Item = (usize, Vec<Result<Run, Problem>>)>,
-        mut f: impl FnMut(&Event) -> Result<(), E>,
+        mut f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
         let mut merge = Merge::default();
         let mut resolver = Resolver::default();
+        let mut call = |e: &Event| match f(e) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Halt::Enough),
+            Err(e) => Err(Halt::Failed(e)),
+        };
         let mut each = |e: &Event| {
             let mut e = *e;
             if let Some(retire) = resolver.resolve(&mut e) {
-                f(&retire)?;
+                call(&retire)?;
             }
-            f(&e)
+            call(&e)
         };
         // Every allocation size accepted adds to this; a record that would
         // take it past 2^64 - 1 is damage, so no counter can overflow.
@@ -110,13 +139,20 @@ impl Trace {
             }
             // Records come in first-seq order: nothing not yet decoded can
             // hold an event before the next record's first seq.
-            match self.events.get(done) {
-                Some(next) => {
-                    if let Some(through) = next.first_seq.checked_sub(1) {
-                        merge.drain_through(through, &mut each)?;
-                    }
+            let drained = match self.events.get(done) {
+                Some(next) => match next.first_seq.checked_sub(1) {
+                    Some(through) => merge.drain_through(through, &mut each),
+                    None => Ok(()),
+                },
+                None => merge.drain_through(u64::MAX, &mut each),
+            };
+            match drained {
+                Ok(()) => {}
+                Err(Halt::Enough) => {
+                    pass.stopped = true;
+                    break;
                 }
-                None => merge.drain_through(u64::MAX, &mut each)?,
+                Err(Halt::Failed(e)) => return Err(e),
             }
         }
         if let Some((count, offset)) = undefined {
@@ -135,6 +171,9 @@ impl Trace {
                 ),
             });
             pass.events -= count;
+        }
+        if pass.stopped {
+            return Ok(pass);
         }
         Ok(self.check_complete(pass))
     }
