@@ -29,7 +29,7 @@ impl Counters {
 }
 
 /// The replayed heap.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Heap {
     per_stack: Vec<Counters>,
     totals: Counters,

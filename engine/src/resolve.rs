@@ -31,7 +31,7 @@ pub fn freed_stack(e: &Event) -> Option<u32> {
 }
 
 /// The live blocks: address to (size, stack).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Resolver {
     live: HashMap<u64, (u64, u32), AddrHash>,
 }

@@ -105,7 +105,7 @@ impl Trigger {
 }
 
 /// What the pass found beyond the snapshots themselves.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Outcome {
     /// Snapshots handed to the sink.
     pub snapshots: usize,
@@ -166,6 +166,26 @@ pub struct Context<'a> {
     pub start_unix_ns: u64,
     /// The trace ends with the process exiting.
     pub clean_end: bool,
+}
+
+/// Where a [`Snapshotter`] stands after the events it was fed: enough to
+/// go on with the events that follow, in another pass (follow mode replays
+/// a growing trace a part at a time).
+#[derive(Debug, Clone, Default)]
+pub struct Standing {
+    heap: Heap,
+    rules: Option<DumpRules>,
+    next_marker: usize,
+    next_at: usize,
+    last_seq: u64,
+    out: Outcome,
+}
+
+impl Standing {
+    /// Snapshots made so far.
+    pub fn snapshots(&self) -> usize {
+        self.out.snapshots
+    }
 }
 
 /// The snapshot pass, fed one event at a time in sequence order; it calls
@@ -292,6 +312,34 @@ where
     /// The heap as replayed so far.
     pub fn heap(&self) -> &Heap {
         &self.heap
+    }
+
+    /// An engine that goes on from `standing` (from [`Self::standing`] of
+    /// an engine over the same trace, context and plan, without a peak).
+    pub fn resume(ctx: Context<'a>, plan: &'a Plan, standing: Standing, sink: S) -> Self {
+        let mut engine = Self::new(ctx, plan, None, sink);
+        engine.heap = standing.heap;
+        if let Some(rules) = standing.rules {
+            engine.rules = rules;
+        }
+        engine.next_marker = standing.next_marker;
+        engine.next_at = standing.next_at;
+        engine.last_seq = standing.last_seq;
+        engine.out = standing.out;
+        engine
+    }
+
+    /// Where this engine stands, to go on from in another pass.
+    pub fn standing(&self) -> Standing {
+        debug_assert!(self.retired.is_empty(), "a Retire waits for its allocation");
+        Standing {
+            heap: self.heap.clone(),
+            rules: Some(self.rules),
+            next_marker: self.next_marker,
+            next_at: self.next_at,
+            last_seq: self.last_seq,
+            out: self.out.clone(),
+        }
     }
 
     /// The end of the events: markers and times after the last event, and

@@ -11,11 +11,13 @@
 //! record, or its process gone), one last pass writes the rest, the
 //! end-of-trace snapshot included, and reports as a plain replay does.
 //!
-//! Each round replays from the start of the trace: a round costs a full
-//! pass over what is there so far.
+//! Each round goes on from where the last one stood (the live blocks and
+//! the snapshot engine's state are kept between rounds), so a round costs
+//! only the events new since the last; only the records that can hold them
+//! are decoded.
 
 use crate::cli::ReplayArgs;
-use crate::pass;
+use crate::pass::{self, Followed};
 use crate::replay::{write, Span};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,14 +61,14 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let quiet = args.common.quiet;
     let pipeline = crate::threads::setup(args.common.threads)?;
     catch_interrupt();
-    let mut handled = 0usize;
-    let mut replayed_below = 0u64;
+    let mut followed = Followed::default();
     let mut said = false;
     loop {
         let trace = pass::open_trace(path)?;
         let Some(live) = trace.live else {
             // Finished: the rest, the end-of-trace snapshot and the report.
-            let done = write(&trace, &plan, args, pipeline, Span::Rest { skip: handled })?;
+            let skip = followed.snapshots();
+            let done = write(&trace, &plan, args, pipeline, Span::Rest { skip })?;
             if !quiet {
                 eprintln!(
                     "heapreplay: {}: the trace is finished; {} snapshots in all",
@@ -84,20 +86,20 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
             );
             said = true;
         }
-        if live.timed_below > replayed_below {
+        if live.timed_below > followed.replayed_below() {
             let span = Span::Until {
                 until: live.timed_below,
-                skip: handled,
+                followed: &mut followed,
             };
-            handled = write(&trace, &plan, args, pipeline, span)?.count;
-            replayed_below = live.timed_below;
+            write(&trace, &plan, args, pipeline, span)?;
         }
         drop(trace);
         if INTERRUPTED.load(Ordering::SeqCst) {
             if !quiet {
                 eprintln!(
-                    "heapreplay: {}: stopped; {handled} snapshots so far (run again to go on)",
-                    path.display()
+                    "heapreplay: {}: stopped; {} snapshots so far (run again to go on)",
+                    path.display(),
+                    followed.snapshots()
                 );
             }
             return Ok(ExitCode::from(EXIT_INTERRUPTED));

@@ -8,7 +8,8 @@ use heapreplay_engine::heap::Heap;
 use heapreplay_engine::interval_rules::Thresholds;
 use heapreplay_engine::maps::maps_at;
 use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
-use heapreplay_engine::snapshots::{Context, Outcome, PeakFinder, Snapshotter, Trigger};
+use heapreplay_engine::snapshots::{Context, Outcome, PeakFinder, Snapshotter, Standing, Trigger};
+use heapreplay_engine::trace::Carry;
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
 use heapreplay_outputs::profile::{Snapshot, SymbolizedStacks};
@@ -233,6 +234,7 @@ pub fn run_until(
     plan: &Plan,
     pipeline: bool,
     until: u64,
+    followed: &mut Followed,
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(), String> {
     let ctx = Context {
@@ -241,16 +243,35 @@ pub fn run_until(
         start_unix_ns: trace.info.start_unix_ns,
         clean_end: trace.end.is_some(),
     };
-    let mut engine = Snapshotter::new(ctx, plan, None, sink);
-    let pass = trace.for_each_event(pipeline, |e| {
-        if e.seq >= until {
-            return Err(None);
-        }
-        engine.event(e).map_err(Some)
-    });
-    match pass {
-        Ok(_) | Err(None) => Ok(()),
-        Err(Some(message)) => Err(message),
+    let mut engine = Snapshotter::resume(ctx, plan, followed.standing.clone(), sink);
+    let mut carry = followed.carry.clone();
+    trace.for_each_event_in(pipeline, &mut carry, Some(until), |e| {
+        engine.event(e)?;
+        Ok::<bool, String>(true)
+    })?;
+    followed.standing = engine.standing();
+    followed.carry = carry;
+    Ok(())
+}
+
+/// How far follow mode has replayed a growing trace: the live blocks and
+/// the snapshot engine's state after the events so far, so that each round
+/// replays only what is new.
+#[derive(Default)]
+pub struct Followed {
+    carry: Carry,
+    standing: Standing,
+}
+
+impl Followed {
+    /// Snapshot points made so far.
+    pub fn snapshots(&self) -> usize {
+        self.standing.snapshots()
+    }
+
+    /// Every event below this seq has been replayed.
+    pub fn replayed_below(&self) -> u64 {
+        self.carry.from
     }
 }
 

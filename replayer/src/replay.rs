@@ -147,13 +147,15 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
 }
 
 /// How much of the trace a [`write`] replays.
-#[derive(Debug, Clone, Copy)]
-pub enum Span {
+pub enum Span<'f> {
     /// All of it, with the end-of-trace snapshot and the report.
     Whole,
-    /// Follow mode, before the trace is finished: snapshot points before
-    /// the event at `until`, and only those after the first `skip`.
-    Until { until: u64, skip: usize },
+    /// Follow mode, before the trace is finished: the snapshot points from
+    /// where `followed` stands up to the event at `until`.
+    Until {
+        until: u64,
+        followed: &'f mut pass::Followed,
+    },
     /// Follow mode, once the trace is finished: all of it, but only the
     /// snapshots after the first `skip`.
     Rest { skip: usize },
@@ -175,15 +177,16 @@ pub fn write(
     plan: &heapreplay_engine::plan::Plan,
     args: &ReplayArgs,
     pipeline: bool,
-    span: Span,
+    span: Span<'_>,
 ) -> Result<Written, String> {
     let path = args.trace.as_deref().ok_or("no trace given")?;
     let quiet = args.common.quiet;
     let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
     let ext = extension(args.format);
-    let (skip, follow) = match span {
+    let (skip, follow) = match &span {
         Span::Whole => (0, None),
-        Span::Until { skip, .. } | Span::Rest { skip } => (skip, Some(quiet)),
+        Span::Until { followed, .. } => (followed.snapshots(), Some(quiet)),
+        Span::Rest { skip } => (*skip, Some(quiet)),
     };
     let writer = FileWriter {
         trace,
@@ -196,7 +199,12 @@ pub fn write(
         follow,
     };
     let (jobs, queue) = sync_channel::<Job>(QUEUED);
-    let mut count = 0usize;
+    // Snapshots are numbered from the first; a resumed pass goes on from
+    // where it stands.
+    let mut count = match &span {
+        Span::Until { followed, .. } => followed.snapshots(),
+        _ => 0,
+    };
     let (replayed, written) = std::thread::scope(|scope| {
         let writing = scope.spawn(move || writer.run(queue));
         let mut clock = SeqClock::new(&trace.clock);
@@ -224,12 +232,15 @@ pub fn write(
             Ok(Some(name))
         };
         let replayed = match span {
-            Span::Until { until, .. } => {
-                pass::run_until(trace, plan, pipeline, until, |heap, trigger, seq| {
-                    job(heap, trigger, seq).map(|_| ())
-                })
-                .map(|()| None)
-            }
+            Span::Until { until, followed } => pass::run_until(
+                trace,
+                plan,
+                pipeline,
+                until,
+                followed,
+                |heap, trigger, seq| job(heap, trigger, seq).map(|_| ()),
+            )
+            .map(|()| None),
             Span::Whole | Span::Rest { .. } => pass::run(
                 trace,
                 plan,

@@ -1,6 +1,7 @@
 //! Decoding one events record: its events, checked (stack ids, the sum of
 //! allocation sizes), ready for the merge.
 
+use super::pass::Span;
 use super::{EventsRef, Problem, Trace};
 use heapreplay_format::events::decode as decode_events;
 use heapreplay_format::header::RECORD_PREFIX_LEN;
@@ -23,7 +24,7 @@ pub(super) struct Run {
 impl Trace {
     /// Decodes one events record, checking its stack ids and adding up its
     /// allocation sizes.
-    pub(super) fn decode_record(&self, r: &EventsRef) -> Result<Run, Problem> {
+    pub(super) fn decode_record(&self, r: &EventsRef, span: Span) -> Result<Run, Problem> {
         let lost = |what: String| Problem {
             offset: r.offset,
             what: format!("events record skipped: {what}"),
@@ -55,6 +56,13 @@ impl Trace {
         // A live trace is read only as far as it is complete.
         if let Some(limit) = self.limit {
             events.truncate(events.partition_point(|e| e.seq < limit));
+        }
+        // A pass over a span of the trace takes only its events.
+        if let Some(until) = span.until {
+            events.truncate(events.partition_point(|e| e.seq < until));
+        }
+        if span.from > 0 {
+            events.drain(..events.partition_point(|e| e.seq < span.from));
         }
         // Frees have size 0 and stack 0: the sum and the check need no
         // branch on the kind (which would mispredict on every other event).

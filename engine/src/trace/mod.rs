@@ -15,7 +15,7 @@ mod pass;
 mod release;
 
 pub use open::io_text;
-pub use pass::Pass;
+pub use pass::{Carry, Pass};
 
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
@@ -81,6 +81,7 @@ impl MapsRecord {
 struct EventsRef {
     offset: u64,
     first_seq: u64,
+    last_seq: u64,
     tid: u32,
     count: u32,
 }

@@ -188,6 +188,7 @@ fn scan(bytes: &memmap2::Mmap) -> Scan<'_> {
                 events.push(EventsRef {
                     offset: rec.offset,
                     first_seq: rec.header.first_seq,
+                    last_seq: rec.header.last_seq,
                     tid: rec.header.tid,
                     count: rec.header.count,
                 });

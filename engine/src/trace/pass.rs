@@ -21,6 +21,24 @@ pub struct Pass {
     pub stopped: bool,
 }
 
+/// What a pass over one span of a trace hands on to the pass over the next
+/// span (follow mode, replaying a growing trace a part at a time): the live
+/// blocks, and where the next span starts.
+#[derive(Default, Clone)]
+pub struct Carry {
+    /// Every event below this seq has been replayed.
+    pub from: u64,
+    resolver: Resolver,
+    alloc_bytes: u64,
+}
+
+/// The events a pass replays: `from <= seq < until`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Span {
+    pub(super) from: u64,
+    pub(super) until: Option<u64>,
+}
+
 /// Why the merge stopped handing on events.
 enum Halt<E> {
     /// The caller needs no more events.
@@ -55,34 +73,66 @@ impl Trace {
         pipeline: bool,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
+        self.for_each_event_in(pipeline, &mut Carry::default(), None, f)
+    }
+
+    /// [`for_each_event_while`](Self::for_each_event_while) over the events
+    /// from `carry.from` up to (not including) `until`, starting with the
+    /// live blocks `carry` holds and leaving there those at the end; only
+    /// the records that can hold such events are decoded. Passes over
+    /// consecutive spans hand on exactly what one pass over the whole hands
+    /// on. (A pass stopped by `f` leaves `carry` as it found it.)
+    pub fn for_each_event_in<E>(
+        &self,
+        pipeline: bool,
+        carry: &mut Carry,
+        until: Option<u64>,
+        f: impl FnMut(&Event) -> Result<bool, E>,
+    ) -> Result<Pass, E> {
         /// Records decoded per batch: enough to keep every core busy.
         const BATCH: usize = 64;
-        let records = &self.events;
+        let span = Span {
+            from: carry.from,
+            until,
+        };
+        // Indices (in first-seq order) of the records with events in the span.
+        let records: Vec<usize> = (0..self.events.len())
+            .filter(|&i| {
+                let r = &self.events[i];
+                r.last_seq >= span.from && until.is_none_or(|u| r.first_seq < u)
+            })
+            .collect();
+        let records = &records;
+        // What must stay readable once the first `done` records are decoded.
+        let next = move |done: usize| records.get(done).copied().unwrap_or(self.events.len());
         if !pipeline {
             let mut released = 0;
-            let batches = records.iter().enumerate().map(|(i, r)| {
-                let decoded = self.decode_record(r);
+            let batches = records.iter().enumerate().map(|(i, &r)| {
+                let decoded = self.decode_record(&self.events[r], span);
                 if i % BATCH == BATCH - 1 {
-                    self.release(i + 1, &mut released);
+                    self.release(next(i + 1), &mut released);
                 }
                 (i + 1, vec![decoded])
             });
-            return self.replay_batches(batches, f);
+            return self.replay_batches(batches, records, carry, until, f);
         }
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             scope.spawn(move || {
                 let (mut done, mut released) = (0, 0);
                 for batch in records.chunks(BATCH) {
-                    let decoded: Vec<_> = batch.par_iter().map(|r| self.decode_record(r)).collect();
+                    let decoded: Vec<_> = batch
+                        .par_iter()
+                        .map(|&r| self.decode_record(&self.events[r], span))
+                        .collect();
                     done += batch.len();
-                    self.release(done, &mut released);
+                    self.release(next(done), &mut released);
                     if tx.send((done, decoded)).is_err() {
                         return;
                     }
                 }
             });
-            self.replay_batches(rx.into_iter(), f)
+            self.replay_batches(rx.into_iter(), records, carry, until, f)
         })
     }
 
@@ -92,11 +142,15 @@ impl Trace {
     fn replay_batches<E>(
         &self,
         batches: impl Iterator<Item = (usize, Vec<Result<Run, Problem>>)>,
+        records: &[usize],
+        carry: &mut Carry,
+        until: Option<u64>,
         mut f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
+        let whole = carry.from == 0 && until.is_none();
         let mut pass = Pass::default();
         let mut merge = Merge::default();
-        let mut resolver = Resolver::default();
+        let mut resolver = carry.resolver.clone();
         let mut call = |e: &Event| match f(e) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Halt::Enough),
@@ -111,7 +165,7 @@ impl Trace {
         };
         // Every allocation size accepted adds to this; a record that would
         // take it past 2^64 - 1 is damage, so no counter can overflow.
-        let mut alloc_bytes = 0u64;
+        let mut alloc_bytes = carry.alloc_bytes;
         // Allocations naming an undefined stack, and the first's record.
         let mut undefined: Option<(u64, u64)> = None;
         for (done, decoded) in batches {
@@ -139,7 +193,7 @@ impl Trace {
             }
             // Records come in first-seq order: nothing not yet decoded can
             // hold an event before the next record's first seq.
-            let drained = match self.events.get(done) {
+            let drained = match records.get(done).map(|&i| &self.events[i]) {
                 Some(next) => match next.first_seq.checked_sub(1) {
                     Some(through) => merge.drain_through(through, &mut each),
                     None => Ok(()),
@@ -175,7 +229,15 @@ impl Trace {
         if pass.stopped {
             return Ok(pass);
         }
-        Ok(self.check_complete(pass))
+        carry.resolver = resolver;
+        carry.alloc_bytes = alloc_bytes;
+        if let Some(until) = until {
+            carry.from = until;
+        }
+        if whole {
+            return Ok(self.check_complete(pass));
+        }
+        Ok(pass)
     }
 
     /// Adds a problem if the end record counts more events than were found.
