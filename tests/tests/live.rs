@@ -139,6 +139,15 @@ fn a_running_service_is_queried_and_matches_its_finished_trace() {
         assert!(r.stdout.contains("grow"), "{command}: {}", r.stdout);
         assert!(r.stderr.contains(&still), "{command}: {}", r.stderr);
     }
+    for args in [
+        &["diff", "--from", "marker:usr2", "trace.zst"][..],
+        &["timeline", "-o", "live.svg", "trace.zst"],
+        &["export", "--parquet", "-o", "live.parquet", "trace.zst"],
+    ] {
+        let r = work.heapreplay(args);
+        assert_eq!(r.code, 0, "{args:?} on a live trace: {}", r.stderr);
+        assert!(r.stderr.contains(&still), "{args:?}: {}", r.stderr);
+    }
 
     // The trace grows; the next query sees more.
     service.ask("grow 300");
