@@ -1,0 +1,171 @@
+//! The live-trace rules of FORMAT.md on crafted traces, with no timing in
+//! play: a trace without an End record whose file another process holds
+//! locked is read up to its newest Progress record's seq and no further;
+//! what follows that record (a record being written) is not damage, but
+//! damage before it is; once the lock is gone the same file is a trace cut
+//! short, whose torn tail is damage.
+
+use heapreplay_e2e::{hostile, Work};
+use heapreplay_engine::Trace;
+use heapreplay_format::info::to_bytes;
+use heapreplay_format::reader::{blank_header, encode_record, record_compressor, scan};
+use heapreplay_format::{ProgressInfo, RecordKind, RECORD_PREFIX_LEN};
+use std::os::fd::AsRawFd;
+
+/// The generator's valid trace without its End record, with a Progress
+/// record after the first `keep` events records, and half of another
+/// events record after it (a record being written). Returns the bytes, the
+/// Progress record's seq, and where in the bytes the events records before
+/// it are.
+fn live_bytes() -> (Vec<u8>, u64, Vec<std::ops::Range<usize>>) {
+    let case = hostile::named_case("valid", 11).unwrap();
+    let scanned = scan(&case.bytes);
+    let bytes_of = |r: &heapreplay_format::RawRecord| {
+        let start = r.offset as usize;
+        start..start + RECORD_PREFIX_LEN + r.payload.len()
+    };
+    let records: Vec<_> = scanned
+        .records
+        .iter()
+        .filter(|r| r.header.kind != RecordKind::End)
+        .collect();
+    let events: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].header.kind == RecordKind::Events)
+        .collect();
+    assert!(events.len() >= 4, "{} events records", events.len());
+    // Cut after half the events records: the mark is the lowest seq of
+    // every events record and marker after the cut.
+    let cut = events[events.len() / 2];
+    let mark = records[cut..]
+        .iter()
+        .filter(|r| matches!(r.header.kind, RecordKind::Events | RecordKind::Markers))
+        .map(|r| r.header.first_seq)
+        .min()
+        .unwrap();
+    let mut out = Vec::new();
+    let mut before = Vec::new();
+    for r in &records[..cut] {
+        let range = bytes_of(r);
+        if r.header.kind == RecordKind::Events {
+            before.push(out.len()..out.len() + range.len());
+        }
+        out.extend_from_slice(&case.bytes[range]);
+    }
+    let mut header = blank_header(RecordKind::Progress);
+    header.first_seq = mark;
+    header.last_seq = mark;
+    let payload = to_bytes(&ProgressInfo {
+        complete_below: mark,
+        ns: 5_000_000,
+    })
+    .unwrap();
+    let mut compressor = record_compressor(1).unwrap();
+    out.extend(encode_record(&mut compressor, header, &payload).unwrap());
+    for r in &records[cut..] {
+        out.extend_from_slice(&case.bytes[bytes_of(r)]);
+    }
+    // A record the recorder is still writing: only its first half is there.
+    let torn = bytes_of(records[events[events.len() - 1]]);
+    let half = torn.start + torn.len() / 2;
+    out.extend_from_slice(&case.bytes[torn.start..half]);
+    (out, mark, before)
+}
+
+/// Holds the file's exclusive lock, as a recorder writing it does, until
+/// dropped.
+struct Recorder {
+    _file: std::fs::File,
+}
+
+impl Recorder {
+    fn lock(path: &std::path::Path) -> Recorder {
+        let file = std::fs::File::open(path).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+        Recorder { _file: file }
+    }
+}
+
+/// Events the trace at `path`, read as a finished one, holds below `mark`.
+fn events_below(path: &std::path::Path, mark: u64) -> u64 {
+    let trace = Trace::open(path).unwrap();
+    assert!(trace.live.is_none());
+    let mut n = 0;
+    trace
+        .for_each_event(false, |e| {
+            if e.seq < mark && e.kind != heapreplay_format::EventKind::Retire {
+                n += 1;
+            }
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+    n
+}
+
+fn events_line(info: &str) -> &str {
+    info.lines().find(|l| l.starts_with("events:")).unwrap()
+}
+
+#[test]
+fn a_locked_trace_is_read_to_its_mark_and_its_torn_tail_is_no_damage() {
+    let work = Work::new("live_crafted");
+    let (bytes, mark, _) = live_bytes();
+    let path = work.path("live.zst");
+    std::fs::write(&path, &bytes).unwrap();
+    let expected = events_below(&path, mark);
+    assert!(expected > 10, "{expected} events below the mark");
+
+    let recorder = Recorder::lock(&path);
+    let info = work.heapreplay(&["info", "live.zst"]);
+    assert_eq!(info.code, 0, "{}{}", info.stdout, info.stderr);
+    assert!(
+        info.stdout
+            .contains("still being written by pid 4242; up to "),
+        "{}",
+        info.stdout
+    );
+    assert!(info.stdout.contains("damage:     none"), "{}", info.stdout);
+    assert!(
+        events_line(&info.stdout).starts_with(&format!("events:     {expected} ")),
+        "{} (expected {expected} events below seq {mark})",
+        events_line(&info.stdout)
+    );
+    let top = work.heapreplay(&["top", "live.zst"]);
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    drop(recorder);
+
+    // No longer locked: the same file is a trace cut short, torn tail and all.
+    let info = work.heapreplay(&["info", "live.zst"]);
+    assert_eq!(info.code, 3, "{}", info.stdout);
+    assert!(info.stdout.contains("cut short"), "{}", info.stdout);
+    assert!(
+        !info.stdout.contains("still being written"),
+        "{}",
+        info.stdout
+    );
+}
+
+#[test]
+fn damage_before_the_mark_of_a_locked_trace_is_damage() {
+    let work = Work::new("live_crafted_damage");
+    let (mut bytes, _, before) = live_bytes();
+    // A byte of the first events record's compressed payload.
+    let record = &before[0];
+    bytes[record.start + RECORD_PREFIX_LEN + 4] ^= 0x55;
+    let path = work.path("live.zst");
+    std::fs::write(&path, &bytes).unwrap();
+    let _recorder = Recorder::lock(&path);
+    let info = work.heapreplay(&["info", "live.zst"]);
+    assert_eq!(info.code, 3, "{}", info.stdout);
+    assert!(
+        info.stdout.contains("still being written"),
+        "{}",
+        info.stdout
+    );
+    assert!(
+        info.stdout
+            .contains(&format!("at offset {}:", record.start)),
+        "{}",
+        info.stdout
+    );
+}
