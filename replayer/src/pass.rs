@@ -245,12 +245,24 @@ pub fn run_until(
     };
     let mut engine = Snapshotter::resume(ctx, plan, followed.standing.clone(), sink);
     let mut carry = followed.carry.clone();
-    trace.for_each_event_in(pipeline, &mut carry, Some(until), |e| {
+    let pass = trace.for_each_event_in(pipeline, &mut carry, Some(until), |e| {
         engine.event(e)?;
         Ok::<bool, String>(true)
     })?;
     followed.standing = engine.standing();
     followed.carry = carry;
+    // Damage is said as soon as a round meets it (once); the final pass
+    // says it all again and exits with its status.
+    for p in trace.damage(&pass) {
+        if followed.said.insert(p.offset) {
+            eprintln!(
+                "heapreplay: {}: damaged at offset {}: {}",
+                trace.path.display(),
+                p.offset,
+                p.what
+            );
+        }
+    }
     Ok(())
 }
 
@@ -261,6 +273,8 @@ pub fn run_until(
 pub struct Followed {
     carry: Carry,
     standing: Standing,
+    /// Offsets of the damage already said.
+    said: std::collections::HashSet<u64>,
 }
 
 impl Followed {

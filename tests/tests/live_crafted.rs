@@ -7,7 +7,7 @@
 
 use heapreplay_e2e::{hostile, Work};
 use heapreplay_engine::Trace;
-use heapreplay_format::info::to_bytes;
+use heapreplay_format::info::{encode_clock, to_bytes};
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor, scan};
 use heapreplay_format::{ProgressInfo, RecordKind, RECORD_PREFIX_LEN};
 use std::os::fd::AsRawFd;
@@ -51,6 +51,17 @@ fn live_bytes() -> (Vec<u8>, u64, Vec<std::ops::Range<usize>>) {
         }
         out.extend_from_slice(&case.bytes[range]);
     }
+    // As the recorder ends a flush: a clock sample, then the Progress record.
+    let mut compressor = record_compressor(1).unwrap();
+    let mut clock = blank_header(RecordKind::Clock);
+    clock.first_seq = mark;
+    clock.last_seq = mark;
+    clock.count = 1;
+    let sample = [heapreplay_format::ClockSample {
+        seq: mark,
+        ns: 5_000_000,
+    }];
+    out.extend(encode_record(&mut compressor, clock, &encode_clock(&sample)).unwrap());
     let mut header = blank_header(RecordKind::Progress);
     header.first_seq = mark;
     header.last_seq = mark;
@@ -59,7 +70,6 @@ fn live_bytes() -> (Vec<u8>, u64, Vec<std::ops::Range<usize>>) {
         ns: 5_000_000,
     })
     .unwrap();
-    let mut compressor = record_compressor(1).unwrap();
     out.extend(encode_record(&mut compressor, header, &payload).unwrap());
     for r in &records[cut..] {
         out.extend_from_slice(&case.bytes[bytes_of(r)]);
@@ -167,5 +177,67 @@ fn damage_before_the_mark_of_a_locked_trace_is_damage() {
             .contains(&format!("at offset {}:", record.start)),
         "{}",
         info.stdout
+    );
+}
+
+/// A child process killed if the test fails before it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn follow_says_damage_before_the_mark_at_once_and_ends_with_status_3() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    let work = Work::new("live_crafted_follow");
+    let (mut bytes, _, before) = live_bytes();
+    let record = &before[0];
+    bytes[record.start + RECORD_PREFIX_LEN + 4] ^= 0x55;
+    let path = work.path("live.zst");
+    std::fs::write(&path, &bytes).unwrap();
+    let recorder = Recorder::lock(&path);
+    let mut follow = Child(
+        Command::new(heapreplay_e2e::heapreplay())
+            .args(["--follow", "-o", "f", "live.zst"])
+            .current_dir(&work.dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = BufReader::new(follow.0.stderr.take().unwrap());
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // While the trace is still held, the damage is said.
+    let damage = format!("damaged at offset {}:", record.start);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains(&damage)) {
+        match said.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("no damage said while the trace is held: {seen:?}"),
+        }
+    }
+    assert!(
+        follow.0.try_wait().unwrap().is_none(),
+        "--follow ended early: {seen:?}"
+    );
+    drop(recorder);
+    let status = follow.0.wait().unwrap();
+    seen.extend(said.iter());
+    assert_eq!(status.code(), Some(3), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("output above is partial")),
+        "{seen:?}"
     );
 }
