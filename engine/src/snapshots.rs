@@ -188,6 +188,18 @@ impl Standing {
     }
 }
 
+impl<'a> Context<'a> {
+    /// The context of an opened trace.
+    pub fn of(trace: &'a crate::Trace) -> Self {
+        Self {
+            markers: &trace.markers,
+            clock: &trace.clock,
+            start_unix_ns: trace.info.start_unix_ns,
+            clean_end: trace.end.is_some(),
+        }
+    }
+}
+
 /// The snapshot pass, fed one event at a time in sequence order; it calls
 /// `sink(heap, trigger, seq)` at each snapshot point of the plan, in time
 /// order (`seq` says which maps apply).

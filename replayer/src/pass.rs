@@ -131,12 +131,7 @@ fn run_while(
         None
     };
     let progress = RefCell::new(Progress::new(total, "replaying", quiet));
-    let ctx = Context {
-        markers: &trace.markers,
-        clock: &trace.clock,
-        start_unix_ns: trace.info.start_unix_ns,
-        clean_end: trace.end.is_some(),
-    };
+    let ctx = Context::of(trace);
     let mut engine = Snapshotter::new(ctx, plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
         sink(heap, trigger, seq, &progress.borrow())
     });
@@ -237,12 +232,7 @@ pub fn run_until(
     followed: &mut Followed,
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(), String> {
-    let ctx = Context {
-        markers: &trace.markers,
-        clock: &trace.clock,
-        start_unix_ns: trace.info.start_unix_ns,
-        clean_end: trace.end.is_some(),
-    };
+    let ctx = Context::of(trace);
     let mut engine = Snapshotter::resume(ctx, plan, followed.standing.clone(), sink);
     let mut carry = followed.carry.clone();
     let pass = trace.for_each_event_in(pipeline, &mut carry, Some(until), |e| {

@@ -54,23 +54,21 @@ impl FileWriter<'_> {
     fn write(&mut self, job: Job) -> Result<(), String> {
         let Some(quiet) = self.follow else {
             let name = job.name.clone();
-            let file = std::fs::File::create(&name)
-                .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
-            let mut out = BufWriter::new(file);
+            let failed = |e: std::io::Error| format!("{name}: cannot write: {}", io_text(&e));
+            let mut out = BufWriter::new(std::fs::File::create(&name).map_err(failed)?);
             return self
                 .format(&mut out, job)
                 .and_then(|_| out.flush())
-                .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)));
+                .map_err(failed);
         };
         let (name, reason) = (job.name.clone(), job.snapshot.reason.clone());
+        let failed = |e: std::io::Error| format!("{name}: cannot write: {}", io_text(&e));
         let mut bytes = Vec::new();
-        self.format(&mut bytes, job)
-            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
+        self.format(&mut bytes, job).map_err(failed)?;
         if std::fs::read(&name).is_ok_and(|old| old == bytes) {
             return Ok(());
         }
-        std::fs::write(&name, &bytes)
-            .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
+        std::fs::write(&name, &bytes).map_err(failed)?;
         if !quiet {
             eprintln!("Dumping heap profile to {name} ({reason})");
         }
@@ -183,10 +181,12 @@ pub fn write(
     let quiet = args.common.quiet;
     let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
     let ext = extension(args.format);
-    let (skip, follow) = match &span {
-        Span::Whole => (0, None),
-        Span::Until { followed, .. } => (followed.snapshots(), Some(quiet)),
-        Span::Rest { skip } => (*skip, Some(quiet)),
+    // Snapshots are numbered from the first: a resumed pass goes on from
+    // where it stands; a final pass in follow mode skips those handled.
+    let (mut count, skip, follow) = match &span {
+        Span::Whole => (0, 0, None),
+        Span::Until { followed, .. } => (followed.snapshots(), 0, Some(quiet)),
+        Span::Rest { skip } => (0, *skip, Some(quiet)),
     };
     let writer = FileWriter {
         trace,
@@ -199,12 +199,6 @@ pub fn write(
         follow,
     };
     let (jobs, queue) = sync_channel::<Job>(QUEUED);
-    // Snapshots are numbered from the first; a resumed pass goes on from
-    // where it stands.
-    let mut count = match &span {
-        Span::Until { followed, .. } => followed.snapshots(),
-        _ => 0,
-    };
     let (replayed, written) = std::thread::scope(|scope| {
         let writing = scope.spawn(move || writer.run(queue));
         let mut clock = SeqClock::new(&trace.clock);

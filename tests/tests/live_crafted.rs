@@ -13,7 +13,7 @@ use heapreplay_format::{ProgressInfo, RecordKind, RECORD_PREFIX_LEN};
 use std::os::fd::AsRawFd;
 
 /// The generator's valid trace without its End record, with a Progress
-/// record after the first `keep` events records, and half of another
+/// record after half of its events records, and half of another
 /// events record after it (a record being written). Returns the bytes, the
 /// Progress record's seq, and where in the bytes the events records before
 /// it are.
@@ -155,16 +155,22 @@ fn a_locked_trace_is_read_to_its_mark_and_its_torn_tail_is_no_damage() {
     );
 }
 
+/// `live.zst` in `work`: the live trace with a byte of its first events
+/// record's compressed payload flipped, held locked. Returns that record's
+/// offset and the lock.
+fn damaged_and_locked(work: &Work) -> (usize, Recorder) {
+    let (mut bytes, _, before) = live_bytes();
+    let record = before[0].start;
+    bytes[record + RECORD_PREFIX_LEN + 4] ^= 0x55;
+    let path = work.path("live.zst");
+    std::fs::write(&path, &bytes).unwrap();
+    (record, Recorder::lock(&path))
+}
+
 #[test]
 fn damage_before_the_mark_of_a_locked_trace_is_damage() {
     let work = Work::new("live_crafted_damage");
-    let (mut bytes, _, before) = live_bytes();
-    // A byte of the first events record's compressed payload.
-    let record = &before[0];
-    bytes[record.start + RECORD_PREFIX_LEN + 4] ^= 0x55;
-    let path = work.path("live.zst");
-    std::fs::write(&path, &bytes).unwrap();
-    let _recorder = Recorder::lock(&path);
+    let (damaged, _recorder) = damaged_and_locked(&work);
     let info = work.heapreplay(&["info", "live.zst"]);
     assert_eq!(info.code, 3, "{}", info.stdout);
     assert!(
@@ -173,8 +179,7 @@ fn damage_before_the_mark_of_a_locked_trace_is_damage() {
         info.stdout
     );
     assert!(
-        info.stdout
-            .contains(&format!("at offset {}:", record.start)),
+        info.stdout.contains(&format!("at offset {damaged}:")),
         "{}",
         info.stdout
     );
@@ -196,12 +201,7 @@ fn follow_says_damage_before_the_mark_at_once_and_ends_with_status_3() {
     use std::process::{Command, Stdio};
     use std::time::Duration;
     let work = Work::new("live_crafted_follow");
-    let (mut bytes, _, before) = live_bytes();
-    let record = &before[0];
-    bytes[record.start + RECORD_PREFIX_LEN + 4] ^= 0x55;
-    let path = work.path("live.zst");
-    std::fs::write(&path, &bytes).unwrap();
-    let recorder = Recorder::lock(&path);
+    let (damaged, recorder) = damaged_and_locked(&work);
     let mut follow = Child(
         Command::new(heapreplay_e2e::heapreplay())
             .args(["--follow", "-o", "f", "live.zst"])
@@ -220,7 +220,7 @@ fn follow_says_damage_before_the_mark_at_once_and_ends_with_status_3() {
         }
     });
     // While the trace is still held, the damage is said.
-    let damage = format!("damaged at offset {}:", record.start);
+    let damage = format!("damaged at offset {damaged}:");
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains(&damage)) {
         match said.recv_timeout(Duration::from_secs(20)) {

@@ -84,12 +84,7 @@ fn take(out: &mut Taken) -> impl FnMut(&Heap, &Trigger, u64) -> Result<(), ()> +
 fn a_resumed_snapshotter_makes_the_snapshots_of_one_pass() {
     let work = Work::new("spans_snapshots");
     let trace = valid_trace(&work);
-    let ctx = Context {
-        markers: &trace.markers,
-        clock: &trace.clock,
-        start_unix_ns: trace.info.start_unix_ns,
-        clean_end: trace.end.is_some(),
-    };
+    let ctx = Context::of(&trace);
     let mut plan = Plan {
         markers: vec![MarkerFilter::All],
         ..Plan::default()

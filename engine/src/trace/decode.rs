@@ -54,7 +54,7 @@ impl Trace {
         )
         .map_err(|e| lost(format!("{e} (its header says {} events)", header.count)))?;
         // A live trace is read only as far as it is complete.
-        if let Some(limit) = self.limit {
+        if let Some(limit) = self.limit() {
             events.truncate(events.partition_point(|e| e.seq < limit));
         }
         // A pass over a span of the trace takes only its events.

@@ -136,9 +136,6 @@ pub struct Trace {
     pub live: Option<Live>,
     /// The seqs of the Progress records, ascending.
     progress_marks: Vec<u64>,
-    /// Events at or above this seq are not read (a live trace's part not
-    /// known to be complete).
-    limit: Option<u64>,
     /// Byte offset of the end record.
     end_offset: u64,
     /// How events' stack ids map onto `stacks`.
@@ -154,6 +151,12 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Events at or above this seq are not read: a live trace's part not
+    /// known to be complete.
+    fn limit(&self) -> Option<u64> {
+        self.live.and_then(|l| l.complete_below)
+    }
+
     /// Everything found damaged: in opening the trace, and in `pass`, in
     /// file order.
     pub fn damage<'a>(&'a self, pass: &'a Pass) -> Vec<&'a Problem> {

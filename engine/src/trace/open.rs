@@ -95,7 +95,6 @@ impl Trace {
             end: meta.end,
             live,
             progress_marks: meta.progress_marks,
-            limit,
             end_offset: meta.end_offset,
             stack_ids,
             problems,
