@@ -19,7 +19,7 @@
 //! | a frame no packed step describes | the walk is redone by libgcc's unwinder, which takes the loader's lock | libgcc's own | no |
 //! | a stack new to this thread's cache | the stack-table mutex | yes, for a stack never seen (its frames and encoding) | no |
 //! | a thread's first event | the thread-registry mutex | yes (its buffer, caches and unwind state, about 118 KiB) | no |
-//! | a full buffer | the thread's spin lock while its bytes are swapped for a spare (no copy), then the queue mutex | yes (the next spare, 32 KiB, outside the spin lock) | only if more than 64 buffers are queued: the thread then writes the queue itself, under the output mutex |
+//! | a full buffer | the thread's spin lock while its bytes are swapped for a spare (no copy), and under it the queue mutex (the buffer is queued before the spin lock is let go, for the progress watermark) | yes (the next spare, 32 KiB, outside the spin lock) | only if more than 64 buffers are queued: the thread then writes the queue itself, under the output mutex |
 //! | an event after the final flush (later exit handlers) | the output mutex | yes | writes the record at once |
 
 #![allow(clippy::missing_safety_doc)] // each hook has exactly the C contract of the function it replaces
