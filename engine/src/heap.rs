@@ -73,6 +73,28 @@ impl Heap {
         self.totals.free_bytes += size;
     }
 
+    /// A heap with these per-stack counters (indexed by stack id); the
+    /// totals are their sums. `None` if they cannot be a heap's: a sum
+    /// overflows, or more was freed than allocated.
+    pub fn with_counters(per_stack: Vec<Counters>) -> Option<Self> {
+        let mut totals = Counters::default();
+        for c in &per_stack {
+            if c.frees > c.allocs || c.free_bytes > c.alloc_bytes {
+                return None;
+            }
+            totals.allocs = totals.allocs.checked_add(c.allocs)?;
+            totals.alloc_bytes = totals.alloc_bytes.checked_add(c.alloc_bytes)?;
+            totals.frees = totals.frees.checked_add(c.frees)?;
+            totals.free_bytes = totals.free_bytes.checked_add(c.free_bytes)?;
+        }
+        Some(Self { per_stack, totals })
+    }
+
+    /// Counters indexed by stack id (stacks that never allocated are zero).
+    pub fn counters(&self) -> &[Counters] {
+        &self.per_stack
+    }
+
     /// Totals over all stacks.
     pub fn totals(&self) -> &Counters {
         &self.totals

@@ -7,11 +7,14 @@
 //! merge), [`resolve`], [`heap`], [`snapshots`] (with [`interval_rules`] and
 //! the user's [`plan`]). Beside them: [`stack_table`] and [`stack_ids`] (the
 //! recorded stacks), [`maps`] (which memory maps apply at a point), [`clock`]
-//! (sequence numbers to times).
+//! (sequence numbers to times). [`index`] keeps checkpoints of the heap's
+//! state beside a trace, so that a point is replayed from the checkpoint
+//! before it.
 
 pub mod clock;
 pub mod compressed;
 pub mod heap;
+pub mod index;
 pub mod interval_rules;
 pub mod maps;
 pub mod plan;

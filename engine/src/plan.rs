@@ -216,6 +216,13 @@ impl Plan {
         self.markers.is_empty() && self.at.is_empty() && !self.peak
     }
 
+    /// True if any of gperftools' interval rules is on: their state at a
+    /// point depends on every event before it, so a pass for this plan
+    /// starts at the beginning, never at a checkpoint.
+    pub fn has_interval_rules(&self) -> bool {
+        self.thresholds != Thresholds::default()
+    }
+
     /// Whether to write the dump at the end of the trace.
     pub fn wants_exit(&self) -> bool {
         self.exit || self.gperftools_only()

@@ -37,6 +37,31 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// The live blocks: (address, size, stack), in no particular order.
+    pub fn blocks(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+        self.live
+            .iter()
+            .map(|(&addr, &(size, stack))| (addr, size, stack))
+    }
+
+    /// Live blocks, counted.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True when no block is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// A resolver holding these live blocks: (address, size, stack).
+    pub fn with_blocks(blocks: impl IntoIterator<Item = (u64, u64, u32)>) -> Self {
+        let blocks = blocks.into_iter();
+        let mut live = HashMap::with_capacity_and_hasher(blocks.size_hint().0, AddrHash);
+        live.extend(blocks.map(|(addr, size, stack)| (addr, (size, stack))));
+        Self { live }
+    }
+
     /// Resolves the next recorded event in sequence order, in place; returns
     /// the `Retire` event to hand on before it, if it overwrites a live block.
     #[inline]

@@ -123,6 +123,12 @@ pub struct PeakFinder {
 }
 
 impl PeakFinder {
+    /// A finder for the events after a point where `inuse` bytes were in
+    /// use (a checkpoint): it finds the peak of those events only.
+    pub fn starting_at(inuse: u64) -> Self {
+        Self { inuse, best: None }
+    }
+
     /// Takes the next resolved event in sequence order.
     #[inline]
     pub fn push(&mut self, e: &Event) {
@@ -341,6 +347,43 @@ where
         engine
     }
 
+    /// An engine that goes on from a checkpoint of the same trace: `heap`
+    /// after every event up to the one at `last_seq`. The plan must have no
+    /// interval rules (their state depends on every event before); what
+    /// the engine would have done up to there (markers, times and the peak
+    /// already passed) counts as done, so snapshots after it come out as
+    /// from the start, numbered alike.
+    pub fn resume_at(
+        ctx: Context<'a>,
+        plan: &'a Plan,
+        peak: Option<(u64, u64)>,
+        heap: Heap,
+        last_seq: u64,
+        sink: S,
+    ) -> Self {
+        debug_assert!(!plan.has_interval_rules());
+        let mut engine = Self::new(ctx, plan, peak, sink);
+        engine.heap = heap;
+        engine.last_seq = last_seq;
+        if last_seq == 0 {
+            return engine;
+        }
+        let ns = if engine.need_time {
+            engine.times.ns_at(last_seq)
+        } else {
+            0
+        };
+        engine.next_marker = engine.chosen.partition_point(|m| m.seq < last_seq);
+        engine.next_at = engine.at.partition_point(|&t| t < ns);
+        let peaked = engine.peak.is_some_and(|(seq, _)| seq <= last_seq);
+        engine.out.snapshots = engine.next_marker + engine.next_at + usize::from(peaked);
+        if peaked {
+            engine.peak = None;
+        }
+        engine.out.end_ns = ns;
+        engine
+    }
+
     /// Where this engine stands, to go on from in another pass.
     pub fn standing(&self) -> Standing {
         debug_assert!(self.retired.is_empty(), "a Retire waits for its allocation");
@@ -390,6 +433,25 @@ where
         }
         Ok(self.out)
     }
+}
+
+/// True if a snapshot of the plan falls at or before the event at
+/// `last_seq` (with `peak` where in-use bytes peak): a pass that must
+/// write every snapshot cannot start after that event.
+pub fn snapshot_by(ctx: Context<'_>, plan: &Plan, peak: Option<(u64, u64)>, last_seq: u64) -> bool {
+    let mut clock = SeqClock::new(ctx.clock);
+    let ns = clock.ns_at(last_seq);
+    let marker = ctx
+        .markers
+        .iter()
+        .any(|m| m.seq < last_seq && plan.markers.iter().any(|f| f.matches(m)));
+    let at = plan
+        .at
+        .iter()
+        .filter_map(|t| t.offset_ns(ctx.start_unix_ns))
+        .any(|t| t < ns);
+    let peaked = plan.peak && peak.is_some_and(|(seq, _)| seq <= last_seq);
+    (plan.has_interval_rules() && last_seq > 0) || marker || at || peaked
 }
 
 /// Replays `events` (all in memory) through an [`Snapshotter`].

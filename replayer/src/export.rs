@@ -99,6 +99,7 @@ mod parquet {
             &plan,
             pipeline,
             quiet,
+            pass::From::Beginning,
             |heap, trigger, seq, _| {
                 if let Some(message) = failed.borrow().clone() {
                     return Err(message);

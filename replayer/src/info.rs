@@ -2,8 +2,10 @@
 
 use crate::cli::InfoArgs;
 use heapreplay_engine::clock::{seconds, SeqClock};
+use heapreplay_engine::index::Index;
 use heapreplay_engine::plan::marker_label;
 use heapreplay_engine::snapshots::PeakFinder;
+use heapreplay_engine::Trace;
 use heapreplay_format::{EventKind, Marker};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -34,7 +36,9 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     let info = &trace.info;
     let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
     let mut peak = PeakFinder::default();
-    let pass = trace.for_each_event(crate::threads::setup(None)?, |e| {
+    let mut seek = crate::seek::Seek::new(&trace, false);
+    let start = heapreplay_engine::index::Start::beginning();
+    let pass = seek.pass(crate::threads::setup(None)?, start, |e| {
         match e.kind {
             EventKind::Alloc => {
                 allocs += 1;
@@ -44,7 +48,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             EventKind::Retire => {}
         }
         peak.push(e);
-        Ok::<(), String>(())
+        Ok::<bool, String>(true)
     })?;
     let end_ns = trace
         .end
@@ -102,6 +106,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             None => println!("end:        cut short (no end record: the process was killed or crashed); complete up to its last flush"),
         },
     }
+    println!("index:      {}", index_summary(&trace, seek.index()));
     let problems = trace.damage(&pass);
     if problems.is_empty() {
         println!("damage:     none");
@@ -115,4 +120,23 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         println!("  at offset {}: {}", p.offset, p.what);
     }
     Ok(ExitCode::from(3))
+}
+
+/// What the trace's index holds, in one line.
+fn index_summary(trace: &Trace, index: Option<&Index>) -> String {
+    let Some(index) = index else {
+        return match std::env::var_os("HEAPREPLAY_INDEX").is_some_and(|v| v == "off") {
+            true => "none (HEAPREPLAY_INDEX=off)".into(),
+            false => "none (the trace is short enough to replay whole)".into(),
+        };
+    };
+    let trace_len = std::fs::metadata(&trace.path).map_or(0, |m| m.len()).max(1);
+    let n = index.checkpoints().len();
+    format!(
+        "{n} checkpoint{}, {} ({:.1}% of the trace), {}",
+        if n == 1 { "" } else { "s" },
+        mib(index.size()),
+        index.size() as f64 * 100.0 / trace_len as f64,
+        index.path().display()
+    )
 }

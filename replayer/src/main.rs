@@ -11,6 +11,7 @@ mod pass;
 mod progress;
 mod record;
 mod replay;
+mod seek;
 mod shrink_guard;
 mod threads;
 #[cfg(feature = "chart")]

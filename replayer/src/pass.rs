@@ -3,12 +3,14 @@
 
 use crate::cli::{CommonArgs, RuleArgs};
 use crate::progress::Progress;
+use crate::seek::Seek;
 use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::heap::Heap;
+use heapreplay_engine::index::Start;
 use heapreplay_engine::interval_rules::Thresholds;
 use heapreplay_engine::maps::maps_at;
 use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
-use heapreplay_engine::snapshots::{Context, Outcome, PeakFinder, Snapshotter, Standing, Trigger};
+use heapreplay_engine::snapshots::{snapshot_by, Context, Outcome, Snapshotter, Standing, Trigger};
 use heapreplay_engine::trace::Carry;
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
@@ -87,56 +89,81 @@ fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> 
     Ok(())
 }
 
+/// Where a replaying pass may start.
+#[derive(Clone, Copy)]
+pub enum From<'a> {
+    /// At the beginning: the caller needs every event (a timeline, an export).
+    Beginning,
+    /// At the latest checkpoint before every snapshot of the plan: a replay.
+    BeforeSnapshots,
+    /// At the latest checkpoint this allows, given the seq of the last
+    /// event before it and where in-use bytes peak.
+    Where(&'a dyn Fn(u64, Option<(u64, u64)>) -> bool),
+}
+
 /// Replays `trace` under `plan`: `sink(heap, trigger, seq, progress)` at each
 /// snapshot point, `each(heap, event)` after every event. Returns what the pass
 /// found and the exit status (damage gives [`EXIT_DAMAGED`]), having told the
 /// user about a missing end, `--at` points past the end, and damage.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     trace: &Trace,
     plan: &Plan,
     pipeline: bool,
     quiet: bool,
+    from: From<'_>,
     sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
     each: impl FnMut(&Heap, &Event),
 ) -> Result<(Outcome, ExitCode), String> {
-    run_while(trace, plan, pipeline, quiet, sink, each, || false)
+    run_while(trace, plan, pipeline, quiet, from, sink, each, || false)
 }
 
 /// [`run`], stopping as soon as `enough()` is true after an event: the rest
 /// of the trace is then neither read nor reported on, and there is no
 /// end-of-trace snapshot.
+#[allow(clippy::too_many_arguments)]
 fn run_while(
     trace: &Trace,
     plan: &Plan,
     pipeline: bool,
     quiet: bool,
+    from: From<'_>,
     mut sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
     mut each: impl FnMut(&Heap, &Event),
     enough: impl Fn() -> bool,
 ) -> Result<(Outcome, ExitCode), String> {
     check_markers(trace, plan, quiet)?;
-    // The peak is only known after a whole pass: find it first if asked for.
+    let mut seek = Seek::new(trace, quiet);
+    // The peak is only known after a whole pass (or from the index).
     let total = trace.recorded_events();
     let peak = if plan.peak {
-        let mut finder = PeakFinder::default();
         let mut progress = Progress::new(total, "finding the peak", quiet);
-        trace.for_each_event(pipeline, |e| {
-            finder.push(e);
-            progress.tick();
-            Ok::<(), String>(())
-        })?;
+        let peak = seek.peak(pipeline, || progress.tick())?;
         progress.finish();
-        finder.peak()
+        peak
     } else {
         None
     };
-    let progress = RefCell::new(Progress::new(total, "replaying", quiet));
     let ctx = Context::of(trace);
-    let mut engine = Snapshotter::new(ctx, plan, peak, |heap: &Heap, trigger: &Trigger, seq| {
-        sink(heap, trigger, seq, &progress.borrow())
-    });
+    let start = match from {
+        _ if plan.has_interval_rules() => Start::beginning(),
+        From::Beginning => Start::beginning(),
+        From::BeforeSnapshots => seek.start(|l| !snapshot_by(ctx, plan, peak, l)),
+        From::Where(ok) => seek.start(|l| ok(l, peak)),
+    };
+    let progress = RefCell::new(Progress::new(
+        total.saturating_sub(start.events),
+        "replaying",
+        quiet,
+    ));
+    let sink = |heap: &Heap, trigger: &Trigger, seq| sink(heap, trigger, seq, &progress.borrow());
+    let mut engine = if start.is_checkpoint() {
+        Snapshotter::resume_at(ctx, plan, peak, start.heap.clone(), start.last_seq, sink)
+    } else {
+        Snapshotter::new(ctx, plan, peak, sink)
+    };
     let mut seen = 0u32;
-    let pass = trace.for_each_event_while(pipeline, |e| {
+    let pass = seek.pass(pipeline, start, |e| {
         seen += 1;
         if seen == 1 << 16 {
             progress.borrow_mut().add(u64::from(seen));
@@ -359,11 +386,21 @@ pub fn capture(
     // The pass stops once every point is taken: a point early in a long
     // trace costs only the part of the trace before it.
     let missing = std::cell::Cell::new(found.iter().filter(|s| s.is_none()).count());
+    // Start at the latest checkpoint before every point.
+    let before_all = |last_seq: u64, peak: Option<(u64, u64)>| {
+        targets.iter().all(|t| match t {
+            Target::Start | Target::Exit => true,
+            Target::Peak => peak.is_none_or(|(seq, _)| seq > last_seq),
+            Target::At(ns) => SeqClock::new(&trace.clock).ns_at(last_seq) <= *ns,
+            Target::MarkerSeq(seq) => last_seq <= *seq,
+        })
+    };
     let (outcome, code) = run_while(
         trace,
         &plan,
         pipeline,
         quiet,
+        From::Where(&before_all),
         |heap, trigger, seq, _| {
             let ns = trigger.ns().unwrap_or_else(|| clock.ns_at(seq));
             for (slot, target) in found.iter_mut().zip(&targets) {

@@ -240,6 +240,7 @@ pub fn write(
                 plan,
                 pipeline,
                 quiet,
+                pass::From::BeforeSnapshots,
                 |heap, trigger, seq, progress| {
                     if let Some(name) = job(heap, trigger, seq)? {
                         if !quiet && follow.is_none() {

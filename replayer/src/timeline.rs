@@ -77,6 +77,7 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         &plan,
         pipeline,
         quiet,
+        pass::From::Beginning,
         |heap, trigger, seq, _| {
             // Without rules the plan asks for the end of the trace only,
             // as gperftools dumps at exit: not worth a point unless asked.

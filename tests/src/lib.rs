@@ -6,6 +6,7 @@
 //! (`scripts/test` builds them first).
 
 pub mod hostile;
+pub mod service;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -182,6 +183,17 @@ impl Work {
     /// Runs `heapreplay` with `args` in this directory.
     pub fn heapreplay(&self, args: &[&str]) -> Ran {
         run(Command::new(heapreplay()).args(args).current_dir(&self.dir))
+    }
+
+    /// Runs `heapreplay` with `args` and environment variables `env` in
+    /// this directory.
+    pub fn heapreplay_env(&self, env: &[(&str, &str)], args: &[&str]) -> Ran {
+        let mut cmd = Command::new(heapreplay());
+        cmd.args(args).current_dir(&self.dir);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
     }
 
     /// Runs `heapreplay` with `args` in this directory; it must succeed.

@@ -5,62 +5,10 @@
 //! at a marker while the process runs is byte-identical to the same profile
 //! from the finished trace.
 
+use heapreplay_e2e::service::Service;
 use heapreplay_e2e::*;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// The running service, its commands and answers.
-struct Service {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Service {
-    fn start(work: &Work, exe: &std::path::Path) -> Service {
-        let mut child = Command::new(exe)
-            .current_dir(&work.dir)
-            .env("LD_PRELOAD", librecord())
-            .env("HEAPREPLAY_OUT", work.path("trace.zst"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the service");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Service {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    /// Sends one command and waits for its "ok".
-    fn ask(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{command}").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ok", "answer to {command}");
-    }
-
-    /// Ends the input and waits for a normal exit.
-    fn stop(mut self) {
-        drop(self.stdin.take());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the service ended with {status}");
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Asserts two files are equal, naming the first line that differs.
 fn assert_same_text(a: &std::path::Path, b: &std::path::Path) {

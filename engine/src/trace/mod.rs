@@ -179,6 +179,23 @@ impl Trace {
         &self.maps[..self.maps.partition_point(|m| m.seq < bound)]
     }
 
+    /// One past the highest seq an events record holds (as far as the
+    /// trace is read): a pass from here on would find nothing.
+    pub fn seq_end(&self) -> u64 {
+        let end = self
+            .events
+            .iter()
+            .map(|r| r.last_seq.saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        self.limit().map_or(end, |limit| end.min(limit))
+    }
+
+    /// The trace file's bytes, as long as it was when opened.
+    pub(crate) fn file_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Events the trace's events records say they hold.
     pub fn recorded_events(&self) -> u64 {
         self.events.iter().map(|r| u64::from(r.count)).sum()

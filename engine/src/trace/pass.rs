@@ -32,6 +32,28 @@ pub struct Carry {
     alloc_bytes: u64,
 }
 
+impl Carry {
+    /// What a pass over the events below `from` hands on: these live
+    /// blocks, and the sum of every allocation size below `from`.
+    pub fn at(from: u64, resolver: Resolver, alloc_bytes: u64) -> Self {
+        Self {
+            from,
+            resolver,
+            alloc_bytes,
+        }
+    }
+
+    /// The live blocks.
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The sum of every allocation size replayed.
+    pub fn alloc_bytes(&self) -> u64 {
+        self.alloc_bytes
+    }
+}
+
 /// The events a pass replays: `from <= seq < until`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span {
@@ -73,7 +95,11 @@ impl Trace {
         pipeline: bool,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        self.for_each_event_in(pipeline, &mut Carry::default(), None, f)
+        let pass = self.for_each_event_in(pipeline, &mut Carry::default(), None, f)?;
+        if pass.stopped {
+            return Ok(pass);
+        }
+        Ok(self.check_complete(pass))
     }
 
     /// [`for_each_event_while`](Self::for_each_event_while) over the events
@@ -147,7 +173,6 @@ impl Trace {
         until: Option<u64>,
         mut f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let whole = carry.from == 0 && until.is_none();
         let mut pass = Pass::default();
         let mut merge = Merge::default();
         let mut resolver = carry.resolver.clone();
@@ -234,14 +259,12 @@ impl Trace {
         if let Some(until) = until {
             carry.from = until;
         }
-        if whole {
-            return Ok(self.check_complete(pass));
-        }
         Ok(pass)
     }
 
-    /// Adds a problem if the end record counts more events than were found.
-    fn check_complete(&self, mut pass: Pass) -> Pass {
+    /// Adds a problem if the end record counts more events than `pass`
+    /// (a pass over the whole trace) found.
+    pub(crate) fn check_complete(&self, mut pass: Pass) -> Pass {
         if let Some(end) = &self.end {
             if pass.events < end.events && pass.problems.is_empty() && self.problems.is_empty() {
                 pass.problems.push(Problem {
