@@ -137,12 +137,24 @@ pub fn scan(bytes: &[u8]) -> Scan<'_> {
 /// record starts another trace (files concatenated): the scan stops there.
 pub fn scan_with<'a>(
     bytes: &'a [u8],
+    progress: impl FnMut(usize),
+    record: impl FnMut(RawRecord<'a>),
+) -> Findings {
+    scan_from(bytes, 0, progress, record)
+}
+
+/// [`scan_with`] from offset `start`, a record boundary after the records
+/// before it were read (from an index of them): only what follows is
+/// scanned.
+pub fn scan_from<'a>(
+    bytes: &'a [u8],
+    start: usize,
     mut progress: impl FnMut(usize),
     mut record: impl FnMut(RawRecord<'a>),
 ) -> Findings {
     let mut out = Findings::default();
-    let mut pos = 0usize;
-    let mut seen_record = false;
+    let mut pos = start;
+    let mut seen_record = start > 0;
     while pos < bytes.len() {
         progress(pos);
         let header = RecordHeader::decode(&bytes[pos..]);

@@ -119,6 +119,8 @@ pub enum Format {
 pub struct RuleArgs {
     /// A profile every SIZE bytes allocated (gperftools'
     /// HEAP_PROFILE_ALLOCATION_INTERVAL). Units: B, KB, MB, GB (binary: 1MB = 2^20).
+    /// The four interval rules depend on every event before a point, so a
+    /// replay with any of them reads the trace from the start.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Snapshot rules")]
     pub interval: Option<u64>,
 
@@ -137,7 +139,9 @@ pub struct RuleArgs {
     pub time_interval: Option<u64>,
 
     /// A profile at each marker: a signal (usr1, usr2, SIGUSR2, 12, rtmin+3),
-    /// the name given to heapreplay_marker(), or `all`. Repeatable.
+    /// the name given to heapreplay_marker(), or `all`. Repeatable. This rule,
+    /// --at and --at-peak start from the trace's index (TRACE.idx): at the
+    /// checkpoint before their first point.
     #[arg(long, value_name = "NAME", value_parser = parse_marker, help_heading = "Snapshot rules")]
     pub at_marker: Vec<MarkerFilter>,
 

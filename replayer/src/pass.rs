@@ -48,7 +48,11 @@ pub fn open(path: &std::path::Path, common: &CommonArgs) -> Result<(Trace, bool)
 /// (see [`crate::shrink_guard`]).
 pub fn open_trace(path: &std::path::Path) -> Result<Trace, String> {
     crate::shrink_guard::watch(path);
-    Trace::open(path).map_err(|e| e.to_string())
+    let opened = match crate::seek::enabled() {
+        true => Trace::open_indexed(path),
+        false => Trace::open(path),
+    };
+    opened.map_err(|e| e.to_string())
 }
 
 /// Resolves the trace's stacks against the maps recorded over its whole run.

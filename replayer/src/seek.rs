@@ -11,6 +11,11 @@ use heapreplay_engine::trace::Pass;
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
 
+/// True unless `HEAPREPLAY_INDEX=off`.
+pub fn enabled() -> bool {
+    std::env::var_os("HEAPREPLAY_INDEX").is_none_or(|v| v != "off")
+}
+
 /// A trace with its index, if it has a usable one.
 pub struct Seek<'t> {
     trace: &'t Trace,
@@ -25,7 +30,7 @@ impl<'t> Seek<'t> {
     /// `trace` and its index.
     pub fn new(trace: &'t Trace, quiet: bool) -> Self {
         let setting = std::env::var_os("HEAPREPLAY_INDEX");
-        let enabled = setting.as_ref().is_none_or(|v| v != "off");
+        let enabled = enabled();
         let explain = setting.is_some_and(|v| v == "explain");
         let spacing = std::env::var("HEAPREPLAY_CHECKPOINT_EVERY")
             .ok()

@@ -3,7 +3,8 @@
 use super::{file, places, state, Checkpoint, Identity, Index, Start, Table};
 use crate::heap::Heap;
 use crate::snapshots::PeakFinder;
-use crate::trace::Carry;
+use crate::resolve::Resolver;
+use crate::trace::Watcher;
 use crate::Trace;
 use heapreplay_format::{Event, EventKind};
 use std::path::PathBuf;
@@ -26,6 +27,8 @@ pub struct Builder {
     /// Trace bytes per seq, averaged over the trace: to keep the index small.
     bytes_per_seq: f64,
     next_spacing: u64,
+    /// The seq at or after which the next checkpoint is taken.
+    wanted: u64,
     heap: Heap,
     peak: PeakFinder,
     last_seq: u64,
@@ -78,6 +81,7 @@ impl Builder {
             spacing: spacing.max(1),
             bytes_per_seq: trace.file_bytes().len() as f64 / seq_end as f64,
             next_spacing: spacing.max(1),
+            wanted: start.carry.from.saturating_add(spacing.max(1)),
             heap: start.heap.clone(),
             peak: PeakFinder::starting_at(start.heap.totals().inuse_bytes()),
             last_seq: start.last_seq,
@@ -90,27 +94,12 @@ impl Builder {
         })
     }
 
-    /// Where the next checkpoint goes, for a pass now at `from`.
-    pub(super) fn next_checkpoint(&self, from: u64) -> u64 {
-        from.saturating_add(self.next_spacing)
-    }
-
-    /// Takes the next resolved event.
-    #[inline]
-    pub(super) fn event(&mut self, e: &Event) {
-        self.heap.apply(e);
-        self.peak.push(e);
-        if e.kind != EventKind::Retire {
-            self.last_seq = e.seq;
-            self.events += 1;
-        }
-    }
-
-    /// Takes a checkpoint where the pass stands (`carry`).
-    pub(super) fn checkpoint(&mut self, carry: &Carry) {
+    /// Takes a checkpoint at `seq`: every event below it seen, none after;
+    /// `resolver` holds the live blocks.
+    fn take(&mut self, seq: u64, resolver: &Resolver) {
         let inuse = self.heap.totals().inuse_bytes();
         let peak = std::mem::replace(&mut self.peak, PeakFinder::starting_at(inuse)).peak();
-        let Some(bytes) = self.encode(carry) else {
+        let Some(bytes) = self.encode(resolver) else {
             self.failed = true;
             return;
         };
@@ -118,11 +107,13 @@ impl Builder {
         // stretch of trace it saves replaying.
         let by_size = (SIZE_RATIO * bytes.0) as f64 / self.bytes_per_seq.max(0.01);
         self.next_spacing = self.spacing.max(by_size as u64);
+        self.wanted = seq.saturating_add(self.next_spacing);
         self.made.push(Checkpoint {
-            seq: carry.from,
+            seq,
             last_seq: self.last_seq,
             events: self.events,
-            alloc_bytes: carry.alloc_bytes(),
+            // Frees add nothing to the pass's sum of allocation sizes.
+            alloc_bytes: self.heap.totals().alloc_bytes,
             peak,
             state_offset: self.spooled - bytes.0,
             state_len: bytes.0,
@@ -130,10 +121,10 @@ impl Builder {
         });
     }
 
-    /// Encodes the state at `carry` into the spool: (its length, its
-    /// length before compression).
-    fn encode(&mut self, carry: &Carry) -> Option<(u64, u64)> {
-        let (bytes, raw_len) = state::encode(carry.resolver(), &self.heap).ok()?;
+    /// Encodes the state (with `resolver`'s live blocks) into the spool:
+    /// (its length, its length before compression).
+    fn encode(&mut self, resolver: &Resolver) -> Option<(u64, u64)> {
+        let (bytes, raw_len) = state::encode(resolver, &self.heap).ok()?;
         if self.spool.is_none() {
             let place = match &self.base {
                 Some((path, _, _)) => vec![path.clone()],
@@ -174,7 +165,8 @@ impl Builder {
             (false, Some(last)) => (last.seq, None),
             (false, None) => return Ok(None),
         };
-        let identity = Identity::of(trace);
+        let identity = Identity::of(trace.file_bytes());
+        let scan = trace.scan_cache();
         let Some((spool, path)) = self.spool.as_ref() else {
             // No checkpoint made: only an index already there may learn
             // that its end was reached.
@@ -184,6 +176,7 @@ impl Builder {
                     table.identity = identity;
                     table.covered_seq = covered_seq;
                     table.end_peak = end_peak;
+                    table.scan = scan;
                     let spool = file::spool(&path)?;
                     let written = file::append(&path, table_offset, &mut table, first_new, &spool)?;
                     Ok(written.then_some(path))
@@ -198,6 +191,7 @@ impl Builder {
                     covered_seq,
                     end_peak,
                     checkpoints: self.made,
+                    scan,
                 };
                 file::create(path, &mut table, spool)?;
                 Ok(Some(path.clone()))
@@ -207,10 +201,31 @@ impl Builder {
                 table.identity = identity;
                 table.covered_seq = covered_seq;
                 table.end_peak = end_peak;
+                table.scan = scan;
                 table.checkpoints.extend(self.made);
                 let written = file::append(&path, table_offset, &mut table, first_new, spool)?;
                 Ok(written.then_some(path))
             }
         }
+    }
+}
+
+impl Watcher for Builder {
+    #[inline]
+    fn event(&mut self, e: &Event) {
+        self.heap.apply(e);
+        self.peak.push(e);
+        if e.kind != EventKind::Retire {
+            self.last_seq = e.seq;
+            self.events += 1;
+        }
+    }
+
+    fn wanted(&self) -> u64 {
+        self.wanted
+    }
+
+    fn checkpoint(&mut self, seq: u64, resolver: &Resolver) {
+        self.take(seq, resolver);
     }
 }

@@ -9,6 +9,7 @@
 //! ```
 
 use super::{Checkpoint, Identity, Table};
+use crate::trace::{EventsRef, ScanCache};
 use heapreplay_format::varint::{self, Reader};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -186,8 +187,6 @@ fn encode_table(t: &Table) -> Vec<u8> {
     let id = &t.identity;
     for v in [
         TABLE_VERSION,
-        u64::from(id.pid),
-        id.start_unix_ns,
         id.covered_len,
         u64::from(id.head_crc),
         u64::from(id.tail_crc),
@@ -211,7 +210,81 @@ fn encode_table(t: &Table) -> Vec<u8> {
         }
         push_peak(&mut out, cp.peak);
     }
+    push_scan(&mut out, t.scan.as_ref());
     out
+}
+
+/// The scan cache: events records by delta from the one before (offsets
+/// and first seqs zigzag-encoded), then the other records' offsets.
+fn push_scan(out: &mut Vec<u8>, scan: Option<&ScanCache>) {
+    let Some(scan) = scan else {
+        varint::push(out, 0);
+        return;
+    };
+    varint::push(out, 1);
+    varint::push(out, scan.resume);
+    varint::push(out, scan.events.len() as u64);
+    let (mut offset, mut first) = (0u64, 0u64);
+    for r in &scan.events {
+        varint::push(out, varint::zigzag(r.offset.wrapping_sub(offset) as i64));
+        varint::push(out, varint::zigzag(r.first_seq.wrapping_sub(first) as i64));
+        varint::push(out, r.last_seq.wrapping_sub(r.first_seq));
+        varint::push(out, u64::from(r.tid));
+        varint::push(out, u64::from(r.count));
+        (offset, first) = (r.offset, r.first_seq);
+    }
+    varint::push(out, scan.others.len() as u64);
+    let mut previous = 0;
+    for &o in &scan.others {
+        varint::push(out, o - previous);
+        previous = o;
+    }
+}
+
+fn read_scan(r: &mut Reader<'_>, room: usize) -> Option<Option<ScanCache>> {
+    if r.u64().ok()? == 0 {
+        return Some(None);
+    }
+    let resume = r.u64().ok()?;
+    let count = r.u64().ok()?;
+    if count > room as u64 / 5 {
+        return None;
+    }
+    let mut events = Vec::with_capacity(count as usize);
+    let (mut offset, mut first) = (0u64, 0u64);
+    for _ in 0..count {
+        offset = offset.wrapping_add(varint::unzigzag(r.u64().ok()?) as u64);
+        first = first.wrapping_add(varint::unzigzag(r.u64().ok()?) as u64);
+        let last_seq = first.checked_add(r.u64().ok()?)?;
+        events.push(EventsRef {
+            offset,
+            first_seq: first,
+            last_seq,
+            tid: r.u32().ok()?,
+            count: r.u32().ok()?,
+        });
+        if offset >= resume {
+            return None;
+        }
+    }
+    let count = r.u64().ok()?;
+    if count > room as u64 {
+        return None;
+    }
+    let mut others = Vec::with_capacity(count as usize);
+    let mut previous = 0u64;
+    for _ in 0..count {
+        previous = previous.checked_add(r.u64().ok()?)?;
+        if previous >= resume {
+            return None;
+        }
+        others.push(previous);
+    }
+    Some(Some(ScanCache {
+        resume,
+        events,
+        others,
+    }))
 }
 
 fn push_peak(out: &mut Vec<u8>, peak: Option<(u64, u64)>) {
@@ -241,8 +314,6 @@ fn decode_table(raw: &[u8], table_offset: u64) -> Option<Table> {
         return None;
     }
     let identity = Identity {
-        pid: r.u32().ok()?,
-        start_unix_ns: r.u64().ok()?,
         covered_len: r.u64().ok()?,
         head_crc: r.u32().ok()?,
         tail_crc: r.u32().ok()?,
@@ -275,7 +346,8 @@ fn decode_table(raw: &[u8], table_offset: u64) -> Option<Table> {
         }
         checkpoints.push(cp);
     }
-    if !r.is_empty() {
+    let scan = read_scan(&mut r, raw.len())?;
+    if !r.is_empty() || scan.as_ref().is_some_and(|s| s.resume > identity.covered_len) {
         return None;
     }
     Some(Table {
@@ -283,6 +355,7 @@ fn decode_table(raw: &[u8], table_offset: u64) -> Option<Table> {
         covered_seq,
         end_peak,
         checkpoints,
+        scan,
     })
 }
 

@@ -23,7 +23,7 @@ mod state;
 pub use build::{Builder, DEFAULT_SPACING};
 
 use crate::heap::Heap;
-use crate::trace::{Carry, Pass};
+use crate::trace::{Carry, Pass, ScanCache};
 use crate::Trace;
 use heapreplay_format::Event;
 use std::path::{Path, PathBuf};
@@ -31,11 +31,11 @@ use std::path::{Path, PathBuf};
 /// Bytes at each end of the covered part that the identity check reads.
 const CHECKED_BYTES: u64 = 64 << 10;
 
-/// Which trace an index was built from, and how far it read.
+/// Which trace an index was built from, and how far it read: the trace's
+/// first bytes (its FileInfo record: process, command, start time) and the
+/// bytes before where it stopped, by checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Identity {
-    pid: u32,
-    start_unix_ns: u64,
     /// The trace's length when the index was last written.
     covered_len: u64,
     /// CRC-32 of the first bytes (up to [`CHECKED_BYTES`]).
@@ -45,23 +45,27 @@ struct Identity {
 }
 
 impl Identity {
-    /// The identity of `trace` as it is now.
-    fn of(trace: &Trace) -> Self {
-        Self::at(trace, trace.file_bytes().len() as u64).expect("the whole file is there")
+    /// The identity of the trace whose file holds `bytes` now.
+    fn of(bytes: &[u8]) -> Self {
+        Self::at(bytes, bytes.len() as u64).expect("the whole file is there")
     }
 
-    /// The identity `trace` had when it was `len` bytes long; `None` if it
-    /// is shorter now.
-    fn at(trace: &Trace, len: u64) -> Option<Self> {
-        let bytes = trace.file_bytes().get(..usize::try_from(len).ok()?)?;
+    /// The identity the trace had when it was `len` bytes long; `None` if
+    /// it is shorter now.
+    fn at(bytes: &[u8], len: u64) -> Option<Self> {
+        let bytes = bytes.get(..usize::try_from(len).ok()?)?;
         let n = bytes.len().min(CHECKED_BYTES as usize);
         Some(Self {
-            pid: trace.info.pid,
-            start_unix_ns: trace.info.start_unix_ns,
             covered_len: len,
             head_crc: crc32fast::hash(&bytes[..n]),
             tail_crc: crc32fast::hash(&bytes[bytes.len() - n..]),
         })
+    }
+
+    /// True if the trace whose file holds `bytes` is the one this was
+    /// taken of, grown or not.
+    fn matches(&self, bytes: &[u8]) -> bool {
+        Self::at(bytes, self.covered_len).as_ref() == Some(self)
     }
 }
 
@@ -96,6 +100,8 @@ struct Table {
     /// and `covered_seq`.
     end_peak: Option<(u64, u64)>,
     checkpoints: Vec<Checkpoint>,
+    /// What scanning the trace's first part found.
+    scan: Option<ScanCache>,
 }
 
 /// Where a pass starts: the beginning of the trace, or a checkpoint.
@@ -151,7 +157,7 @@ impl Index {
         places(&trace.path).into_iter().find_map(|path| {
             let opened = file::open(&path)?;
             let id = opened.table.identity;
-            let usable = Identity::at(trace, id.covered_len) == Some(id)
+            let usable = id.matches(trace.file_bytes())
                 && trace.problems.iter().all(|p| p.offset >= id.covered_len);
             let size = opened.file.metadata().ok()?.len();
             usable.then_some(Index { path, opened, size })
@@ -227,6 +233,18 @@ impl Index {
     }
 }
 
+/// What the index of the trace at `path` (whose file holds `bytes`) says
+/// scanning its first part found, if it was built from this very trace.
+pub(crate) fn cached_scan(path: &Path, bytes: &[u8]) -> Option<ScanCache> {
+    places(path).into_iter().find_map(|p| {
+        let table = file::open(&p)?.table;
+        if !table.identity.matches(bytes) {
+            return None;
+        }
+        table.scan
+    })
+}
+
 /// The first of the highest of spans' peaks, in order: what one pass over
 /// all the spans finds.
 pub fn peak_of(peaks: impl IntoIterator<Item = Option<(u64, u64)>>) -> Option<(u64, u64)> {
@@ -267,37 +285,16 @@ pub fn places(trace: &Path) -> Vec<PathBuf> {
 impl Trace {
     /// [`Trace::for_each_event_while`] from `start` (the beginning or a
     /// checkpoint) to the end of the trace, or until `f` returns false.
-    /// With a `builder`, the pass is made in spans between the checkpoints
-    /// the builder takes; the events handed on are the same.
+    /// A `builder` sees every event and takes checkpoints as the pass goes.
     pub fn for_each_event_from<E>(
         &self,
         pipeline: bool,
         start: &mut Start,
-        mut builder: Option<&mut Builder>,
-        mut f: impl FnMut(&Event) -> Result<bool, E>,
+        builder: Option<&mut Builder>,
+        f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let mut pass = Pass::default();
-        let end = self.seq_end();
-        loop {
-            let until = builder
-                .as_ref()
-                .map(|b| b.next_checkpoint(start.carry.from))
-                .filter(|&u| u < end);
-            let part = match builder.as_deref_mut() {
-                Some(b) => self.for_each_event_in(pipeline, &mut start.carry, until, |e| {
-                    b.event(e);
-                    f(e)
-                })?,
-                None => self.for_each_event_in(pipeline, &mut start.carry, until, &mut f)?,
-            };
-            pass.events += part.events;
-            pass.problems.extend(part.problems);
-            pass.stopped = part.stopped;
-            match (until, builder.as_deref_mut()) {
-                (Some(_), Some(b)) if !pass.stopped => b.checkpoint(&start.carry),
-                _ => break,
-            }
-        }
+        let watcher = builder.map(|b| b as &mut dyn crate::trace::Watcher);
+        let mut pass = self.for_each_event_watched(pipeline, &mut start.carry, None, watcher, f)?;
         pass.events += start.events;
         if !pass.stopped {
             return Ok(self.check_complete(pass));

@@ -16,6 +16,8 @@ mod release;
 
 pub use open::io_text;
 pub use pass::{Carry, Pass};
+pub(crate) use pass::Watcher;
+
 
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
@@ -78,12 +80,26 @@ impl MapsRecord {
 /// Where an events record is, and what the pass needs of its header without
 /// reading it again (the rest is read from the file when it is decoded).
 /// Kept small: a trace of billions of events has hundreds of thousands.
-struct EventsRef {
-    offset: u64,
-    first_seq: u64,
-    last_seq: u64,
-    tid: u32,
-    count: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventsRef {
+    pub(crate) offset: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) tid: u32,
+    pub(crate) count: u32,
+}
+
+/// What scanning a trace's first `resume` bytes found, kept in its index
+/// so that opening it again scans only what follows: its events records,
+/// and the offsets of its other records (read again from the trace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScanCache {
+    /// A record boundary: everything before it is described here.
+    pub(crate) resume: u64,
+    /// The events records before `resume`, in first-seq order.
+    pub(crate) events: Vec<EventsRef>,
+    /// The offsets of the other records before `resume`, ascending.
+    pub(crate) others: Vec<u64>,
 }
 
 /// A trace whose recording process still holds it open: it has no End
@@ -143,6 +159,14 @@ pub struct Trace {
     /// Damage found so far (scanning, decoding).
     pub problems: Vec<Problem>,
     events: Vec<EventsRef>,
+    /// Events records at or past a live trace's limit: not read now.
+    beyond_limit: Vec<EventsRef>,
+    /// The offsets of every record but the events records, ascending.
+    other_offsets: Vec<u64>,
+    /// How far the scan's findings may be kept in an index: to the end of
+    /// an intact trace, to the newest Progress record of a live one; `None`
+    /// if damage was found.
+    cacheable_until: Option<u64>,
     /// For each index into `events`, the lowest file offset of it and every
     /// record after it: what must stay readable once the records before it
     /// are decoded.
@@ -189,6 +213,25 @@ impl Trace {
             .max()
             .unwrap_or(0);
         self.limit().map_or(end, |limit| end.min(limit))
+    }
+
+    /// What the scan found up to where it may be kept in an index.
+    pub(crate) fn scan_cache(&self) -> Option<ScanCache> {
+        let resume = self.cacheable_until?;
+        let mut events: Vec<EventsRef> = self
+            .events
+            .iter()
+            .chain(&self.beyond_limit)
+            .filter(|r| r.offset < resume)
+            .copied()
+            .collect();
+        events.sort_by_key(|r| r.first_seq);
+        let others = self.other_offsets.iter().copied().filter(|&o| o < resume).collect();
+        Some(ScanCache {
+            resume,
+            events,
+            others,
+        })
     }
 
     /// The trace file's bytes, as long as it was when opened.

@@ -7,7 +7,10 @@ use crate::stack_ids::StackIds;
 use crate::stack_table::{Defined, StackTable};
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
-use heapreplay_format::reader::{scan_with, Findings};
+use heapreplay_format::header::RECORD_PREFIX_LEN;
+use heapreplay_format::reader::{scan_from, Findings};
+use heapreplay_format::RecordHeader;
+use super::ScanCache;
 use heapreplay_format::{
     ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind, FORMAT_VERSION,
     OLDEST_READ_VERSION,
@@ -17,17 +20,36 @@ use std::path::Path;
 impl Trace {
     /// Opens and scans `path`. Fails only if nothing in it can be used.
     pub fn open(path: &Path) -> Result<Trace, TraceError> {
+        Self::open_scanning(path, false)
+    }
+
+    /// [`Trace::open`], scanning only the part of the file after what its
+    /// index (see [`crate::index`]) describes, if it has one built from
+    /// this very trace.
+    pub fn open_indexed(path: &Path) -> Result<Trace, TraceError> {
+        Self::open_scanning(path, true)
+    }
+
+    fn open_scanning(path: &Path, use_index: bool) -> Result<Trace, TraceError> {
         let err = |message: String| TraceError {
             path: path.to_path_buf(),
             message,
         };
         let (bytes, held) = map(path).map_err(err)?;
+        let cached = if use_index {
+            crate::index::cached_scan(path, &bytes)
+        } else {
+            None
+        };
         let Scan {
             others,
             mut events,
             first,
             findings,
-        } = scan(&bytes);
+        } = match cached.and_then(|c| scan_cached(&bytes, c)) {
+            Some(scan) => scan,
+            None => scan(&bytes, 0),
+        };
         let first = first.ok_or_else(|| err(nothing_readable(&findings)))?;
         let mut problems: Vec<Problem> = findings
             .damage
@@ -41,6 +63,7 @@ impl Trace {
         for rec in &others {
             meta.read(rec, &mut problems);
         }
+        let other_offsets: Vec<u64> = others.iter().map(|r| r.offset).collect();
         let Some(info) = meta.info.take() else {
             return Err(err(if let Some(at) = findings.another_trace_at {
                 format!("damaged trace: its first record is not its metadata (FileInfo) record; the one at offset {at} is read as the start of another trace")
@@ -57,13 +80,14 @@ impl Trace {
         events.sort_by_key(|e| e.first_seq);
         let mut live = (held && meta.end.is_none()).then(|| meta.live(info.pid));
         let limit = live.and_then(|l| l.complete_below);
+        let mut beyond_limit = Vec::new();
         if let Some(limit) = limit {
             // Past the newest Progress record the recorder is still writing:
             // what is there is incomplete, not damaged.
             if let Some((_, offset)) = meta.progress {
                 problems.retain(|p| p.offset < offset);
             }
-            events.truncate(events.partition_point(|e| e.first_seq < limit));
+            beyond_limit = events.split_off(events.partition_point(|e| e.first_seq < limit));
             meta.markers.retain(|m| m.seq < limit);
             meta.maps.retain(|m| m.seq < limit);
             meta.clock.retain(|c| c.seq <= limit);
@@ -79,6 +103,12 @@ impl Trace {
             }
         }
         events.shrink_to_fit();
+        let cacheable_until = match (&live, meta.progress) {
+            _ if !problems.is_empty() || findings.another_trace_at.is_some() => None,
+            (None, _) => Some(bytes.len() as u64),
+            (Some(Live { complete_below: Some(_), .. }), Some((_, offset))) => Some(offset),
+            (Some(_), _) => None,
+        };
         let low_water = low_water(&events);
         let stack_ids = StackIds::new(meta.stacks.places_mut());
         // Scanning the headers faulted in most of the file (the kernel maps
@@ -99,6 +129,9 @@ impl Trace {
             stack_ids,
             problems,
             events,
+            beyond_limit,
+            other_offsets,
+            cacheable_until,
             low_water,
             bytes,
         })
@@ -160,13 +193,22 @@ struct Scan<'a> {
 /// Scans the record headers, letting go of the pages behind the scan as it
 /// goes (reading the headers faults pages in, and the kernel maps pages
 /// around each fault).
-fn scan(bytes: &memmap2::Mmap) -> Scan<'_> {
-    let mut released = 0usize;
-    let mut others = Vec::new();
-    let mut events = Vec::new();
-    let mut first = None;
-    let findings = scan_with(
+fn scan(bytes: &memmap2::Mmap, start: usize) -> Scan<'_> {
+    scan_after(bytes, start, Vec::new(), Vec::new())
+}
+
+/// [`scan`] from `start`, adding to the records already found before it.
+fn scan_after<'a>(
+    bytes: &'a memmap2::Mmap,
+    start: usize,
+    mut others: Vec<RawRecord<'a>>,
+    mut events: Vec<EventsRef>,
+) -> Scan<'a> {
+    let mut released = start;
+    let mut first = (start > 0).then_some(0);
+    let findings = scan_from(
         bytes,
+        start,
         |pos| {
             const STEP: usize = 8 << 20;
             if pos >= released + 2 * STEP {
@@ -202,6 +244,33 @@ fn scan(bytes: &memmap2::Mmap) -> Scan<'_> {
         first,
         findings,
     }
+}
+
+/// The scan of a trace whose first part its index describes: the records
+/// there are taken from `cache` (the other records read again from the
+/// file, where each must still be), and only what follows is scanned.
+/// `None` if the file does not hold what the cache says.
+fn scan_cached(bytes: &memmap2::Mmap, cache: ScanCache) -> Option<Scan<'_>> {
+    let resume = usize::try_from(cache.resume).ok()?;
+    if resume > bytes.len() {
+        return None;
+    }
+    let mut others = Vec::with_capacity(cache.others.len());
+    for offset in cache.others {
+        let at = usize::try_from(offset).ok()?;
+        let header = RecordHeader::decode(bytes.get(at..)?).ok()?;
+        let start = at + RECORD_PREFIX_LEN;
+        let payload = bytes.get(start..start + header.payload_len as usize)?;
+        if header.kind == RecordKind::Events || start + payload.len() > resume {
+            return None;
+        }
+        others.push(RawRecord {
+            header,
+            offset,
+            payload,
+        });
+    }
+    Some(scan_after(bytes, resume, others, cache.events))
 }
 
 /// Why a file with no readable record is not a trace.

@@ -54,6 +54,17 @@ impl Carry {
     }
 }
 
+/// What a pass shows a checkpoint builder ([`crate::index::Builder`]).
+pub(crate) trait Watcher {
+    /// Each resolved event, in order.
+    fn event(&mut self, e: &Event);
+    /// The seq at or after which the next checkpoint is wanted.
+    fn wanted(&self) -> u64;
+    /// Every event below `seq` has been handed on, none from `seq` on;
+    /// `resolver` holds the live blocks.
+    fn checkpoint(&mut self, seq: u64, resolver: &Resolver);
+}
+
 /// The events a pass replays: `from <= seq < until`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span {
@@ -115,6 +126,19 @@ impl Trace {
         until: Option<u64>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
+        self.for_each_event_watched(pipeline, carry, until, None, f)
+    }
+
+    /// [`for_each_event_in`](Self::for_each_event_in), showing `watcher`
+    /// every resolved event and the live blocks where it wants them.
+    pub(crate) fn for_each_event_watched<E>(
+        &self,
+        pipeline: bool,
+        carry: &mut Carry,
+        until: Option<u64>,
+        watcher: Option<&mut dyn Watcher>,
+        f: impl FnMut(&Event) -> Result<bool, E>,
+    ) -> Result<Pass, E> {
         /// Records decoded per batch: enough to keep every core busy.
         const BATCH: usize = 64;
         let span = Span {
@@ -140,7 +164,7 @@ impl Trace {
                 }
                 (i + 1, vec![decoded])
             });
-            return self.replay_batches(batches, records, carry, until, f);
+            return self.replay_batches(batches, records, carry, until, watcher, f);
         }
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -158,7 +182,7 @@ impl Trace {
                     }
                 }
             });
-            self.replay_batches(rx.into_iter(), records, carry, until, f)
+            self.replay_batches(rx.into_iter(), records, carry, until, watcher, f)
         })
     }
 
@@ -171,9 +195,11 @@ impl Trace {
         records: &[usize],
         carry: &mut Carry,
         until: Option<u64>,
+        mut watcher: Option<&mut dyn Watcher>,
         mut f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
+        let mut wanted = watcher.as_ref().map_or(u64::MAX, |w| w.wanted());
         let mut merge = Merge::default();
         let mut resolver = carry.resolver.clone();
         let mut call = |e: &Event| match f(e) {
@@ -182,8 +208,21 @@ impl Trace {
             Err(e) => Err(Halt::Failed(e)),
         };
         let mut each = |e: &Event| {
+            if e.seq >= wanted {
+                if let Some(w) = watcher.as_deref_mut() {
+                    w.checkpoint(e.seq, &resolver);
+                    wanted = w.wanted();
+                }
+            }
             let mut e = *e;
-            if let Some(retire) = resolver.resolve(&mut e) {
+            let retire = resolver.resolve(&mut e);
+            if let Some(w) = watcher.as_deref_mut() {
+                if let Some(retire) = &retire {
+                    w.event(retire);
+                }
+                w.event(&e);
+            }
+            if let Some(retire) = retire {
                 call(&retire)?;
             }
             call(&e)
