@@ -2,8 +2,8 @@
 
 use super::{file, places, state, Checkpoint, Identity, Index, Start, Table};
 use crate::heap::Heap;
-use crate::snapshots::PeakFinder;
 use crate::resolve::Resolver;
+use crate::snapshots::PeakFinder;
 use crate::trace::Watcher;
 use crate::Trace;
 use heapreplay_format::{Event, EventKind};

@@ -347,7 +347,11 @@ fn decode_table(raw: &[u8], table_offset: u64) -> Option<Table> {
         checkpoints.push(cp);
     }
     let scan = read_scan(&mut r, raw.len())?;
-    if !r.is_empty() || scan.as_ref().is_some_and(|s| s.resume > identity.covered_len) {
+    if !r.is_empty()
+        || scan
+            .as_ref()
+            .is_some_and(|s| s.resume > identity.covered_len)
+    {
         return None;
     }
     Some(Table {

@@ -15,9 +15,8 @@ mod pass;
 mod release;
 
 pub use open::io_text;
-pub use pass::{Carry, Pass};
 pub(crate) use pass::Watcher;
-
+pub use pass::{Carry, Pass};
 
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
@@ -226,7 +225,12 @@ impl Trace {
             .copied()
             .collect();
         events.sort_by_key(|r| r.first_seq);
-        let others = self.other_offsets.iter().copied().filter(|&o| o < resume).collect();
+        let others = self
+            .other_offsets
+            .iter()
+            .copied()
+            .filter(|&o| o < resume)
+            .collect();
         Some(ScanCache {
             resume,
             events,

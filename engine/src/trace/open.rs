@@ -1,16 +1,16 @@
 //! Opening a trace: mapping the file, scanning its record headers, and
 //! reading every record but the events (which the pass decodes later).
 
+use super::ScanCache;
 use super::{EventsRef, Live, MapsRecord, Problem, Trace, TraceError};
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
 use crate::stack_table::{Defined, StackTable};
+use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
-use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::reader::{scan_from, Findings};
 use heapreplay_format::RecordHeader;
-use super::ScanCache;
 use heapreplay_format::{
     ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind, FORMAT_VERSION,
     OLDEST_READ_VERSION,
@@ -106,7 +106,13 @@ impl Trace {
         let cacheable_until = match (&live, meta.progress) {
             _ if !problems.is_empty() || findings.another_trace_at.is_some() => None,
             (None, _) => Some(bytes.len() as u64),
-            (Some(Live { complete_below: Some(_), .. }), Some((_, offset))) => Some(offset),
+            (
+                Some(Live {
+                    complete_below: Some(_),
+                    ..
+                }),
+                Some((_, offset)),
+            ) => Some(offset),
             (Some(_), _) => None,
         };
         let low_water = low_water(&events);
