@@ -67,8 +67,10 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         let trace = pass::open_trace(path)?;
         let Some(live) = trace.live else {
             // Finished: the rest, the end-of-trace snapshot and the report.
-            let skip = followed.snapshots();
-            let done = write(&trace, &plan, args, pipeline, Span::Rest { skip })?;
+            let span = Span::Rest {
+                followed: &mut followed,
+            };
+            let done = write(&trace, &plan, args, pipeline, span)?;
             if !quiet {
                 eprintln!(
                     "heapreplay: {}: the trace is finished; {} snapshots in all",

@@ -38,7 +38,10 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     let mut peak = PeakFinder::default();
     let mut seek = crate::seek::Seek::new(&trace, false);
     let start = heapreplay_engine::index::Start::beginning();
-    let pass = seek.pass(crate::threads::setup(None)?, start, |e| {
+    let heap = std::cell::RefCell::new(heapreplay_engine::heap::Heap::new());
+    let heap_now = || heap.borrow().clone();
+    let pass = seek.pass(crate::threads::setup(None)?, start, &heap_now, |e| {
+        heap.borrow_mut().apply(e);
         match e.kind {
             EventKind::Alloc => {
                 allocs += 1;

@@ -6,12 +6,12 @@ use crate::progress::Progress;
 use crate::seek::Seek;
 use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::heap::Heap;
-use heapreplay_engine::index::Start;
+use heapreplay_engine::index::{Builder, Index, Start};
 use heapreplay_engine::interval_rules::Thresholds;
 use heapreplay_engine::maps::maps_at;
 use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
 use heapreplay_engine::snapshots::{snapshot_by, Context, Outcome, Snapshotter, Standing, Trigger};
-use heapreplay_engine::trace::Carry;
+use heapreplay_engine::trace::{Carry, Pass};
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
 use heapreplay_outputs::profile::{Snapshot, SymbolizedStacks};
@@ -161,22 +161,27 @@ fn run_while(
         quiet,
     ));
     let sink = |heap: &Heap, trigger: &Trigger, seq| sink(heap, trigger, seq, &progress.borrow());
-    let mut engine = if start.is_checkpoint() {
+    let engine = if start.is_checkpoint() {
         Snapshotter::resume_at(ctx, plan, peak, start.heap.clone(), start.last_seq, sink)
     } else {
         Snapshotter::new(ctx, plan, peak, sink)
     };
     let mut seen = 0u32;
-    let pass = seek.pass(pipeline, start, |e| {
+    // The index takes its checkpoints' counters from the engine's heap.
+    let engine = RefCell::new(engine);
+    let heap_now = || engine.borrow().heap().clone();
+    let pass = seek.pass(pipeline, start, &heap_now, |e| {
         seen += 1;
         if seen == 1 << 16 {
             progress.borrow_mut().add(u64::from(seen));
             seen = 0;
         }
+        let mut engine = engine.borrow_mut();
         engine.event(e)?;
         each(engine.heap(), e);
         Ok::<bool, String>(!enough())
     })?;
+    let engine = engine.into_inner();
     // Stopped early, the end of the trace was not reached: no end-of-trace
     // snapshot, and nothing to say about the end.
     let outcome = if pass.stopped {
@@ -186,6 +191,14 @@ fn run_while(
     };
     progress.borrow_mut().finish();
 
+    let code = report(trace, &pass, &outcome, quiet, false);
+    Ok((outcome, code))
+}
+
+/// Tells the user about `--at` points past the end, a missing end, and
+/// damage (`said_before`: damage was already said in follow rounds); the
+/// exit status.
+fn report(trace: &Trace, pass: &Pass, outcome: &Outcome, quiet: bool, said_before: bool) -> ExitCode {
     let shown = trace.path.display();
     if !quiet && !pass.stopped {
         for t in &outcome.past_end {
@@ -203,9 +216,9 @@ fn run_while(
             );
         }
     }
-    let problems = trace.damage(&pass);
-    if problems.is_empty() {
-        return Ok((outcome, ExitCode::SUCCESS));
+    let problems = trace.damage(pass);
+    if problems.is_empty() && !said_before {
+        return ExitCode::SUCCESS;
     }
     for p in &problems {
         eprintln!(
@@ -217,7 +230,7 @@ fn run_while(
         "heapreplay: {shown}: replayed {} events that were intact; output above is partial",
         pass.events
     );
-    Ok((outcome, ExitCode::from(EXIT_DAMAGED)))
+    ExitCode::from(EXIT_DAMAGED)
 }
 
 /// For a trace still being written: which process writes it, and how far
@@ -254,7 +267,8 @@ fn seconds_ago(ns: u64) -> String {
 /// A pass for follow mode over a trace still being written: `sink` at each
 /// snapshot point before the event at seq `until`, then stop. No peak, no
 /// end-of-trace snapshot, no progress and no report: the final pass, once
-/// the trace is finished, does those.
+/// the trace is finished, does those. The rounds build the trace's index
+/// as they go, so that opening the trace stays quick however long it grows.
 pub fn run_until(
     trace: &Trace,
     plan: &Plan,
@@ -264,14 +278,24 @@ pub fn run_until(
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(), String> {
     let ctx = Context::of(trace);
-    let mut engine = Snapshotter::resume(ctx, plan, followed.standing.clone(), sink);
+    let engine = RefCell::new(Snapshotter::resume(ctx, plan, followed.standing.clone(), sink));
+    let heap_now = || engine.borrow().heap().clone();
     let mut carry = followed.carry.clone();
-    let pass = trace.for_each_event_in(pipeline, &mut carry, Some(until), |e| {
-        engine.event(e)?;
-        Ok::<bool, String>(true)
-    })?;
+    followed.start_building(trace);
+    let pass = trace.for_each_event_building(
+        pipeline,
+        &mut carry,
+        Some(until),
+        followed.builder.as_mut().map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
+        |e| {
+            engine.borrow_mut().event(e)?;
+            Ok::<bool, String>(true)
+        },
+    )?;
+    let engine = engine.into_inner();
     followed.standing = engine.standing();
     followed.carry = carry;
+    followed.save(trace, &pass, false);
     // Damage is said as soon as a round meets it (once); the final pass
     // says it all again and exits with its status.
     for p in trace.damage(&pass) {
@@ -287,13 +311,53 @@ pub fn run_until(
     Ok(())
 }
 
+/// Follow mode's last pass, once the trace is finished: from where the
+/// rounds stood to the end, with the end-of-trace snapshot and the report
+/// of a replay.
+pub fn run_rest(
+    trace: &Trace,
+    plan: &Plan,
+    pipeline: bool,
+    quiet: bool,
+    followed: &mut Followed,
+    sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
+) -> Result<(Outcome, ExitCode), String> {
+    let ctx = Context::of(trace);
+    let engine = RefCell::new(Snapshotter::resume(ctx, plan, followed.standing.clone(), sink));
+    let heap_now = || engine.borrow().heap().clone();
+    let mut carry = followed.carry.clone();
+    followed.start_building(trace);
+    let mut pass = trace.for_each_event_building(
+        pipeline,
+        &mut carry,
+        None,
+        followed.builder.as_mut().map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
+        |e| {
+            engine.borrow_mut().event(e)?;
+            Ok::<bool, String>(true)
+        },
+    )?;
+    let engine = engine.into_inner();
+    let outcome = engine.finish()?;
+    followed.save(trace, &pass, true);
+    // The report counts every event, not only this pass's.
+    pass.events += followed.events;
+    let code = report(trace, &pass, &outcome, quiet, !followed.said.is_empty());
+    Ok((outcome, code))
+}
+
 /// How far follow mode has replayed a growing trace: the live blocks and
 /// the snapshot engine's state after the events so far, so that each round
-/// replays only what is new.
+/// replays only what is new; and the index it builds on the way.
 #[derive(Default)]
 pub struct Followed {
     carry: Carry,
     standing: Standing,
+    /// Events replayed by the rounds so far.
+    events: u64,
+    builder: Option<Builder>,
+    /// The builder could not be made, or failed: no index from this follow.
+    no_index: bool,
     /// Offsets of the damage already said.
     said: std::collections::HashSet<u64>,
 }
@@ -307,6 +371,41 @@ impl Followed {
     /// Every event below this seq has been replayed.
     pub fn replayed_below(&self) -> u64 {
         self.carry.from
+    }
+
+    /// Makes the index builder on the first round, replaying from the start.
+    fn start_building(&mut self, trace: &Trace) {
+        if self.builder.is_some() || self.no_index || self.carry.from != 0 {
+            return;
+        }
+        let index = if crate::seek::enabled() { Index::find(trace) } else { None };
+        self.builder = crate::seek::enabled()
+            .then(|| Builder::new(trace, index.as_ref(), &Start::beginning(), crate::seek::spacing()))
+            .flatten();
+        self.no_index = self.builder.is_none();
+    }
+
+    /// Writes the checkpoints the round took, if any.
+    fn save(&mut self, trace: &Trace, pass: &Pass, reached_end: bool) {
+        self.events += pass.events;
+        let Some(builder) = self.builder.as_mut() else {
+            return;
+        };
+        if !pass.problems.is_empty() {
+            self.builder = None;
+            self.no_index = true;
+            return;
+        }
+        if builder.made() > 0 || reached_end {
+            if let Err(e) = builder.save(trace, reached_end, true) {
+                eprintln!(
+                    "heapreplay: {}: cannot write its index ({e}); points will be replayed from the start",
+                    trace.path.display()
+                );
+                self.builder = None;
+                self.no_index = true;
+            }
+        }
     }
 }
 

@@ -154,9 +154,9 @@ pub enum Span<'f> {
         until: u64,
         followed: &'f mut pass::Followed,
     },
-    /// Follow mode, once the trace is finished: all of it, but only the
-    /// snapshots after the first `skip`.
-    Rest { skip: usize },
+    /// Follow mode, once the trace is finished: from where `followed`
+    /// stands to the end, with the end-of-trace snapshot and the report.
+    Rest { followed: &'f mut pass::Followed },
 }
 
 /// What a [`write`] did.
@@ -182,11 +182,12 @@ pub fn write(
     let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
     let ext = extension(args.format);
     // Snapshots are numbered from the first: a resumed pass goes on from
-    // where it stands; a final pass in follow mode skips those handled.
-    let (mut count, skip, follow) = match &span {
-        Span::Whole => (0, 0, None),
-        Span::Until { followed, .. } => (followed.snapshots(), 0, Some(quiet)),
-        Span::Rest { skip } => (0, *skip, Some(quiet)),
+    // where it stands.
+    let (mut count, follow) = match &span {
+        Span::Whole => (0, None),
+        Span::Until { followed, .. } | Span::Rest { followed } => {
+            (followed.snapshots(), Some(quiet))
+        }
     };
     let writer = FileWriter {
         trace,
@@ -207,9 +208,6 @@ pub fn write(
                        seq: u64|
          -> Result<Option<String>, String> {
             count += 1;
-            if count <= skip {
-                return Ok(None);
-            }
             let name = match trigger.tag() {
                 None => format!("{}.{count:04}.{ext}", prefix.display()),
                 Some(tag) => format!("{}.{count:04}.{tag}.{ext}", prefix.display()),
@@ -235,7 +233,16 @@ pub fn write(
                 |heap, trigger, seq| job(heap, trigger, seq).map(|_| ()),
             )
             .map(|()| None),
-            Span::Whole | Span::Rest { .. } => pass::run(
+            Span::Rest { followed } => pass::run_rest(
+                trace,
+                plan,
+                pipeline,
+                quiet,
+                followed,
+                |heap, trigger, seq| job(heap, trigger, seq).map(|_| ()),
+            )
+            .map(Some),
+            Span::Whole => pass::run(
                 trace,
                 plan,
                 pipeline,

@@ -5,15 +5,25 @@
 //! `HEAPREPLAY_CHECKPOINT_EVERY=N` sets the least number of events between
 //! checkpoints.
 
+use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::{peak_of, Builder, Index, Start, DEFAULT_SPACING};
 use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_engine::trace::Pass;
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
+use std::cell::RefCell;
 
 /// True unless `HEAPREPLAY_INDEX=off`.
 pub fn enabled() -> bool {
     std::env::var_os("HEAPREPLAY_INDEX").is_none_or(|v| v != "off")
+}
+
+/// The least number of events between checkpoints.
+pub fn spacing() -> u64 {
+    std::env::var("HEAPREPLAY_CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_SPACING)
 }
 
 /// A trace with its index, if it has a usable one.
@@ -32,10 +42,7 @@ impl<'t> Seek<'t> {
         let setting = std::env::var_os("HEAPREPLAY_INDEX");
         let enabled = enabled();
         let explain = setting.is_some_and(|v| v == "explain");
-        let spacing = std::env::var("HEAPREPLAY_CHECKPOINT_EVERY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_SPACING);
+        let spacing = spacing();
         Self {
             trace,
             index: if enabled { Index::find(trace) } else { None },
@@ -61,11 +68,13 @@ impl<'t> Seek<'t> {
     }
 
     /// A pass from `start` (see [`Trace::for_each_event_from`]) that takes
-    /// checkpoints if it can, and writes them to the index.
+    /// checkpoints if it can, and writes them to the index; `heap` gives
+    /// the heap after every event handed to `f` so far.
     pub fn pass<E>(
         &mut self,
         pipeline: bool,
         mut start: Start,
+        heap: &dyn Fn() -> Heap,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let mut builder = self
@@ -92,8 +101,8 @@ impl<'t> Seek<'t> {
         }
         let pass = self
             .trace
-            .for_each_event_from(pipeline, &mut start, builder.as_mut(), f)?;
-        if let Some(builder) = builder {
+            .for_each_event_from(pipeline, &mut start, builder.as_mut().map(|b| (b, heap)), f)?;
+        if let Some(mut builder) = builder {
             let intact = pass.problems.is_empty();
             let made = builder.made();
             match builder.save(self.trace, !pass.stopped, intact) {
@@ -133,7 +142,10 @@ impl<'t> Seek<'t> {
         let start = self.start(|_| true);
         let mut finder = PeakFinder::starting_at(start.heap.totals().inuse_bytes());
         let before = if start.is_checkpoint() { before } else { None };
-        self.pass(pipeline, start, |e| {
+        let heap = RefCell::new(start.heap.clone());
+        let heap_now = || heap.borrow().clone();
+        self.pass(pipeline, start, &heap_now, |e| {
+            heap.borrow_mut().apply(e);
             finder.push(e);
             tick();
             Ok::<bool, String>(true)

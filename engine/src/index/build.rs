@@ -29,7 +29,6 @@ pub struct Builder {
     next_spacing: u64,
     /// The seq at or after which the next checkpoint is taken.
     wanted: u64,
-    heap: Heap,
     peak: PeakFinder,
     last_seq: u64,
     events: u64,
@@ -82,7 +81,6 @@ impl Builder {
             bytes_per_seq: trace.file_bytes().len() as f64 / seq_end as f64,
             next_spacing: spacing.max(1),
             wanted: start.carry.from.saturating_add(spacing.max(1)),
-            heap: start.heap.clone(),
             peak: PeakFinder::starting_at(start.heap.totals().inuse_bytes()),
             last_seq: start.last_seq,
             events: start.events,
@@ -95,11 +93,11 @@ impl Builder {
     }
 
     /// Takes a checkpoint at `seq`: every event below it seen, none after;
-    /// `resolver` holds the live blocks.
-    fn take(&mut self, seq: u64, resolver: &Resolver) {
-        let inuse = self.heap.totals().inuse_bytes();
+    /// `resolver` holds the live blocks and `heap` the counters.
+    fn take(&mut self, seq: u64, resolver: &Resolver, heap: &Heap) {
+        let inuse = heap.totals().inuse_bytes();
         let peak = std::mem::replace(&mut self.peak, PeakFinder::starting_at(inuse)).peak();
-        let Some(bytes) = self.encode(resolver) else {
+        let Some(bytes) = self.encode(resolver, heap) else {
             self.failed = true;
             return;
         };
@@ -113,7 +111,7 @@ impl Builder {
             last_seq: self.last_seq,
             events: self.events,
             // Frees add nothing to the pass's sum of allocation sizes.
-            alloc_bytes: self.heap.totals().alloc_bytes,
+            alloc_bytes: heap.totals().alloc_bytes,
             peak,
             state_offset: self.spooled - bytes.0,
             state_len: bytes.0,
@@ -123,8 +121,8 @@ impl Builder {
 
     /// Encodes the state (with `resolver`'s live blocks) into the spool:
     /// (its length, its length before compression).
-    fn encode(&mut self, resolver: &Resolver) -> Option<(u64, u64)> {
-        let (bytes, raw_len) = state::encode(resolver, &self.heap).ok()?;
+    fn encode(&mut self, resolver: &Resolver, heap: &Heap) -> Option<(u64, u64)> {
+        let (bytes, raw_len) = state::encode(resolver, heap).ok()?;
         if self.spool.is_none() {
             let place = match &self.base {
                 Some((path, _, _)) => vec![path.clone()],
@@ -152,7 +150,7 @@ impl Builder {
     /// to write (no checkpoint in a trace too short for one, or an index
     /// changed meanwhile by another heapreplay).
     pub fn save(
-        self,
+        &mut self,
         trace: &Trace,
         reached_end: bool,
         intact: bool,
@@ -160,72 +158,89 @@ impl Builder {
         if self.failed || !intact {
             return Ok(None);
         }
+        let mut table = match &self.base {
+            Some((_, _, table)) => table.clone(),
+            None if self.made.is_empty() => return Ok(None),
+            None => Table {
+                identity: Identity::of(trace.file_bytes()),
+                covered_seq: 0,
+                end_peak: None,
+                checkpoints: Vec::new(),
+                scan: None,
+            },
+        };
         let (covered_seq, end_peak) = match (reached_end, self.made.last()) {
             (true, _) => (trace.seq_end(), self.peak.peak()),
             (false, Some(last)) => (last.seq, None),
             (false, None) => return Ok(None),
         };
-        let identity = Identity::of(trace.file_bytes());
-        let scan = trace.scan_cache();
-        let Some((spool, path)) = self.spool.as_ref() else {
-            // No checkpoint made: only an index already there may learn
-            // that its end was reached.
-            return match self.base {
-                Some((path, table_offset, mut table)) if covered_seq > table.covered_seq => {
-                    let first_new = table.checkpoints.len();
-                    table.identity = identity;
-                    table.covered_seq = covered_seq;
-                    table.end_peak = end_peak;
-                    table.scan = scan;
-                    let spool = file::spool(&path)?;
-                    let written = file::append(&path, table_offset, &mut table, first_new, &spool)?;
-                    Ok(written.then_some(path))
-                }
-                _ => Ok(None),
-            };
-        };
-        match self.base {
-            None => {
-                let mut table = Table {
-                    identity,
-                    covered_seq,
-                    end_peak,
-                    checkpoints: self.made,
-                    scan,
-                };
-                file::create(path, &mut table, spool)?;
-                Ok(Some(path.clone()))
-            }
-            Some((path, table_offset, mut table)) => {
-                let first_new = table.checkpoints.len();
-                table.identity = identity;
-                table.covered_seq = covered_seq;
-                table.end_peak = end_peak;
-                table.scan = scan;
-                table.checkpoints.extend(self.made);
-                let written = file::append(&path, table_offset, &mut table, first_new, spool)?;
-                Ok(written.then_some(path))
-            }
+        if self.made.is_empty() && covered_seq <= table.covered_seq {
+            return Ok(None);
         }
+        let first_new = table.checkpoints.len();
+        table.identity = Identity::of(trace.file_bytes());
+        table.covered_seq = covered_seq;
+        table.end_peak = end_peak;
+        table.scan = trace.scan_cache();
+        table.checkpoints.append(&mut self.made);
+        if self.spool.is_none() {
+            // Nothing to copy, but the table still goes where the index is.
+            let Some((path, _, _)) = &self.base else {
+                return Ok(None);
+            };
+            self.spool = Some((file::spool(path)?, path.clone()));
+        }
+        let Some((spool, spool_place)) = &self.spool else {
+            return Ok(None);
+        };
+        let (path, table_offset) = match &self.base {
+            None => {
+                let offset = file::create(spool_place, &mut table, spool)?;
+                (spool_place.clone(), offset)
+            }
+            Some((path, offset, _)) => {
+                match file::append(path, *offset, &mut table, first_new, spool)? {
+                    Some(offset) => (path.clone(), offset),
+                    None => {
+                        // Another heapreplay changed the index meanwhile.
+                        self.failed = true;
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        self.base = Some((path.clone(), table_offset, table));
+        self.spooled = 0;
+        Ok(Some(path))
     }
 }
 
-impl Watcher for Builder {
+/// What a pass shows a [`Builder`]: every event, and at each checkpoint the
+/// live blocks and the heap (`heap` gives the counters after every event
+/// handed on so far: the pass's consumer keeps them, so that they are not
+/// kept twice on the pass's one serial thread).
+pub(super) struct Watching<'a> {
+    pub(super) builder: &'a mut Builder,
+    pub(super) heap: &'a dyn Fn() -> Heap,
+}
+
+impl Watcher for Watching<'_> {
     #[inline]
     fn event(&mut self, e: &Event) {
-        self.heap.apply(e);
-        self.peak.push(e);
+        let b = &mut *self.builder;
+        b.peak.push(e);
         if e.kind != EventKind::Retire {
-            self.last_seq = e.seq;
-            self.events += 1;
+            b.last_seq = e.seq;
+            b.events += 1;
         }
     }
 
     fn wanted(&self) -> u64 {
-        self.wanted
+        self.builder.wanted
     }
 
     fn checkpoint(&mut self, seq: u64, resolver: &Resolver) {
-        self.take(seq, resolver);
+        let heap = (self.heap)();
+        self.builder.take(seq, resolver, &heap);
     }
 }

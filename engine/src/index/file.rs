@@ -82,14 +82,16 @@ pub(super) fn read_state(file: &File, cp: &Checkpoint) -> Option<Vec<u8>> {
 
 /// Writes a new index at `path` (replacing any there) with `table`, whose
 /// checkpoints' states are in `spool` in order, from its start.
-pub(super) fn create(path: &Path, table: &mut Table, spool: &File) -> io::Result<()> {
+/// Returns where the table is.
+pub(super) fn create(path: &Path, table: &mut Table, spool: &File) -> io::Result<u64> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
         file.write_all_at(MAGIC, 0)?;
-        let end = write_after(&file, MAGIC.len() as u64, table, 0, spool)?;
+        let (table_offset, end) = write_after(&file, MAGIC.len() as u64, table, 0, spool)?;
         file.set_len(end)?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        Ok(table_offset)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -99,25 +101,25 @@ pub(super) fn create(path: &Path, table: &mut Table, spool: &File) -> io::Result
 
 /// Appends the states of `table`'s checkpoints from `first_new` on (in
 /// `spool`, in order) to the index at `path`, whose table was at
-/// `table_offset` when it was read. Returns false (writing nothing) if the
-/// index changed since: another heapreplay extended or replaced it.
+/// `table_offset` when it was read. Returns where the table now is, or
+/// `None` (writing nothing) if the index changed since: another heapreplay
+/// extended or replaced it.
 pub(super) fn append(
     path: &Path,
     table_offset: u64,
     table: &mut Table,
     first_new: usize,
     spool: &File,
-) -> io::Result<bool> {
+) -> io::Result<Option<u64>> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let Some(lock) = Lock::exclusive(&file) else {
-        return Ok(false);
+        return Ok(None);
     };
     let unchanged = read_table(&file).is_some_and(|(offset, _)| offset == table_offset);
     let written = match unchanged {
         true => write_after(&file, table_offset, table, first_new, spool)
-            .and_then(|end| file.set_len(end))
-            .map(|()| true),
-        false => Ok(false),
+            .and_then(|(at, end)| file.set_len(end).map(|()| Some(at))),
+        false => Ok(None),
     };
     drop(lock);
     written
@@ -125,14 +127,14 @@ pub(super) fn append(
 
 /// Copies the states in `spool` to `at`, placing `table`'s checkpoints from
 /// `first_new` on (whose offsets are into the spool) there, then writes
-/// the table and the footer; returns the end.
+/// the table and the footer; returns where the table is, and the end.
 fn write_after(
     file: &File,
     at: u64,
     table: &mut Table,
     first_new: usize,
     spool: &File,
-) -> io::Result<u64> {
+) -> io::Result<(u64, u64)> {
     let mut spooled = 0;
     for cp in &mut table.checkpoints[first_new..] {
         spooled = spooled.max(cp.state_offset + cp.state_len);
@@ -156,7 +158,7 @@ fn write_after(
     footer.extend_from_slice(&(packed.len() as u64).to_le_bytes());
     footer.extend_from_slice(FOOTER_MAGIC);
     file.write_all_at(&footer, at + packed.len() as u64)?;
-    Ok(at + packed.len() as u64 + FOOTER_LEN)
+    Ok((at, at + packed.len() as u64 + FOOTER_LEN))
 }
 
 /// A file for checkpoint states while a pass makes them, in the directory

@@ -285,20 +285,35 @@ pub fn places(trace: &Path) -> Vec<PathBuf> {
 impl Trace {
     /// [`Trace::for_each_event_while`] from `start` (the beginning or a
     /// checkpoint) to the end of the trace, or until `f` returns false.
-    /// A `builder` sees every event and takes checkpoints as the pass goes.
+    /// A `builder` takes checkpoints as the pass goes, with the heap that
+    /// `heap` gives: the counters after every event handed to `f` so far.
     pub fn for_each_event_from<E>(
         &self,
         pipeline: bool,
         start: &mut Start,
-        builder: Option<&mut Builder>,
+        builder: Option<(&mut Builder, &dyn Fn() -> Heap)>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let watcher = builder.map(|b| b as &mut dyn crate::trace::Watcher);
-        let mut pass = self.for_each_event_watched(pipeline, &mut start.carry, None, watcher, f)?;
+        let mut pass = self.for_each_event_building(pipeline, &mut start.carry, None, builder, f)?;
         pass.events += start.events;
         if !pass.stopped {
             return Ok(self.check_complete(pass));
         }
         Ok(pass)
+    }
+
+    /// [`Trace::for_each_event_in`], with a `builder` taking checkpoints
+    /// on the way (see [`Trace::for_each_event_from`]).
+    pub fn for_each_event_building<E>(
+        &self,
+        pipeline: bool,
+        carry: &mut Carry,
+        until: Option<u64>,
+        builder: Option<(&mut Builder, &dyn Fn() -> Heap)>,
+        f: impl FnMut(&Event) -> Result<bool, E>,
+    ) -> Result<Pass, E> {
+        let mut watching = builder.map(|(builder, heap)| build::Watching { builder, heap });
+        let watcher = watching.as_mut().map(|w| w as &mut dyn crate::trace::Watcher);
+        self.for_each_event_watched(pipeline, carry, until, watcher, f)
     }
 }
