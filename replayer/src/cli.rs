@@ -272,6 +272,15 @@ pub struct TimelineArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Draw only from this time on: an offset from the start (30s, 2m) or a
+    /// UTC time. Read from the trace's index: the checkpoint before it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<TimePoint>,
+
+    /// Draw only up to this time (the trace is read no further).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<TimePoint>,
+
     /// Snapshot points to draw on the plot (the same rules as a replay).
     #[command(flatten)]
     pub rules: RuleArgs,

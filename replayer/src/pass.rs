@@ -126,7 +126,7 @@ pub fn run(
 /// of the trace is then neither read nor reported on, and there is no
 /// end-of-trace snapshot.
 #[allow(clippy::too_many_arguments)]
-fn run_while(
+pub fn run_while(
     trace: &Trace,
     plan: &Plan,
     pipeline: bool,
@@ -198,7 +198,13 @@ fn run_while(
 /// Tells the user about `--at` points past the end, a missing end, and
 /// damage (`said_before`: damage was already said in follow rounds); the
 /// exit status.
-fn report(trace: &Trace, pass: &Pass, outcome: &Outcome, quiet: bool, said_before: bool) -> ExitCode {
+fn report(
+    trace: &Trace,
+    pass: &Pass,
+    outcome: &Outcome,
+    quiet: bool,
+    said_before: bool,
+) -> ExitCode {
     let shown = trace.path.display();
     if !quiet && !pass.stopped {
         for t in &outcome.past_end {
@@ -278,7 +284,12 @@ pub fn run_until(
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(), String> {
     let ctx = Context::of(trace);
-    let engine = RefCell::new(Snapshotter::resume(ctx, plan, followed.standing.clone(), sink));
+    let engine = RefCell::new(Snapshotter::resume(
+        ctx,
+        plan,
+        followed.standing.clone(),
+        sink,
+    ));
     let heap_now = || engine.borrow().heap().clone();
     let mut carry = followed.carry.clone();
     followed.start_building(trace);
@@ -286,7 +297,10 @@ pub fn run_until(
         pipeline,
         &mut carry,
         Some(until),
-        followed.builder.as_mut().map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
+        followed
+            .builder
+            .as_mut()
+            .map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
         |e| {
             engine.borrow_mut().event(e)?;
             Ok::<bool, String>(true)
@@ -323,7 +337,12 @@ pub fn run_rest(
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(Outcome, ExitCode), String> {
     let ctx = Context::of(trace);
-    let engine = RefCell::new(Snapshotter::resume(ctx, plan, followed.standing.clone(), sink));
+    let engine = RefCell::new(Snapshotter::resume(
+        ctx,
+        plan,
+        followed.standing.clone(),
+        sink,
+    ));
     let heap_now = || engine.borrow().heap().clone();
     let mut carry = followed.carry.clone();
     followed.start_building(trace);
@@ -331,7 +350,10 @@ pub fn run_rest(
         pipeline,
         &mut carry,
         None,
-        followed.builder.as_mut().map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
+        followed
+            .builder
+            .as_mut()
+            .map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
         |e| {
             engine.borrow_mut().event(e)?;
             Ok::<bool, String>(true)
@@ -378,9 +400,20 @@ impl Followed {
         if self.builder.is_some() || self.no_index || self.carry.from != 0 {
             return;
         }
-        let index = if crate::seek::enabled() { Index::find(trace) } else { None };
+        let index = if crate::seek::enabled() {
+            Index::find(trace)
+        } else {
+            None
+        };
         self.builder = crate::seek::enabled()
-            .then(|| Builder::new(trace, index.as_ref(), &Start::beginning(), crate::seek::spacing()))
+            .then(|| {
+                Builder::new(
+                    trace,
+                    index.as_ref(),
+                    &Start::beginning(),
+                    crate::seek::spacing(),
+                )
+            })
             .flatten();
         self.no_index = self.builder.is_none();
     }

@@ -99,16 +99,23 @@ impl<'t> Seek<'t> {
                 (None, _) => "replaying from the start (no index)".into(),
             });
         }
-        let pass = self
-            .trace
-            .for_each_event_from(pipeline, &mut start, builder.as_mut().map(|b| (b, heap)), f)?;
+        let pass = self.trace.for_each_event_from(
+            pipeline,
+            &mut start,
+            builder.as_mut().map(|b| (b, heap)),
+            f,
+        )?;
         if let Some(mut builder) = builder {
             let intact = pass.problems.is_empty();
             let made = builder.made();
             match builder.save(self.trace, !pass.stopped, intact) {
                 Ok(Some(path)) => {
                     if self.explain {
-                        self.say(&format!("{made} new checkpoints written to {}", path.display()));
+                        self.say(&format!(
+                            "{made} new checkpoint{} written to {}",
+                            if made == 1 { "" } else { "s" },
+                            path.display()
+                        ));
                     }
                     self.index = Index::find(self.trace);
                 }

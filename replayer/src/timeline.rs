@@ -4,12 +4,14 @@ use crate::cli::TimelineArgs;
 use crate::pass;
 use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::plan::marker_label;
+use heapreplay_engine::plan::TimePoint;
+use heapreplay_engine::resolve::freed_stack;
 use heapreplay_engine::snapshots::Trigger;
 use heapreplay_engine::Trace;
 use heapreplay_format::ClockSample;
 use heapreplay_outputs::report::human;
 use heapreplay_outputs::timeline::chart::{check_output, render};
-use heapreplay_outputs::timeline::Timeline;
+use heapreplay_outputs::timeline::{Timeline, DEFAULT_BUCKETS};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,7 +66,22 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         .chain(trace.end.as_ref().map(|e| e.end_ns))
         .max()
         .unwrap_or(0);
-    let mut timeline = Timeline::new(end_ns);
+    let shown = trace.path.display();
+    let offset = |t: &Option<TimePoint>, default: u64| match t {
+        None => Ok(default),
+        Some(t) => t
+            .offset_ns(trace.info.start_unix_ns)
+            .ok_or_else(|| format!("{shown}: --from or --to is a time before the trace started")),
+    };
+    let (from_ns, to_ns) = (offset(&args.from, 0)?, offset(&args.to, end_ns)?);
+    if from_ns >= to_ns {
+        return Err(format!(
+            "{shown}: --from {} is not before --to {}",
+            seconds(from_ns),
+            seconds(to_ns)
+        ));
+    }
+    let mut timeline = Timeline::window(from_ns, to_ns, DEFAULT_BUCKETS);
     for m in &trace.markers {
         timeline.marker(m.ns, marker_label(m));
     }
@@ -72,12 +89,17 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
     let samples = clock_samples(&trace);
     let mut snapshot_clock = SeqClock::new(&samples);
     let mut event_clock = SeqClock::new(&samples);
-    let (_, code) = pass::run(
+    // A window starts at the checkpoint before it, and the pass ends once
+    // past it.
+    let at_or_before_from = |last_seq: u64, _| SeqClock::new(&samples).ns_at(last_seq) <= from_ns;
+    let past = std::cell::Cell::new(false);
+    let started = std::cell::Cell::new(from_ns == 0);
+    let (_, code) = pass::run_while(
         &trace,
         &plan,
         pipeline,
         quiet,
-        pass::From::Beginning,
+        pass::From::Where(&at_or_before_from),
         |heap, trigger, seq, _| {
             // Without rules the plan asks for the end of the trace only,
             // as gperftools dumps at exit: not worth a point unless asked.
@@ -91,8 +113,16 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         },
         |heap, event| {
             let ns = event_clock.ns_at(event.seq);
-            timeline.borrow_mut().push(ns, heap.totals().inuse_bytes());
+            past.set(ns > to_ns);
+            let mut timeline = timeline.borrow_mut();
+            let inuse = heap.totals().inuse_bytes();
+            if ns >= from_ns && !started.replace(true) {
+                // The level the window starts at: before its first event.
+                timeline.push(from_ns.saturating_sub(1), level_before(inuse, event));
+            }
+            timeline.push(ns, inuse);
         },
+        || past.get(),
     )?;
     let timeline = timeline.into_inner();
     let program = Path::new(&trace.info.exe)
@@ -113,6 +143,17 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         eprintln!("heapreplay: wrote {} ({peak})", out.display());
     }
     Ok(code)
+}
+
+/// Bytes in use before `event`, from `inuse` after it (a `Retire` is
+/// applied with the allocation after it).
+fn level_before(inuse: u64, event: &heapreplay_format::Event) -> u64 {
+    use heapreplay_format::EventKind;
+    match event.kind {
+        EventKind::Alloc => inuse.saturating_sub(event.size),
+        EventKind::Free if freed_stack(event).is_some() => inuse + event.size,
+        EventKind::Free | EventKind::Retire => inuse,
+    }
 }
 
 #[cfg(test)]

@@ -294,7 +294,8 @@ impl Trace {
         builder: Option<(&mut Builder, &dyn Fn() -> Heap)>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let mut pass = self.for_each_event_building(pipeline, &mut start.carry, None, builder, f)?;
+        let mut pass =
+            self.for_each_event_building(pipeline, &mut start.carry, None, builder, f)?;
         pass.events += start.events;
         if !pass.stopped {
             return Ok(self.check_complete(pass));
@@ -313,7 +314,9 @@ impl Trace {
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let mut watching = builder.map(|(builder, heap)| build::Watching { builder, heap });
-        let watcher = watching.as_mut().map(|w| w as &mut dyn crate::trace::Watcher);
+        let watcher = watching
+            .as_mut()
+            .map(|w| w as &mut dyn crate::trace::Watcher);
         self.for_each_event_watched(pipeline, carry, until, watcher, f)
     }
 }

@@ -224,6 +224,8 @@ fn draw<DB: DrawingBackend>(
     let points = t.points();
     let peak = t.peak().unwrap_or((0, 0));
     let end_ns = points.last().map_or(0, |p| p.0).max(t.end_ns()).max(1);
+    let start_ns = t.start_ns().min(end_ns - 1);
+    let x_min = start_ns as f64 / 1e9;
     let x_max = end_ns as f64 / 1e9;
     let (unit, scale) = unit_for(peak.1);
     // Headroom above the peak for its label and the rows of labels.
@@ -233,7 +235,7 @@ fn draw<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(&area)
         .x_label_area_size(36)
         .y_label_area_size(80)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .build_cartesian_2d(x_min..x_max, 0f64..y_max)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -251,6 +253,7 @@ fn draw<DB: DrawingBackend>(
     let curve: Vec<(f64, f64)> = points.iter().copied().map(xy).collect();
     let mut outline = curve.clone();
     outline.push((x_max, 0.0));
+    outline.push((x_min, 0.0));
     chart
         .draw_series(std::iter::once(Polygon::new(
             outline,

@@ -66,7 +66,12 @@ pub struct SnapshotMark {
 /// snapshot points and the peak. Memory does not grow with the trace.
 #[derive(Debug, Clone)]
 pub struct Timeline {
+    /// The window drawn: from `start_ns` (0: the start of recording)...
+    start_ns: u64,
+    /// ...to `end_ns`.
     end_ns: u64,
+    /// Bytes in use at `start_ns`: the last value pushed before it.
+    at_start: u64,
     bucket_ns: u64,
     max_buckets: u64,
     buckets: Vec<Bucket>,
@@ -86,10 +91,21 @@ impl Timeline {
 
     /// A timeline over `end_ns` nanoseconds in at most `buckets` buckets.
     pub fn with_buckets(end_ns: u64, buckets: usize) -> Self {
+        Self::window(0, end_ns, buckets)
+    }
+
+    /// A timeline of the window from `start_ns` to `end_ns` (nanoseconds
+    /// since the start of recording) in at most `buckets` buckets. Values
+    /// pushed before the window set the level it starts at; markers and
+    /// snapshots outside it are left out.
+    pub fn window(start_ns: u64, end_ns: u64, buckets: usize) -> Self {
         let max_buckets = buckets.max(1) as u64;
+        let end_ns = end_ns.max(start_ns);
         Timeline {
+            start_ns,
             end_ns,
-            bucket_ns: end_ns.div_ceil(max_buckets).max(1),
+            at_start: 0,
+            bucket_ns: (end_ns - start_ns).div_ceil(max_buckets).max(1),
             max_buckets,
             buckets: Vec::new(),
             markers: Vec::new(),
@@ -101,12 +117,20 @@ impl Timeline {
     }
 
     fn bucket_of(&self, ns: u64) -> u64 {
-        (ns / self.bucket_ns).min(self.max_buckets - 1)
+        (ns.saturating_sub(self.start_ns) / self.bucket_ns).min(self.max_buckets - 1)
+    }
+
+    fn outside(&self, ns: u64) -> bool {
+        ns < self.start_ns || ns > self.end_ns
     }
 
     /// Records `bytes` in use at `ns` (after an event). Times should not go
     /// backwards; one that does counts in the latest bucket.
     pub fn push(&mut self, ns: u64, bytes: u64) {
+        if ns < self.start_ns {
+            self.at_start = bytes;
+            return;
+        }
         if self.peak.is_none_or(|(_, peak)| bytes > peak) {
             self.peak = Some((ns, bytes));
         }
@@ -119,6 +143,9 @@ impl Timeline {
 
     /// Adds a marker line.
     pub fn marker(&mut self, ns: u64, label: String) {
+        if self.outside(ns) {
+            return;
+        }
         self.markers.push(Mark { ns, label });
     }
 
@@ -126,6 +153,9 @@ impl Timeline {
     /// given in each bucket is kept (the rest are counted), so that the
     /// number of points stays bounded.
     pub fn snapshot(&mut self, ns: u64, bytes: u64, label: String) {
+        if self.outside(ns) {
+            return;
+        }
         let index = self.bucket_of(ns) as usize;
         let (word, bit) = (index / 64, 1u64 << (index % 64));
         if self.snapshot_buckets[word] & bit != 0 {
@@ -137,9 +167,14 @@ impl Timeline {
         self.snapshots.insert(at, SnapshotMark { ns, bytes, label });
     }
 
-    /// The duration drawn, in nanoseconds.
+    /// Where the window drawn ends, in nanoseconds since the start.
     pub fn end_ns(&self) -> u64 {
         self.end_ns
+    }
+
+    /// Where the window drawn starts, in nanoseconds since the start.
+    pub fn start_ns(&self) -> u64 {
+        self.start_ns
     }
 
     /// The highest in-use bytes pushed and when they were first reached:
@@ -169,11 +204,11 @@ impl Timeline {
     }
 
     /// The curve as `(ns, bytes)` corners of a step line: it starts at
-    /// `(0, 0)`, holds each value until the next one, and ends at the end
-    /// of the trace.
+    /// the window's start (at 0 bytes for the whole run), holds each value
+    /// until the next one, and ends at the window's end.
     pub fn points(&self) -> Vec<(u64, u64)> {
-        let mut out = vec![(0u64, 0u64)];
-        let mut current = 0u64;
+        let mut out = vec![(self.start_ns, self.at_start)];
+        let mut current = self.at_start;
         let mut step = |out: &mut Vec<(u64, u64)>, (ns, bytes): (u64, u64)| {
             if bytes != current {
                 if out.last() != Some(&(ns, current)) {
