@@ -109,8 +109,11 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             None => println!("end:        cut short (no end record: the process was killed or crashed); complete up to its last flush"),
         },
     }
-    println!("index:      {}", index_summary(&trace, seek.index()));
     let problems = trace.damage(&pass);
+    println!(
+        "index:      {}",
+        index_summary(&trace, seek.index(), !problems.is_empty())
+    );
     if problems.is_empty() {
         println!("damage:     none");
         return Ok(ExitCode::SUCCESS);
@@ -126,11 +129,14 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
 }
 
 /// What the trace's index holds, in one line.
-fn index_summary(trace: &Trace, index: Option<&Index>) -> String {
+fn index_summary(trace: &Trace, index: Option<&Index>, damaged: bool) -> String {
     let Some(index) = index else {
-        return match std::env::var_os("HEAPREPLAY_INDEX").is_some_and(|v| v == "off") {
-            true => "none (HEAPREPLAY_INDEX=off)".into(),
-            false => "none (the trace is short enough to replay whole)".into(),
+        return if !crate::seek::enabled() {
+            "none (HEAPREPLAY_INDEX=off)".into()
+        } else if damaged {
+            "none (a damaged trace is replayed from the start)".into()
+        } else {
+            "none (the trace is short enough to replay whole)".into()
         };
     };
     let trace_len = std::fs::metadata(&trace.path).map_or(0, |m| m.len()).max(1);

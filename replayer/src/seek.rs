@@ -77,8 +77,10 @@ impl<'t> Seek<'t> {
         heap: &dyn Fn() -> Heap,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let mut builder = self
-            .enabled
+        // A pass too short for a checkpoint builds nothing (a crafted
+        // trace's seqs may also jump far ahead of its events).
+        let ahead = self.trace.recorded_events().saturating_sub(start.events);
+        let mut builder = (self.enabled && ahead >= self.spacing)
             .then(|| Builder::new(self.trace, self.index.as_ref(), &start, self.spacing))
             .flatten();
         if self.explain {

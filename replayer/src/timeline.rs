@@ -82,9 +82,10 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         ));
     }
     let mut timeline = Timeline::window(from_ns, to_ns, DEFAULT_BUCKETS);
-    for m in &trace.markers {
+    for m in (trace.markers.iter()).filter(|m| args.to.is_none() || m.ns <= to_ns) {
         timeline.marker(m.ns, marker_label(m));
     }
+
     let timeline = RefCell::new(timeline);
     let samples = clock_samples(&trace);
     let mut snapshot_clock = SeqClock::new(&samples);
@@ -107,6 +108,9 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
                 return Ok(());
             }
             let ns = trigger.ns().unwrap_or_else(|| snapshot_clock.ns_at(seq));
+            if args.to.is_some() && ns > to_ns {
+                return Ok(());
+            }
             let bytes = heap.totals().inuse_bytes();
             timeline.borrow_mut().snapshot(ns, bytes, trigger.reason());
             Ok(())

@@ -97,7 +97,8 @@ impl Timeline {
     /// A timeline of the window from `start_ns` to `end_ns` (nanoseconds
     /// since the start of recording) in at most `buckets` buckets. Values
     /// pushed before the window set the level it starts at; markers and
-    /// snapshots outside it are left out.
+    /// snapshots before it are left out (those after it, in the last
+    /// bucket: a caller drawing a window leaves them out).
     pub fn window(start_ns: u64, end_ns: u64, buckets: usize) -> Self {
         let max_buckets = buckets.max(1) as u64;
         let end_ns = end_ns.max(start_ns);
@@ -121,7 +122,7 @@ impl Timeline {
     }
 
     fn outside(&self, ns: u64) -> bool {
-        ns < self.start_ns || ns > self.end_ns
+        ns < self.start_ns
     }
 
     /// Records `bytes` in use at `ns` (after an event). Times should not go
