@@ -9,7 +9,8 @@
 #   benches/index.sh [--size small|full] [--keep DIR]
 #
 # small: 20M and 200M events (about 0.7 GB of traces); full: 200M and 2B
-# events (6.3 GB for the 2B trace, made in about 4 minutes). --keep DIR
+# events (6.3 GB for the 2B trace, made in about 4 minutes; the whole run
+# takes about 25 minutes on 2 cores). --keep DIR
 # keeps the traces there between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ else
 fi
 
 # median wall seconds of "$runs" runs of a command (the first argument may
-# be "once" to run it once)
+# be "once" to run it once); the last run's output is left in $work/out
 measure() {
     local n=$runs
     if [ "$1" = once ]; then n=1; shift; fi
@@ -47,7 +48,7 @@ measure() {
     for ((i = 0; i < n; i++)); do
         local start end
         start=$(date +%s.%N)
-        "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+        "$@" >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
         end=$(date +%s.%N)
         out+=("$(echo "$end - $start" | bc -l)")
     done
@@ -68,7 +69,7 @@ for n in $sizes; do
     trace="$work/synth-$n.zst"
     [ -s "$trace" ] || "$bin/heapreplay-synth" "$trace" "$n" 4 2000 20000 2>/dev/null
     rm -f "$trace.idx"
-    mb=$(( $(stat -c %s "$trace") / 1048576 ))
+    mb=$(( $(stat -L -c %s "$trace") / 1048576 ))
     # A plain full pass against the same pass building the index, alternated.
     plain=() built=()
     for ((i = 0; i < runs; i++)); do
@@ -78,11 +79,11 @@ for n in $sizes; do
     done
     p=$(printf '%s\n' "${plain[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
     b=$(printf '%s\n' "${built[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
-    isize=$(stat -c %s "$trace.idx")
+    isize=$(stat -L -c %s "$trace.idx")
     cps=$("$bin/heapreplay" info "$trace" | sed -n 's/^index: *\([0-9]*\) checkpoint.*/\1/p')
     printf '| %s | %s | %.2f | %.2f | %.3fx | %.1f | %.2f%% | %s |\n' "$n" "$mb" "$p" "$b" \
         "$(ratio "$b" "$p")" "$(echo "$isize / 1048576" | bc -l)" \
-        "$(echo "100 * $isize / $(stat -c %s "$trace")" | bc -l)" "$cps"
+        "$(echo "100 * $isize / $(stat -L -c %s "$trace")" | bc -l)" "$cps"
     len=$(length_s "$trace")
     for at in 0.1 0.5 0.9 peak end; do
         case $at in
@@ -90,11 +91,10 @@ for n in $sizes; do
             *) point="$(echo "$len * $at * 1000 / 1" | bc)ms" ;;
         esac
         with=$(measure "$bin/heapreplay" top -q --at "$point" "$trace")
+        mv "$work/out" "$work/with"
         without=$(measure once env HEAPREPLAY_INDEX=off "$bin/heapreplay" top -q --at "$point" "$trace")
         # The same answer either way.
-        cmp -s <("$bin/heapreplay" top -q --at "$point" "$trace") \
-            <(HEAPREPLAY_INDEX=off "$bin/heapreplay" top -q --at "$point" "$trace") ||
-            { echo "top --at $point differs with the index" >&2; exit 1; }
+        cmp -s "$work/with" "$work/out" || { echo "top --at $point differs with the index" >&2; exit 1; }
         queries+=$(printf '| %s | %s | %.2f | %.2f | %.0fx |' "$n" "$point" "$without" "$with" "$(ratio "$without" "$with")")$'\n'
     done
 done

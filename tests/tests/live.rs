@@ -182,6 +182,8 @@ fn follow_writes_while_the_service_runs_what_the_finished_replay_writes() {
         .args(rules)
         .args(["-o", "f", "trace.zst"])
         .current_dir(&work.dir)
+        // Checkpoints close together: the rounds build the index.
+        .env("HEAPREPLAY_CHECKPOINT_EVERY", "20000")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -250,6 +252,22 @@ fn follow_writes_while_the_service_runs_what_the_finished_replay_writes() {
     for (f, d) in followed.iter().zip(&replayed) {
         assert_same_text(&work.path(f), &work.path(d));
     }
+
+    // The rounds built the trace's index as it grew; a point read from it
+    // is the point read from the start.
+    assert!(
+        work.path("trace.zst.idx").exists(),
+        "no index from the follow"
+    );
+    let point = ["top", "-q", "--at", "marker:usr2#2", "trace.zst"];
+    let seeking = work.heapreplay_env(&[("HEAPREPLAY_INDEX", "explain")], &point);
+    assert!(
+        seeking.stderr.contains("from checkpoint"),
+        "{}",
+        seeking.stderr
+    );
+    let whole = work.heapreplay_env(&[("HEAPREPLAY_INDEX", "off")], &point);
+    assert_eq!(seeking.stdout, whole.stdout);
 
     // Followed again once finished: nothing is written twice.
     let before: Vec<_> = followed

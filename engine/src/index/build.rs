@@ -3,10 +3,8 @@
 use super::{file, places, state, Checkpoint, Identity, Index, Start, Table};
 use crate::heap::Heap;
 use crate::resolve::Resolver;
-use crate::snapshots::PeakFinder;
-use crate::trace::Watcher;
+use crate::trace::{Tally, Watcher};
 use crate::Trace;
-use heapreplay_format::{Event, EventKind};
 use std::path::PathBuf;
 
 /// Events between checkpoints at least: replaying this many from a
@@ -29,9 +27,11 @@ pub struct Builder {
     next_spacing: u64,
     /// The seq at or after which the next checkpoint is taken.
     wanted: u64,
-    peak: PeakFinder,
-    last_seq: u64,
-    events: u64,
+    /// Where the pass started.
+    start: Tally,
+    /// Where in-use bytes peaked after the last checkpoint, once the pass
+    /// is over.
+    end_peak: Option<(u64, u64)>,
     made: Vec<Checkpoint>,
     /// The states of the checkpoints made, and where the index goes.
     spool: Option<(std::fs::File, PathBuf)>,
@@ -81,9 +81,13 @@ impl Builder {
             bytes_per_seq: trace.file_bytes().len() as f64 / seq_end as f64,
             next_spacing: spacing.max(1),
             wanted: start.carry.from.saturating_add(spacing.max(1)),
-            peak: PeakFinder::starting_at(start.heap.totals().inuse_bytes()),
-            last_seq: start.last_seq,
-            events: start.events,
+            start: Tally {
+                inuse: start.heap.totals().inuse_bytes(),
+                peak: None,
+                last_seq: start.last_seq,
+                events: start.events,
+            },
+            end_peak: None,
             made: Vec::new(),
             spool: None,
             spooled: 0,
@@ -94,9 +98,7 @@ impl Builder {
 
     /// Takes a checkpoint at `seq`: every event below it seen, none after;
     /// `resolver` holds the live blocks and `heap` the counters.
-    fn take(&mut self, seq: u64, resolver: &Resolver, heap: &Heap) {
-        let inuse = heap.totals().inuse_bytes();
-        let peak = std::mem::replace(&mut self.peak, PeakFinder::starting_at(inuse)).peak();
+    fn take(&mut self, seq: u64, resolver: &Resolver, heap: &Heap, tally: &Tally) {
         let Some(bytes) = self.encode(resolver, heap) else {
             self.failed = true;
             return;
@@ -108,11 +110,11 @@ impl Builder {
         self.wanted = seq.saturating_add(self.next_spacing);
         self.made.push(Checkpoint {
             seq,
-            last_seq: self.last_seq,
-            events: self.events,
+            last_seq: tally.last_seq,
+            events: tally.events,
             // Frees add nothing to the pass's sum of allocation sizes.
             alloc_bytes: heap.totals().alloc_bytes,
-            peak,
+            peak: tally.peak,
             state_offset: self.spooled - bytes.0,
             state_len: bytes.0,
             raw_len: bytes.1,
@@ -170,7 +172,7 @@ impl Builder {
             },
         };
         let (covered_seq, end_peak) = match (reached_end, self.made.last()) {
-            (true, _) => (trace.seq_end(), self.peak.peak()),
+            (true, _) => (trace.seq_end(), self.end_peak),
             (false, Some(last)) => (last.seq, None),
             (false, None) => return Ok(None),
         };
@@ -225,22 +227,23 @@ pub(super) struct Watching<'a> {
 }
 
 impl Watcher for Watching<'_> {
-    #[inline]
-    fn event(&mut self, e: &Event) {
-        let b = &mut *self.builder;
-        b.peak.push(e);
-        if e.kind != EventKind::Retire {
-            b.last_seq = e.seq;
-            b.events += 1;
-        }
+    fn start(&self) -> Tally {
+        self.builder.start
     }
 
     fn wanted(&self) -> u64 {
         self.builder.wanted
     }
 
-    fn checkpoint(&mut self, seq: u64, resolver: &Resolver) {
+    fn checkpoint(&mut self, seq: u64, resolver: &Resolver, tally: &Tally) {
         let heap = (self.heap)();
-        self.builder.take(seq, resolver, &heap);
+        self.builder.take(seq, resolver, &heap, tally);
+    }
+
+    fn end(&mut self, tally: &Tally) {
+        // A later pass (a follow round) goes on from here, its peak since
+        // the last checkpoint included.
+        self.builder.start = *tally;
+        self.builder.end_peak = tally.peak;
     }
 }

@@ -15,8 +15,8 @@ mod pass;
 mod release;
 
 pub use open::io_text;
-pub(crate) use pass::Watcher;
 pub use pass::{Carry, Pass};
+pub(crate) use pass::{Tally, Watcher};
 
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;

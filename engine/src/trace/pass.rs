@@ -4,8 +4,8 @@
 use super::decode::{Run, ALLOC_SUM_TOO_LARGE};
 use super::merge::Merge;
 use super::{Problem, Trace};
-use crate::resolve::Resolver;
-use heapreplay_format::Event;
+use crate::resolve::{freed_stack, Resolver};
+use heapreplay_format::{Event, EventKind};
 use rayon::prelude::*;
 
 /// What a pass over the events found.
@@ -56,13 +56,55 @@ impl Carry {
 
 /// What a pass shows a checkpoint builder ([`crate::index::Builder`]).
 pub(crate) trait Watcher {
-    /// Each resolved event, in order.
-    fn event(&mut self, e: &Event);
+    /// Where the pass starts: in-use bytes, the last event and the events
+    /// before it.
+    fn start(&self) -> Tally;
     /// The seq at or after which the next checkpoint is wanted.
     fn wanted(&self) -> u64;
     /// Every event below `seq` has been handed on, none from `seq` on;
-    /// `resolver` holds the live blocks.
-    fn checkpoint(&mut self, seq: u64, resolver: &Resolver);
+    /// `resolver` holds the live blocks, `tally` the pass so far (its peak
+    /// since the last checkpoint).
+    fn checkpoint(&mut self, seq: u64, resolver: &Resolver, tally: &Tally);
+    /// The pass is over (stopped or at the end): `tally` since the last
+    /// checkpoint.
+    fn end(&mut self, tally: &Tally);
+}
+
+/// What a watched pass counts as it goes, on its serial thread, inline.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tally {
+    /// Bytes in use.
+    pub(crate) inuse: u64,
+    /// Where in-use bytes peaked since the last checkpoint: (seq, bytes).
+    pub(crate) peak: Option<(u64, u64)>,
+    /// The last event's seq.
+    pub(crate) last_seq: u64,
+    /// Events so far.
+    pub(crate) events: u64,
+}
+
+impl Tally {
+    /// Counts one resolved event.
+    #[inline]
+    fn apply(&mut self, e: &Event) {
+        match e.kind {
+            EventKind::Alloc => {
+                self.inuse += e.size;
+                if self.peak.is_none_or(|(_, best)| self.inuse > best) {
+                    self.peak = Some((e.seq, self.inuse));
+                }
+            }
+            EventKind::Free | EventKind::Retire => {
+                if freed_stack(e).is_some() {
+                    self.inuse -= e.size;
+                }
+            }
+        }
+        if e.kind != EventKind::Retire {
+            self.last_seq = e.seq;
+            self.events += 1;
+        }
+    }
 }
 
 /// The events a pass replays: `from <= seq < until`.
@@ -200,6 +242,8 @@ impl Trace {
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
         let mut wanted = watcher.as_ref().map_or(u64::MAX, |w| w.wanted());
+        let mut tally = watcher.as_ref().map(|w| w.start()).unwrap_or_default();
+        let watching = watcher.is_some();
         let mut merge = Merge::default();
         let mut resolver = carry.resolver.clone();
         let mut call = |e: &Event| match f(e) {
@@ -210,17 +254,18 @@ impl Trace {
         let mut each = |e: &Event| {
             if e.seq >= wanted {
                 if let Some(w) = watcher.as_deref_mut() {
-                    w.checkpoint(e.seq, &resolver);
+                    w.checkpoint(e.seq, &resolver, &tally);
+                    tally.peak = None;
                     wanted = w.wanted();
                 }
             }
             let mut e = *e;
             let retire = resolver.resolve(&mut e);
-            if let Some(w) = watcher.as_deref_mut() {
+            if watching {
                 if let Some(retire) = &retire {
-                    w.event(retire);
+                    tally.apply(retire);
                 }
-                w.event(&e);
+                tally.apply(&e);
             }
             if let Some(retire) = retire {
                 call(&retire)?;
@@ -272,6 +317,9 @@ impl Trace {
                 }
                 Err(Halt::Failed(e)) => return Err(e),
             }
+        }
+        if let Some(w) = watcher.as_deref_mut() {
+            w.end(&tally);
         }
         if let Some((count, offset)) = undefined {
             pass.problems.push(Problem {
