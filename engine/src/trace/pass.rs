@@ -318,7 +318,7 @@ impl Trace {
                 Err(Halt::Failed(e)) => return Err(e),
             }
         }
-        if let Some(w) = watcher.as_deref_mut() {
+        if let Some(w) = watcher {
             w.end(&tally);
         }
         if let Some((count, offset)) = undefined {
