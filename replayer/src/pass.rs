@@ -283,32 +283,8 @@ pub fn run_until(
     followed: &mut Followed,
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(), String> {
-    let ctx = Context::of(trace);
-    let engine = RefCell::new(Snapshotter::resume(
-        ctx,
-        plan,
-        followed.standing.clone(),
-        sink,
-    ));
-    let heap_now = || engine.borrow().heap().clone();
-    let mut carry = followed.carry.clone();
-    followed.start_building(trace);
-    let pass = trace.for_each_event_building(
-        pipeline,
-        &mut carry,
-        Some(until),
-        followed
-            .builder
-            .as_mut()
-            .map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
-        |e| {
-            engine.borrow_mut().event(e)?;
-            Ok::<bool, String>(true)
-        },
-    )?;
-    let engine = engine.into_inner();
+    let (engine, pass) = round(trace, plan, pipeline, Some(until), followed, sink)?;
     followed.standing = engine.standing();
-    followed.carry = carry;
     followed.save(trace, &pass, false);
     // Damage is said as soon as a round meets it (once); the final pass
     // says it all again and exits with its status.
@@ -336,6 +312,29 @@ pub fn run_rest(
     followed: &mut Followed,
     sink: impl FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 ) -> Result<(Outcome, ExitCode), String> {
+    let (engine, mut pass) = round(trace, plan, pipeline, None, followed, sink)?;
+    let outcome = engine.finish()?;
+    followed.save(trace, &pass, true);
+    // The report counts every event, not only this pass's.
+    pass.events += followed.events;
+    let code = report(trace, &pass, &outcome, quiet, !followed.said.is_empty());
+    Ok((outcome, code))
+}
+
+/// One follow pass, from where `followed` stands up to the event at
+/// `until` (to the end with `None`), building the index on the way; the
+/// engine as the pass leaves it.
+fn round<'a, S>(
+    trace: &'a Trace,
+    plan: &'a Plan,
+    pipeline: bool,
+    until: Option<u64>,
+    followed: &mut Followed,
+    sink: S,
+) -> Result<(Snapshotter<'a, S, String>, Pass), String>
+where
+    S: FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
+{
     let ctx = Context::of(trace);
     let engine = RefCell::new(Snapshotter::resume(
         ctx,
@@ -346,26 +345,19 @@ pub fn run_rest(
     let heap_now = || engine.borrow().heap().clone();
     let mut carry = followed.carry.clone();
     followed.start_building(trace);
-    let mut pass = trace.for_each_event_building(
+    let builder = followed.builder.as_mut();
+    let pass = trace.for_each_event_building(
         pipeline,
         &mut carry,
-        None,
-        followed
-            .builder
-            .as_mut()
-            .map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
+        until,
+        builder.map(|b| (b, &heap_now as &dyn Fn() -> Heap)),
         |e| {
             engine.borrow_mut().event(e)?;
             Ok::<bool, String>(true)
         },
     )?;
-    let engine = engine.into_inner();
-    let outcome = engine.finish()?;
-    followed.save(trace, &pass, true);
-    // The report counts every event, not only this pass's.
-    pass.events += followed.events;
-    let code = report(trace, &pass, &outcome, quiet, !followed.said.is_empty());
-    Ok((outcome, code))
+    followed.carry = carry;
+    Ok((engine.into_inner(), pass))
 }
 
 /// How far follow mode has replayed a growing trace: the live blocks and

@@ -39,6 +39,8 @@ pub struct Builder {
     /// Where a new index may go, in order.
     places: Vec<PathBuf>,
     failed: bool,
+    /// Why a checkpoint could not be written, said once the pass is over.
+    error: Option<std::io::Error>,
 }
 
 impl Builder {
@@ -93,6 +95,7 @@ impl Builder {
             spooled: 0,
             places: places(&trace.path),
             failed: false,
+            error: None,
         })
     }
 
@@ -124,20 +127,43 @@ impl Builder {
     /// Encodes the state (with `resolver`'s live blocks) into the spool:
     /// (its length, its length before compression).
     fn encode(&mut self, resolver: &Resolver, heap: &Heap) -> Option<(u64, u64)> {
-        let (bytes, raw_len) = state::encode(resolver, heap).ok()?;
+        let written = self.try_encode(resolver, heap);
+        match written {
+            Ok(sizes) => Some(sizes),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                None
+            }
+        }
+    }
+
+    fn try_encode(&mut self, resolver: &Resolver, heap: &Heap) -> std::io::Result<(u64, u64)> {
+        let (bytes, raw_len) = state::encode(resolver, heap)?;
         if self.spool.is_none() {
-            let place = match &self.base {
+            let places = match &self.base {
                 Some((path, _, _)) => vec![path.clone()],
                 None => self.places.clone(),
             };
-            self.spool = place
-                .into_iter()
-                .find_map(|p| file::spool(&p).ok().map(|f| (f, p)));
+            let mut last = None;
+            for place in places {
+                match file::spool(&place) {
+                    Ok(f) => {
+                        self.spool = Some((f, place));
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if self.spool.is_none() {
+                return Err(last.unwrap_or_else(|| std::io::Error::other("no place for an index")));
+            }
         }
-        let (spool, _) = self.spool.as_ref()?;
-        std::os::unix::fs::FileExt::write_all_at(spool, &bytes, self.spooled).ok()?;
+        let Some((spool, _)) = self.spool.as_ref() else {
+            return Err(std::io::Error::other("no place for an index"));
+        };
+        std::os::unix::fs::FileExt::write_all_at(spool, &bytes, self.spooled)?;
         self.spooled += bytes.len() as u64;
-        Some((bytes.len() as u64, raw_len as u64))
+        Ok((bytes.len() as u64, raw_len as u64))
     }
 
     /// Checkpoints taken so far.
@@ -157,6 +183,9 @@ impl Builder {
         reached_end: bool,
         intact: bool,
     ) -> std::io::Result<Option<PathBuf>> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
         if self.failed || !intact {
             return Ok(None);
         }

@@ -338,9 +338,9 @@ fn decode_table(raw: &[u8], table_offset: u64) -> Option<Table> {
             raw_len: r.u64().ok()?,
             peak: read_peak(&mut r)?,
         };
-        let ordered = checkpoints
-            .last()
-            .is_none_or(|p| p.seq < cp.seq && p.state_offset + p.state_len <= cp.state_offset);
+        let ordered = checkpoints.last().is_none_or(|p| {
+            p.seq < cp.seq && p.state_offset.saturating_add(p.state_len) <= cp.state_offset
+        });
         let inside = cp.state_offset >= MAGIC.len() as u64
             && cp.state_offset.checked_add(cp.state_len)? <= table_offset;
         if !ordered || !inside || cp.last_seq >= cp.seq || cp.seq > covered_seq {

@@ -47,19 +47,18 @@ struct Identity {
 impl Identity {
     /// The identity of the trace whose file holds `bytes` now.
     fn of(bytes: &[u8]) -> Self {
-        Self::at(bytes, bytes.len() as u64).expect("the whole file is there")
+        let n = bytes.len().min(CHECKED_BYTES as usize);
+        Self {
+            covered_len: bytes.len() as u64,
+            head_crc: crc32fast::hash(&bytes[..n]),
+            tail_crc: crc32fast::hash(&bytes[bytes.len() - n..]),
+        }
     }
 
     /// The identity the trace had when it was `len` bytes long; `None` if
     /// it is shorter now.
     fn at(bytes: &[u8], len: u64) -> Option<Self> {
-        let bytes = bytes.get(..usize::try_from(len).ok()?)?;
-        let n = bytes.len().min(CHECKED_BYTES as usize);
-        Some(Self {
-            covered_len: len,
-            head_crc: crc32fast::hash(&bytes[..n]),
-            tail_crc: crc32fast::hash(&bytes[bytes.len() - n..]),
-        })
+        Some(Self::of(bytes.get(..usize::try_from(len).ok()?)?))
     }
 
     /// True if the trace whose file holds `bytes` is the one this was

@@ -43,7 +43,15 @@ pub fn encode(resolver: &Resolver, heap: &Heap) -> std::io::Result<(Vec<u8>, usi
 /// are not a checkpoint's (damaged, or written by something else).
 /// `raw_limit` bounds the memory decompression may take.
 pub fn decode(bytes: &[u8], raw_limit: usize) -> Option<(Resolver, Heap)> {
-    let raw = zstd::bulk::decompress(bytes, raw_limit).ok()?;
+    // Decompressed as a stream, so that memory follows what the frame
+    // really holds, not what the table claims.
+    let mut raw = Vec::new();
+    let decoder = zstd::stream::Decoder::new(bytes).ok()?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(decoder, raw_limit as u64),
+        &mut raw,
+    )
+    .ok()?;
     let mut r = Reader::new(&raw);
     // Each block takes at least 3 bytes, each stack 4: a count beyond what
     // the bytes can hold is damage, not a reason to allocate.

@@ -42,16 +42,6 @@ impl Carry {
             alloc_bytes,
         }
     }
-
-    /// The live blocks.
-    pub fn resolver(&self) -> &Resolver {
-        &self.resolver
-    }
-
-    /// The sum of every allocation size replayed.
-    pub fn alloc_bytes(&self) -> u64 {
-        self.alloc_bytes
-    }
 }
 
 /// What a pass shows a checkpoint builder ([`crate::index::Builder`]).
