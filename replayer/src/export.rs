@@ -46,8 +46,14 @@ mod parquet {
         if dir.exists() && !dir.is_dir() {
             return Err(format!("{}: not a folder", dir.display()));
         }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("{}: cannot create: {}", dir.display(), io_text(&e)))?;
+        // The folder itself is made, not its parents: a mistyped path is
+        // refused, as every other output refuses one.
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(format!("{}: cannot create: {}", dir.display(), io_text(&e)))
+            }
+            _ => {}
+        }
         let result = write(args, &trace, pipeline, &dir);
         if result.is_err() {
             // A file without its footer is no Parquet file: leave none

@@ -224,7 +224,14 @@ fn report(
     }
     let problems = trace.damage(pass);
     if problems.is_empty() && !said_before {
-        return ExitCode::SUCCESS;
+        // A time asked for past the end of a finished trace got nothing:
+        // not a success (a live trace may yet reach it).
+        let missed = !pass.stopped && !outcome.past_end.is_empty() && trace.live.is_none();
+        return if missed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     for p in &problems {
         eprintln!(

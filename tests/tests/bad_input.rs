@@ -225,3 +225,28 @@ fn a_trace_truncated_while_read_is_a_one_line_error() {
     );
     one_line(&r);
 }
+
+#[test]
+fn a_time_past_the_end_and_a_missing_export_folder_are_refused() {
+    let work = Work::new("past_the_end");
+    let _ = recorded_trace(&work);
+    // A replay at a time the trace never reached writes nothing: status 1.
+    let r = work.heapreplay(&["--at", "99h", "-o", "p", "good.zst"]);
+    assert_clean_error(
+        &r,
+        1,
+        &["good.zst", "--at 356400 s is after the end of the trace"],
+    );
+    assert!(profiles(&work.path("p")).is_empty());
+    // With a point inside the trace too, that one is written; still status 1.
+    let r = work.heapreplay(&["-q", "--at", "1ms,99h", "-o", "q", "good.zst"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(profiles(&work.path("q")).len(), 1);
+    // An export into a folder whose parent does not exist makes nothing.
+    let missing = work.path("no/such/folder");
+    let shown = missing.display().to_string();
+    let r = work.heapreplay(&["export", "--parquet", "-o", &shown, "good.zst"]);
+    assert_clean_error(&r, 1, &[&shown, "cannot create"]);
+    one_line(&r);
+    assert!(!work.path("no").exists(), "export made the missing folders");
+}
