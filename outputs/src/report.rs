@@ -39,6 +39,32 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// `1 object`, `1,024 objects`: a count with its noun.
+pub fn counted(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{} {noun}s", grouped(n)),
+    }
+}
+
+/// [`counted`] with a sign: `+1 object`, `-12 objects`.
+fn signed_counted(n: i64, noun: &str) -> String {
+    match n.unsigned_abs() {
+        1 => format!("{} {noun}", signed(n)),
+        _ => format!("{} {noun}s", signed(n)),
+    }
+}
+
+/// The heading of a list cut to `n` of its `total` entries.
+fn listed(what: &str, total: usize, n: usize) -> String {
+    let all = counted(total as u64, "stack");
+    if total > n {
+        format!("{what}: {all}, the first {n} shown (-n to show more)")
+    } else {
+        format!("{what}: {all}")
+    }
+}
+
 fn signed(n: i64) -> String {
     let sign = if n < 0 { "-" } else { "+" };
     format!("{sign}{}", grouped(n.unsigned_abs()))
@@ -132,11 +158,11 @@ pub fn write_top(
     let t = snapshot.totals;
     writeln!(
         out,
-        "{title}: {} in use in {} objects; {} allocated in {} objects since the start",
+        "{title}: {} in use in {}; {} allocated in {} since the start",
         human(t.inuse_bytes()),
-        grouped(t.inuse_objects()),
+        counted(t.inuse_objects(), "object"),
         human(t.alloc_bytes),
-        grouped(t.allocs)
+        counted(t.allocs, "object")
     )?;
     let named = by_frames(snapshot, stacks);
     let mut inuse: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.inuse_bytes() > 0).collect();
@@ -192,19 +218,19 @@ pub fn write_leaks(
     });
     writeln!(
         out,
-        "{title}: {} bytes ({}) in {} objects never freed, from {} stacks",
+        "{title}: {} bytes ({}) in {} never freed, from {}",
         grouped(t.inuse_bytes()),
         human(t.inuse_bytes()),
-        grouped(t.inuse_objects()),
-        live.len()
+        counted(t.inuse_objects(), "object"),
+        counted(live.len() as u64, "stack")
     )?;
     let shown = n.unwrap_or(live.len()).min(live.len());
     for (frames, c) in &live[..shown] {
         writeln!(
             out,
-            "\n{} bytes in {} objects allocated at:",
+            "\n{} bytes in {} allocated at:",
             grouped(c.inuse_bytes()),
-            grouped(c.inuse_objects())
+            counted(c.inuse_objects(), "object")
         )?;
         for (i, f) in frames.iter().enumerate() {
             writeln!(out, "    #{i} {}", frame_text(f))?;
@@ -286,11 +312,11 @@ pub fn write_diff(
     });
     writeln!(
         out,
-        "{title}: in use {} bytes ({} objects); allocated {} bytes ({} objects) in between",
+        "{title}: in use {} bytes ({}); allocated {} bytes ({}) in between",
         signed(total[3]),
-        signed(total[2]),
+        signed_counted(total[2], "object"),
         signed(total[1]),
-        signed(total[0])
+        signed_counted(total[0], "object")
     )?;
     let header = |out: &mut dyn Write, heading: &str| -> io::Result<()> {
         writeln!(out, "\n{heading}")?;
@@ -312,13 +338,13 @@ pub fn write_diff(
         )
     };
     let grew: Vec<&Change> = changes.iter().filter(|c| c.delta()[3] > 0).collect();
-    header(out, &format!("Grew: {} stacks", grew.len()))?;
+    header(out, &listed("Grew", grew.len(), n))?;
     for c in grew.iter().take(n) {
         row(out, c)?;
     }
     let shrank: Vec<&Change> = changes.iter().rev().filter(|c| c.delta()[3] < 0).collect();
     if !shrank.is_empty() {
-        header(out, &format!("Shrank: {} stacks", shrank.len()))?;
+        header(out, &listed("Shrank", shrank.len(), n))?;
         for c in shrank.iter().take(n) {
             row(out, c)?;
         }
@@ -329,6 +355,20 @@ pub fn write_diff(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_agree_with_their_nouns_and_cut_lists_say_so() {
+        assert_eq!(counted(1, "object"), "1 object");
+        assert_eq!(counted(0, "object"), "0 objects");
+        assert_eq!(counted(1024, "range"), "1,024 ranges");
+        assert_eq!(signed_counted(-1, "object"), "-1 object");
+        assert_eq!(signed_counted(804, "object"), "+804 objects");
+        assert_eq!(
+            listed("Grew", 327, 20),
+            "Grew: 327 stacks, the first 20 shown (-n to show more)"
+        );
+        assert_eq!(listed("Shrank", 1, 20), "Shrank: 1 stack");
+    }
 
     #[test]
     fn numbers_read_well() {

@@ -119,8 +119,8 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "damage:     {} damaged ranges; the rest is usable",
-        problems.len()
+        "damage:     {} damaged; the rest is usable",
+        heapreplay_outputs::report::counted(problems.len() as u64, "range")
     );
     for p in &problems {
         println!("  at offset {}: {}", p.offset, p.what);

@@ -240,7 +240,7 @@ fn report(
         );
     }
     eprintln!(
-        "heapreplay: {shown}: replayed {} events that were intact; output above is partial",
+        "heapreplay: {shown}: replayed {} events that were intact; the output is partial",
         pass.events
     );
     ExitCode::from(EXIT_DAMAGED)

@@ -237,7 +237,7 @@ fn follow_says_damage_before_the_mark_at_once_and_ends_with_status_3() {
     seen.extend(said.iter());
     assert_eq!(status.code(), Some(3), "{seen:?}");
     assert!(
-        seen.iter().any(|l| l.contains("output above is partial")),
+        seen.iter().any(|l| l.contains("the output is partial")),
         "{seen:?}"
     );
 }
