@@ -116,7 +116,7 @@ pub struct Outcome {
 }
 
 /// Finds where in-use bytes peaked, one resolved event at a time.
-#[derive(Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct PeakFinder {
     inuse: u64,
     best: Option<(u64, u64)>,
@@ -145,6 +145,11 @@ impl PeakFinder {
                 }
             }
         }
+    }
+
+    /// Bytes in use after the events so far.
+    pub fn inuse(&self) -> u64 {
+        self.inuse
     }
 
     /// The peak so far: (seq of the event after which, bytes in use).

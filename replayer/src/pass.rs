@@ -161,7 +161,7 @@ pub fn run_while(
         quiet,
     ));
     let sink = |heap: &Heap, trigger: &Trigger, seq| sink(heap, trigger, seq, &progress.borrow());
-    let engine = if start.is_checkpoint() {
+    let engine = if start.checkpoint().is_some() {
         Snapshotter::resume_at(ctx, plan, peak, start.heap.clone(), start.last_seq, sink)
     } else {
         Snapshotter::new(ctx, plan, peak, sink)
@@ -399,21 +399,11 @@ impl Followed {
         if self.builder.is_some() || self.no_index || self.carry.from != 0 {
             return;
         }
-        let index = if crate::seek::enabled() {
-            Index::find(trace)
-        } else {
-            None
-        };
-        self.builder = crate::seek::enabled()
-            .then(|| {
-                Builder::new(
-                    trace,
-                    index.as_ref(),
-                    &Start::beginning(),
-                    crate::seek::spacing(),
-                )
-            })
-            .flatten();
+        if crate::seek::enabled() {
+            let index = Index::find(trace);
+            let start = Start::beginning();
+            self.builder = Builder::new(trace, index.as_ref(), &start, crate::seek::spacing());
+        }
         self.no_index = self.builder.is_none();
     }
 

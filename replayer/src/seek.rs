@@ -150,7 +150,11 @@ impl<'t> Seek<'t> {
         let before = self.index.as_ref().and_then(|i| i.peak_before_last());
         let start = self.start(|_| true);
         let mut finder = PeakFinder::starting_at(start.heap.totals().inuse_bytes());
-        let before = if start.is_checkpoint() { before } else { None };
+        let before = if start.checkpoint().is_some() {
+            before
+        } else {
+            None
+        };
         let heap = RefCell::new(start.heap.clone());
         let heap_now = || heap.borrow().clone();
         self.pass(pipeline, start, &heap_now, |e| {

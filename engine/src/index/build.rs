@@ -3,6 +3,7 @@
 use super::{file, places, state, Checkpoint, Identity, Index, Start, Table};
 use crate::heap::Heap;
 use crate::resolve::Resolver;
+use crate::snapshots::PeakFinder;
 use crate::trace::{Tally, Watcher};
 use crate::Trace;
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ impl Builder {
     pub fn new(trace: &Trace, index: Option<&Index>, start: &Start, spacing: u64) -> Option<Self> {
         let intact =
             trace.problems.is_empty() && trace.live.is_none_or(|l| l.complete_below.is_some());
+        if !intact {
+            return None;
+        }
         // From the beginning, a new index replaces one that covers less
         // than the trace now holds; from the last checkpoint, the index is
         // extended.
@@ -67,9 +71,6 @@ impl Builder {
             (None, None) => None,
             (_, Some(_)) => return None,
         };
-        if !intact {
-            return None;
-        }
         let seq_end = trace.seq_end().max(1);
         Some(Self {
             base: index.map(|i| {
@@ -84,8 +85,7 @@ impl Builder {
             next_spacing: spacing.max(1),
             wanted: start.carry.from.saturating_add(spacing.max(1)),
             start: Tally {
-                inuse: start.heap.totals().inuse_bytes(),
-                peak: None,
+                peak: PeakFinder::starting_at(start.heap.totals().inuse_bytes()),
                 last_seq: start.last_seq,
                 events: start.events,
             },
@@ -117,7 +117,7 @@ impl Builder {
             events: tally.events,
             // Frees add nothing to the pass's sum of allocation sizes.
             alloc_bytes: heap.totals().alloc_bytes,
-            peak: tally.peak,
+            peak: tally.peak.peak(),
             state_offset: self.spooled - bytes.0,
             state_len: bytes.0,
             raw_len: bytes.1,
@@ -139,31 +139,32 @@ impl Builder {
 
     fn try_encode(&mut self, resolver: &Resolver, heap: &Heap) -> std::io::Result<(u64, u64)> {
         let (bytes, raw_len) = state::encode(resolver, heap)?;
-        if self.spool.is_none() {
-            let places = match &self.base {
-                Some((path, _, _)) => vec![path.clone()],
-                None => self.places.clone(),
-            };
-            let mut last = None;
-            for place in places {
-                match file::spool(&place) {
-                    Ok(f) => {
-                        self.spool = Some((f, place));
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            if self.spool.is_none() {
-                return Err(last.unwrap_or_else(|| std::io::Error::other("no place for an index")));
-            }
-        }
-        let Some((spool, _)) = self.spool.as_ref() else {
-            return Err(std::io::Error::other("no place for an index"));
+        let spool = match self.spool.take() {
+            Some(spool) => spool,
+            None => self.open_spool()?,
         };
-        std::os::unix::fs::FileExt::write_all_at(spool, &bytes, self.spooled)?;
+        let written = std::os::unix::fs::FileExt::write_all_at(&spool.0, &bytes, self.spooled);
+        self.spool = Some(spool);
+        written?;
         self.spooled += bytes.len() as u64;
         Ok((bytes.len() as u64, raw_len as u64))
+    }
+
+    /// A spool beside the index being extended, or in the first place a
+    /// new index can go.
+    fn open_spool(&self) -> std::io::Result<(std::fs::File, PathBuf)> {
+        let places = match &self.base {
+            Some((path, _, _)) => std::slice::from_ref(path),
+            None => &self.places[..],
+        };
+        let mut last = None;
+        for place in places {
+            match file::spool(place) {
+                Ok(f) => return Ok((f, place.clone())),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no place for an index")))
     }
 
     /// Checkpoints taken so far.
@@ -189,11 +190,12 @@ impl Builder {
         if self.failed || !intact {
             return Ok(None);
         }
+        let identity = Identity::of(trace.file_bytes());
         let mut table = match &self.base {
             Some((_, _, table)) => table.clone(),
             None if self.made.is_empty() => return Ok(None),
             None => Table {
-                identity: Identity::of(trace.file_bytes()),
+                identity,
                 covered_seq: 0,
                 end_peak: None,
                 checkpoints: Vec::new(),
@@ -209,17 +211,15 @@ impl Builder {
             return Ok(None);
         }
         let first_new = table.checkpoints.len();
-        table.identity = Identity::of(trace.file_bytes());
+        table.identity = identity;
         table.covered_seq = covered_seq;
         table.end_peak = end_peak;
         table.scan = trace.scan_cache();
         table.checkpoints.append(&mut self.made);
+        // With no checkpoint made, an empty spool: the table still goes
+        // where the index is.
         if self.spool.is_none() {
-            // Nothing to copy, but the table still goes where the index is.
-            let Some((path, _, _)) = &self.base else {
-                return Ok(None);
-            };
-            self.spool = Some((file::spool(path)?, path.clone()));
+            self.spool = Some(self.open_spool()?);
         }
         let Some((spool, spool_place)) = &self.spool else {
             return Ok(None);
@@ -273,6 +273,6 @@ impl Watcher for Watching<'_> {
         // A later pass (a follow round) goes on from here, its peak since
         // the last checkpoint included.
         self.builder.start = *tally;
-        self.builder.end_peak = tally.peak;
+        self.builder.end_peak = tally.peak.peak();
     }
 }

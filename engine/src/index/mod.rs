@@ -129,11 +129,6 @@ impl Start {
         }
     }
 
-    /// True if this starts from a checkpoint.
-    pub fn is_checkpoint(&self) -> bool {
-        self.checkpoint.is_some()
-    }
-
     /// The checkpoint started from: its position in the index.
     pub fn checkpoint(&self) -> Option<usize> {
         self.checkpoint

@@ -4,7 +4,8 @@
 use super::decode::{Run, ALLOC_SUM_TOO_LARGE};
 use super::merge::Merge;
 use super::{Problem, Trace};
-use crate::resolve::{freed_stack, Resolver};
+use crate::resolve::Resolver;
+use crate::snapshots::PeakFinder;
 use heapreplay_format::{Event, EventKind};
 use rayon::prelude::*;
 
@@ -63,10 +64,8 @@ pub(crate) trait Watcher {
 /// What a watched pass counts as it goes, on its serial thread, inline.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Tally {
-    /// Bytes in use.
-    pub(crate) inuse: u64,
-    /// Where in-use bytes peaked since the last checkpoint: (seq, bytes).
-    pub(crate) peak: Option<(u64, u64)>,
+    /// Bytes in use, and where they peaked since the last checkpoint.
+    pub(crate) peak: PeakFinder,
     /// The last event's seq.
     pub(crate) last_seq: u64,
     /// Events so far.
@@ -77,19 +76,7 @@ impl Tally {
     /// Counts one resolved event.
     #[inline]
     fn apply(&mut self, e: &Event) {
-        match e.kind {
-            EventKind::Alloc => {
-                self.inuse += e.size;
-                if self.peak.is_none_or(|(_, best)| self.inuse > best) {
-                    self.peak = Some((e.seq, self.inuse));
-                }
-            }
-            EventKind::Free | EventKind::Retire => {
-                if freed_stack(e).is_some() {
-                    self.inuse -= e.size;
-                }
-            }
-        }
+        self.peak.push(e);
         if e.kind != EventKind::Retire {
             self.last_seq = e.seq;
             self.events += 1;
@@ -245,7 +232,7 @@ impl Trace {
             if e.seq >= wanted {
                 if let Some(w) = watcher.as_deref_mut() {
                     w.checkpoint(e.seq, &resolver, &tally);
-                    tally.peak = None;
+                    tally.peak = PeakFinder::starting_at(tally.peak.inuse());
                     wanted = w.wanted();
                 }
             }
