@@ -109,6 +109,11 @@ impl TimePoint {
 /// `us`, `ms`, `s`, `m`, `h`; a bare number is seconds. Zero is allowed here;
 /// callers that need a positive value check.
 pub fn parse_duration_ns(text: &str) -> Result<u64, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is negative: a duration must be greater than zero"
+        ));
+    }
     let (num, unit) = crate::units::split_number(text);
     let value: f64 = num.parse().map_err(|_| {
         format!("'{text}' is not a duration: expected a number and a unit, such as 30s or 500ms")

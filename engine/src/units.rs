@@ -15,6 +15,11 @@ pub fn split_number(text: &str) -> (&str, &str) {
 /// `T`/`TB`/`TiB` = 2^40; a bare number or `B` is bytes. Fractions are
 /// allowed with a unit (`1.5GB`). Zero is refused.
 pub fn parse_size(text: &str) -> Result<u64, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is negative: a size must be greater than zero"
+        ));
+    }
     let (num, unit) = split_number(text);
     if num.is_empty() {
         return Err(format!(

@@ -13,7 +13,7 @@ use std::path::PathBuf;
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Examples:\n  heapreplay record -- ./app            record ./app into heapreplay.<pid>.zst\n  heapreplay --interval 10MB trace.zst  a profile every 10 MB allocated, and one at the end\n  heapreplay --at-marker usr2 trace.zst a profile at each SIGUSR2 the program received\n  heapreplay --at-peak --at 30s,1m trace.zst\n  heapreplay info trace.zst\n  heapreplay top --at peak trace.zst     the biggest stacks at the peak\n  heapreplay leaks trace.zst             what was never freed\n  heapreplay --format pprof trace.zst   go tool pprof -top trace.0001.pb.gz\n  google-pprof --text ./app trace.0001.heap"
+    after_help = "Examples:\n  heapreplay record -- ./app                  record ./app into heapreplay.<pid>.zst\n  heapreplay --interval 10MB trace.zst        a profile every 10 MB allocated, and one at the end\n  heapreplay --at-marker usr2 trace.zst       a profile at each SIGUSR2 the program received\n  heapreplay --at-peak --at 30s,1m trace.zst  at the peak, 30 s and 1 min in\n  heapreplay info trace.zst                   what the trace holds\n  heapreplay top --at peak trace.zst          the biggest stacks at the peak\n  heapreplay leaks trace.zst                  what was never freed\n  heapreplay --format pprof trace.zst         then: go tool pprof -top trace.0001.pb.gz\n  google-pprof --text ./app trace.0001.heap   read a profile"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -52,10 +52,30 @@ pub struct InfoArgs {
 
 /// `heapreplay record` options.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+The `--` before PROGRAM is optional; give it when PROGRAM's own arguments
+start with a dash that heapreplay should not read.
+
+The recorder reads these variables (they work the same under LD_PRELOAD):
+  HEAPREPLAY_OUT             the trace path (what -o sets); %p is the process id
+  HEAPREPLAY_MARKER_SIGNALS  signals recorded as markers: usr2 (default), a list
+                             such as usr1,rtmin+3, or none
+  HEAPREPLAY_FOLLOW_EXEC     0: do not record programs this one executes
+
+Exit status: the program's own (128 + N if signal N killed it); 1 when it
+cannot be run under the recorder (not found, statically linked, set-user-ID).
+
+Then: heapreplay --interval 10MB TRACE, heapreplay info TRACE, heapreplay top TRACE")]
 pub struct RecordArgs {
     /// Trace file to write; `%p` becomes the process id.
-    #[arg(short, long, value_name = "PATH", default_value = "heapreplay.%p.zst")]
-    pub out: String,
+    #[arg(
+        short,
+        long,
+        alias = "out",
+        value_name = "PATH",
+        default_value = "heapreplay.%p.zst"
+    )]
+    pub output: String,
 
     /// The program to run, and its arguments.
     #[arg(
@@ -121,21 +141,21 @@ pub struct RuleArgs {
     /// HEAP_PROFILE_ALLOCATION_INTERVAL). Units: B, KB, MB, GB (binary: 1MB = 2^20).
     /// The four interval rules depend on every event before a point, so a
     /// replay with any of them reads the trace from the start.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Snapshot rules")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, help_heading = "Snapshot rules")]
     pub interval: Option<u64>,
 
     /// A profile every SIZE bytes freed (HEAP_PROFILE_DEALLOCATION_INTERVAL).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Snapshot rules")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, help_heading = "Snapshot rules")]
     pub dealloc_interval: Option<u64>,
 
     /// A profile when in-use bytes grow SIZE past their highest point at a
     /// previous rule dump (HEAP_PROFILE_INUSE_INTERVAL).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Snapshot rules")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, help_heading = "Snapshot rules")]
     pub inuse_interval: Option<u64>,
 
     /// A profile every DURATION of wall time (HEAP_PROFILE_TIME_INTERVAL),
     /// e.g. 500ms, 30s, 5m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, help_heading = "Snapshot rules")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, allow_hyphen_values = true, help_heading = "Snapshot rules")]
     pub time_interval: Option<u64>,
 
     /// A profile at each marker: a signal (usr1, usr2, SIGUSR2, 12, rtmin+3),
@@ -166,7 +186,7 @@ pub struct RuleArgs {
 pub struct CommonArgs {
     /// Threads: 1 decodes and replays in turn; N decodes on N-1 threads while
     /// one replays [default: all cores].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub threads: Option<usize>,
 
     /// Print nothing but errors.
@@ -192,7 +212,13 @@ pub struct TopArgs {
     pub at: Point,
 
     /// How many stacks to list in each table.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        default_value_t = 10
+    )]
     pub count: usize,
 
     #[command(flatten)]
@@ -207,7 +233,7 @@ pub struct LeaksArgs {
     pub trace: PathBuf,
 
     /// How many stacks to list [default: all].
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", allow_hyphen_values = true)]
     pub count: Option<usize>,
 
     #[command(flatten)]
@@ -243,7 +269,13 @@ pub struct DiffArgs {
     pub sample: SampleKind,
 
     /// How many stacks to list as text.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        default_value_t = 20
+    )]
     pub count: usize,
 
     #[command(flatten)]

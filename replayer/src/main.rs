@@ -1,6 +1,7 @@
 //! `heapreplay`: replays a trace written by `librecord.so` into gperftools
 //! heap profiles, and runs programs under the recorder.
 
+mod argv;
 mod cli;
 mod diff;
 mod elf;
@@ -18,7 +19,7 @@ mod threads;
 mod timeline;
 mod top;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -26,7 +27,14 @@ fn main() -> ExitCode {
     // output goes away (`heapreplay info t.zst | head`).
     // SAFETY: restoring the default action of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = cli::Cli::parse();
+    let args = match argv::arrange(&cli::Cli::command(), std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("heapreplay: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     let result = match cli.command {
         Some(cli::Command::Record(args)) => record::run(&args),
         Some(cli::Command::Info(args)) => info::run(&args),

@@ -96,7 +96,8 @@ fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> 
 /// Where a replaying pass may start.
 #[derive(Clone, Copy)]
 pub enum From<'a> {
-    /// At the beginning: the caller needs every event (a timeline, an export).
+    /// At the beginning: the caller needs every event (an export).
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
     Beginning,
     /// At the latest checkpoint before every snapshot of the plan: a replay.
     BeforeSnapshots,

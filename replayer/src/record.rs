@@ -4,21 +4,28 @@ use crate::cli::RecordArgs;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-/// Finds librecord.so: `HEAPREPLAY_LIB`, else beside this executable.
+/// Finds librecord.so: `HEAPREPLAY_LIB`, else beside this executable (a
+/// build tree), else in `../lib/heapreplay/` from it (as `scripts/install`
+/// places it).
 fn recorder_library() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("HEAPREPLAY_LIB") {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-    let lib = exe.with_file_name("librecord.so");
-    if lib.exists() {
-        Ok(lib)
-    } else {
-        Err(format!(
-            "cannot find the recorder library {} (build it with `cargo build --release`, or set HEAPREPLAY_LIB)",
-            lib.display()
-        ))
+    let beside = exe.with_file_name("librecord.so");
+    let installed = exe
+        .parent()
+        .and_then(|bin| bin.parent())
+        .map(|prefix| prefix.join("lib/heapreplay/librecord.so"));
+    let candidates: Vec<PathBuf> = std::iter::once(beside).chain(installed).collect();
+    if let Some(found) = candidates.iter().find(|p| p.exists()) {
+        return Ok(found.clone());
     }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    Err(format!(
+        "cannot find the recorder library librecord.so (looked for {}); install heapreplay with scripts/install, or set HEAPREPLAY_LIB to its path",
+        looked.join(" and ")
+    ))
 }
 
 /// Runs the program under the recorder and exits as it did.
@@ -41,14 +48,14 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
     let mut child = Command::new(program)
         .args(rest)
         .env("LD_PRELOAD", preload)
-        .env("HEAPREPLAY_OUT", &args.out)
+        .env("HEAPREPLAY_OUT", &args.output)
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pid = child.id();
     let status = child
         .wait()
         .map_err(|e| format!("lost track of {program}: {e}"))?;
-    let trace = args.out.replace("%p", &pid.to_string());
+    let trace = args.output.replace("%p", &pid.to_string());
     if std::path::Path::new(&trace).exists() {
         eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}");
     }

@@ -117,6 +117,22 @@ impl FileWriter<'_> {
     }
 }
 
+/// Fails as writing `name` would, before any snapshot is announced: a
+/// missing folder, no permission, a read-only file. Leaves no file behind.
+fn check_writable(name: &str) -> Result<(), String> {
+    let existed = std::path::Path::new(name).exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(name)
+        .map_err(|e| format!("{name}: cannot write: {}", io_text(&e)))?;
+    if !existed {
+        let _ = std::fs::remove_file(name);
+    }
+    Ok(())
+}
+
 fn extension(format: Format) -> &'static str {
     match format {
         Format::Heap => "heap",
@@ -189,6 +205,7 @@ pub fn write(
             (followed.snapshots(), Some(quiet))
         }
     };
+    check_writable(&format!("{}.{:04}.{ext}", prefix.display(), count + 1))?;
     let writer = FileWriter {
         trace,
         format: args.format,

@@ -106,7 +106,7 @@ fn bad_flag_values_are_refused() {
         assert_clean_error(&r, 2, &[needle, "--interval"]);
     }
     for (flag, value, needle) in [
-        ("--dealloc-interval", "-5MB", "not a size"),
+        ("--dealloc-interval", "-5MB", "negative"),
         ("--inuse-interval", "0", "greater than zero"),
         ("--time-interval", "0s", "greater than zero"),
         ("--time-interval", "3 fortnights", "unknown unit"),
@@ -171,6 +171,35 @@ fn unwritable_output_is_reported() {
     let _ = recorded_trace(&work);
     let r = work.heapreplay(&["-o", "/nonexistent/dir/p", "good.zst"]);
     assert_clean_error(&r, 1, &["/nonexistent/dir/p.0001.heap", "cannot write"]);
+    // Refused before the pass: no "Dumping heap profile to" a file that
+    // is then not written.
+    one_line(&r);
+}
+
+#[test]
+fn the_command_line_as_people_type_it() {
+    let work = Work::new("typed");
+    let _ = recorded_trace(&work);
+    // Options before the subcommand mean what they mean after it.
+    let after = work.heapreplay(&["top", "-q", "--threads", "1", "-n", "2", "good.zst"]);
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    assert!(after.stdout.contains("top 2 of"), "{}", after.stdout);
+    let before = work.heapreplay(&["-q", "--threads", "1", "-n", "2", "top", "good.zst"]);
+    assert_eq!(before.code, 0, "{}", before.stderr);
+    assert_eq!(before.stdout, after.stdout);
+    // A replay option is not top's.
+    let r = work.heapreplay(&["--interval", "1MB", "top", "good.zst"]);
+    assert_clean_error(&r, 2, &["'--interval'"]);
+    // A mistyped subcommand is named, with the one meant.
+    let r = work.heapreplay(&["leak", "good.zst"]);
+    assert_clean_error(&r, 2, &["no subcommand 'leak'", "did you mean 'leaks'?"]);
+    one_line(&r);
+    // A negative value is refused for what it is, not as an unknown option.
+    for (option, value) in [("--interval", "-5"), ("--time-interval", "-5s")] {
+        let r = work.heapreplay(&[option, value, "good.zst"]);
+        assert_clean_error(&r, 2, &[option, "negative"]);
+        assert!(!r.stderr.contains("-- -5"), "{}", r.stderr);
+    }
 }
 
 #[test]

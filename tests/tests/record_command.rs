@@ -24,7 +24,8 @@ fn record_runs_the_program_and_keeps_its_exit_status() {
     assert_eq!(header(&work.path("rec.0001.heap"))[1], 5 << 20);
 
     // The program's exit status comes through.
-    let r = work.heapreplay(&["record", "-o", "sh.%p.zst", "--", "sh", "-c", "exit 7"]);
+    // `--output` as in a replay, and `--` optional.
+    let r = work.heapreplay(&["record", "--output", "sh.%p.zst", "sh", "-c", "exit 7"]);
     assert_eq!(r.code, 7, "{}", r.stderr);
 
     let r = work.heapreplay(&["record", "--", "/no/such/program"]);
@@ -47,4 +48,36 @@ fn record_refuses_programs_it_cannot_see() {
         !work.path("static.zst").exists(),
         "an empty trace was left behind"
     );
+}
+
+/// Installed as `scripts/install` lays it out (PREFIX/bin/heapreplay,
+/// PREFIX/lib/heapreplay/librecord.so), `heapreplay record` finds its
+/// library; with the library missing, it says where it looked.
+#[test]
+fn an_installed_heapreplay_finds_its_recorder() {
+    let work = Work::new("record_installed");
+    let bin = work.path("prefix/bin");
+    let lib = work.path("prefix/lib/heapreplay");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::copy(heapreplay(), bin.join("heapreplay")).unwrap();
+    let installed = || {
+        let mut cmd = std::process::Command::new(bin.join("heapreplay"));
+        cmd.current_dir(&work.dir)
+            .env_remove("HEAPREPLAY_LIB")
+            .args(["record", "-o", "inst.zst", "true"]);
+        run(&mut cmd)
+    };
+    let r = installed();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("prefix/lib/heapreplay/librecord.so")
+            && r.stderr.contains("scripts/install"),
+        "{}",
+        r.stderr
+    );
+    std::fs::copy(librecord(), lib.join("librecord.so")).unwrap();
+    let r = installed();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(work.path("inst.zst").exists(), "{}", r.stderr);
 }

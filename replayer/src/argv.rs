@@ -1,0 +1,141 @@
+//! The command line as people type it, put in the shape clap parses:
+//! options placed before a subcommand move after it, and a first word that
+//! is neither a subcommand nor a file but looks like a subcommand is
+//! refused with the subcommand it was probably meant to be.
+
+use clap::Command;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// `args` (program name first) rearranged for `cli`: `heapreplay -q top
+/// t.zst` becomes `heapreplay top -q t.zst`. An error names a mistyped
+/// subcommand (`heapreplay leak t.zst`: did you mean `leaks`?).
+pub fn arrange(cli: &Command, args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let Some(first) = first_word(cli, &args) else {
+        return Ok(args);
+    };
+    let word = args[first].to_string_lossy();
+    if subcommand_named(cli, &word) {
+        if first == 1 {
+            return Ok(args);
+        }
+        let mut arranged = Vec::with_capacity(args.len());
+        arranged.push(args[0].clone());
+        arranged.push(args[first].clone());
+        arranged.extend(args[1..first].iter().cloned());
+        arranged.extend(args[first + 1..].iter().cloned());
+        return Ok(arranged);
+    }
+    if Path::new(&*word).exists() {
+        return Ok(args);
+    }
+    match likely_subcommand(cli, &word) {
+        Some(meant) => Err(format!(
+            "no subcommand '{word}' and no file of that name; did you mean '{meant}'? (heapreplay --help lists the subcommands)"
+        )),
+        None => Ok(args),
+    }
+}
+
+/// The index of the first word that is not an option or an option's value,
+/// if any comes before `--`.
+fn first_word(cli: &Command, args: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        if arg == "--" {
+            return None;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            if !long.contains('=') && takes_value(cli, |a| a.get_long() == Some(long)) {
+                i += 1;
+            }
+        } else if let Some(shorts) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
+            // A cluster such as `-qn5`: the first letter that takes a value
+            // takes the rest, or the next word when nothing is left.
+            for (at, letter) in shorts.char_indices() {
+                if takes_value(cli, |a| a.get_short() == Some(letter)) {
+                    if at + letter.len_utf8() == shorts.len() {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+        } else {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether the option `matches` picks out takes a value, at the top level
+/// or in any subcommand (an option before a subcommand may be the
+/// subcommand's own).
+fn takes_value(cli: &Command, matches: impl Fn(&clap::Arg) -> bool) -> bool {
+    std::iter::once(cli)
+        .chain(cli.get_subcommands())
+        .flat_map(|command| command.get_arguments())
+        .any(|a| matches(a) && a.get_action().takes_values())
+}
+
+fn subcommand_named(cli: &Command, word: &str) -> bool {
+    cli.get_subcommands()
+        .any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word))
+}
+
+/// The subcommand `word` is most like, if it is like one at all (the
+/// measure and threshold clap uses for its own suggestions).
+fn likely_subcommand<'c>(cli: &'c Command, word: &str) -> Option<&'c str> {
+    cli.get_subcommands()
+        .map(|s| (strsim::jaro(word, s.get_name()), s.get_name()))
+        .filter(|(likeness, _)| *likeness > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn arranged(line: &str) -> Result<String, String> {
+        let args = line.split(' ').map(OsString::from).collect();
+        arrange(&crate::cli::Cli::command(), args).map(|a| {
+            a.iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    #[test]
+    fn options_before_a_subcommand_move_after_it() {
+        assert_eq!(
+            arranged("heapreplay -q top t.zst").unwrap(),
+            "heapreplay top -q t.zst"
+        );
+        assert_eq!(
+            arranged("heapreplay --threads 1 -n 3 top t.zst").unwrap(),
+            "heapreplay top --threads 1 -n 3 t.zst"
+        );
+        // A value that happens to be a subcommand's name stays a value.
+        assert_eq!(
+            arranged("heapreplay -o top t.zst").unwrap(),
+            "heapreplay -o top t.zst"
+        );
+        assert_eq!(
+            arranged("heapreplay record -- top").unwrap(),
+            "heapreplay record -- top"
+        );
+    }
+
+    #[test]
+    fn a_mistyped_subcommand_is_named() {
+        let error = arranged("heapreplay leak /nonexistent/t.zst").unwrap_err();
+        assert!(error.contains("did you mean 'leaks'?"), "{error}");
+        // A word like no subcommand is left to the replay, which says the
+        // file is missing.
+        assert!(arranged("heapreplay /nonexistent/trace.zst").is_ok());
+    }
+}
