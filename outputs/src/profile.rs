@@ -115,6 +115,8 @@ pub struct SymbolizedStacks<'a> {
     addresses: HashMap<u32, Arc<[u64]>>,
     symbolizer: Symbolizer,
     named: HashMap<u32, Vec<Frame>>,
+    /// Addresses in a mapped file that had no symbol, by mapping.
+    unnamed: HashMap<usize, std::collections::HashSet<u64>>,
 }
 
 impl<'a> SymbolizedStacks<'a> {
@@ -126,6 +128,7 @@ impl<'a> SymbolizedStacks<'a> {
             addresses: HashMap::new(),
             symbolizer,
             named: HashMap::new(),
+            unnamed: HashMap::new(),
         }
     }
 
@@ -155,6 +158,9 @@ impl<'a> SymbolizedStacks<'a> {
             for &address in self.addresses(id).iter() {
                 let location = self.symbolizer.locate(address).clone();
                 if location.lines.is_empty() {
+                    if let Some(mapping) = location.mapping {
+                        self.unnamed.entry(mapping).or_default().insert(address);
+                    }
                     out.push(Frame {
                         function: location.unknown_label(self.symbolizer.mappings()),
                         place: None,
@@ -177,6 +183,19 @@ impl<'a> SymbolizedStacks<'a> {
             self.named.insert(id, out);
         }
         &self.named[&id]
+    }
+
+    /// The files whose frames had no symbol, among the stacks named so far,
+    /// with how many distinct addresses each: the most first.
+    pub fn unnamed_frames(&self) -> Vec<(&str, usize)> {
+        let mappings = self.symbolizer.mappings();
+        let mut files: HashMap<&str, usize> = HashMap::new();
+        for (&mapping, addresses) in &self.unnamed {
+            *files.entry(mappings[mapping].path.as_str()).or_default() += addresses.len();
+        }
+        let mut files: Vec<(&str, usize)> = files.into_iter().collect();
+        files.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        files
     }
 
     /// Function names of stack `id`, root first, as flame graphs want them.

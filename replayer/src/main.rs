@@ -14,6 +14,7 @@ mod record;
 mod replay;
 mod seek;
 mod shrink_guard;
+mod symbol_hint;
 mod threads;
 #[cfg(feature = "chart")]
 mod timeline;

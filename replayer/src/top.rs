@@ -34,6 +34,7 @@ pub fn top(args: &TopArgs) -> Result<ExitCode, String> {
         args.at.describe_at(snapshot.ns)
     );
     print(|out| report::write_top(out, &title, snapshot, &mut stacks, args.count))?;
+    crate::symbol_hint::say(&stacks, args.common.quiet);
     Ok(code)
 }
 
@@ -51,5 +52,6 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
     };
     let title = format!("{} {how}", trace.path.display());
     print(|out| report::write_leaks(out, &title, &snapshots[0], &mut stacks, args.count))?;
+    crate::symbol_hint::say(&stacks, args.common.quiet);
     Ok(code)
 }

@@ -277,8 +277,17 @@ fn names_come_from_separate_debug_files() {
             .current_dir(&work.dir),
     );
     assert_eq!(work.record(&linked, &[], "linked.zst").code, 0);
-    let top = ok(&work, &["top", "linked.zst"]);
-    assert!(top.contains("leak_a (sites.c:16) < layer2"), "{top}");
+    let top = work.heapreplay_ok(&["top", "linked.zst"]);
+    assert!(
+        top.stdout.contains("leak_a (sites.c:16) < layer2"),
+        "{}",
+        top.stdout
+    );
+    assert!(
+        !top.stderr.contains("had no symbols"),
+        "every frame was named: {}",
+        top.stderr
+    );
 
     // No link: found by build id under --debug-dir.
     assert_eq!(work.record(&exe, &[], "stripped.zst").code, 0);
@@ -291,6 +300,19 @@ fn names_come_from_separate_debug_files() {
         bare.contains("sites+0x"),
         "unknown frames name the file: {bare}"
     );
+    // One line at the end says how many and where; a file no package owns
+    // gets no package named. Quiet says nothing.
+    let said = work.heapreplay_ok(&["leaks", "stripped.zst"]).stderr;
+    let hint = said
+        .lines()
+        .find(|l| l.contains("had no symbols"))
+        .unwrap_or_else(|| panic!("no word on missing symbols: {said}"));
+    assert!(
+        hint.contains(" frames had no symbols, in sites (") && !hint.contains("dbgsym"),
+        "{hint}"
+    );
+    let quiet = work.heapreplay_ok(&["leaks", "-q", "stripped.zst"]).stderr;
+    assert!(!quiet.contains("had no symbols"), "{quiet}");
     let id = build_id(&exe);
     let dir = work.path("debug/.build-id").join(&id[..2]);
     std::fs::create_dir_all(&dir).unwrap();
