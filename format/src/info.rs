@@ -46,6 +46,13 @@ pub struct ProgressInfo {
     pub ns: u64,
 }
 
+/// The resident set size a Progress record carries after its
+/// [`ProgressInfo`] (8 more bytes, little-endian), if its recorder sampled it.
+pub fn progress_resident(payload: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = payload.get(16..24)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 /// Encodes a bincode payload.
 pub fn to_bytes<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     bincode::serialize(value)

@@ -25,6 +25,7 @@ pub mod real;
 pub mod signals;
 #[macro_use]
 pub mod report;
+pub mod rss;
 pub mod stacks;
 pub mod thread;
 pub mod unwind;

@@ -196,13 +196,21 @@ impl Output {
 
     /// Writes a Progress record: every event and marker below
     /// `complete_below` is in an earlier record; that was so `ns` after the
-    /// start.
-    pub fn progress(&mut self, complete_below: u64, ns: u64) -> Result<(), i32> {
+    /// start, when the process had `resident` bytes in memory.
+    pub fn progress(
+        &mut self,
+        complete_below: u64,
+        ns: u64,
+        resident: Option<u64>,
+    ) -> Result<(), i32> {
         let progress = ProgressInfo { complete_below, ns };
         let mut h = blank_header(RecordKind::Progress);
         h.first_seq = complete_below;
         h.last_seq = complete_below;
-        let payload = to_bytes(&progress).map_err(|_| libc::EINVAL)?;
+        let mut payload = to_bytes(&progress).map_err(|_| libc::EINVAL)?;
+        if let Some(resident) = resident {
+            payload.extend_from_slice(&resident.to_le_bytes());
+        }
         self.record(h, &payload)
     }
 

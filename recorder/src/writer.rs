@@ -133,7 +133,7 @@ pub fn flush(take_partial: bool) {
         if take_partial {
             out.clock()?;
             if complete_below > 0 {
-                out.progress(complete_below, ns)?;
+                out.progress(complete_below, ns, crate::rss::resident_bytes())?;
             }
         }
         Ok(())

@@ -30,6 +30,22 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
+/// Resident memory this far beyond the heap's peak, and at least twice it,
+/// was mostly not allocated through malloc: say so, and what to do.
+const OUTSIDE_MALLOC: u64 = 48 << 20;
+
+/// The note on the `resident:` line when most of the process's memory did
+/// not come from malloc; empty otherwise.
+fn outside_malloc(heap_peak: u64, resident_peak: u64) -> String {
+    if resident_peak < heap_peak.saturating_mul(2) || resident_peak - heap_peak < OUTSIDE_MALLOC {
+        return String::new();
+    }
+    format!(
+        "; the heap's peak is {}% of it: most of the process's memory did not come from malloc (an allocator with its own pools: for Python, record with PYTHONMALLOC=malloc; README, \"Programs with their own pools\")",
+        heap_peak * 100 / resident_peak
+    )
+}
+
 /// Prints the description.
 pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     let trace = crate::pass::open_trace(&args.trace)?;
@@ -87,6 +103,14 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             seconds(clock.ns_at(seq))
         ),
         None => println!("peak:       no allocations"),
+    }
+    if let Some(resident) = trace.resident_peak {
+        let heap = peak.peak().map_or(0, |(_, bytes)| bytes);
+        println!(
+            "resident:   {} at most (sampled once a second){}",
+            mib(resident),
+            outside_malloc(heap, resident)
+        );
     }
     println!("markers:    {}", marker_summary(&trace.markers));
     for m in &trace.markers {

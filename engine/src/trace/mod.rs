@@ -149,6 +149,9 @@ pub struct Trace {
     pub end: Option<EndInfo>,
     /// Set when the recording process still holds the trace open.
     pub live: Option<Live>,
+    /// The most resident memory the recorder sampled (once a second, in its
+    /// Progress records); `None` from recorders that did not sample it.
+    pub resident_peak: Option<u64>,
     /// The seqs of the Progress records, ascending.
     progress_marks: Vec<u64>,
     /// Byte offset of the end record.

@@ -12,8 +12,8 @@ use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{scan_from, Findings};
 use heapreplay_format::RecordHeader;
 use heapreplay_format::{
-    ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind, FORMAT_VERSION,
-    OLDEST_READ_VERSION,
+    progress_resident, ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind,
+    FORMAT_VERSION, OLDEST_READ_VERSION,
 };
 use std::path::Path;
 
@@ -130,6 +130,7 @@ impl Trace {
             markers: meta.markers,
             end: meta.end,
             live,
+            resident_peak: meta.resident_peak,
             progress_marks: meta.progress_marks,
             end_offset: meta.end_offset,
             stack_ids,
@@ -330,6 +331,8 @@ struct Metadata {
     progress: Option<(ProgressInfo, u64)>,
     /// Every Progress record's seq.
     progress_marks: Vec<u64>,
+    /// The most resident memory any Progress record carries.
+    resident_peak: Option<u64>,
     /// The format version of the FileInfo record.
     version: u16,
 }
@@ -390,6 +393,9 @@ impl Metadata {
             RecordKind::Progress => match from_bytes::<ProgressInfo>(&raw) {
                 Some(p) => {
                     self.progress_marks.push(p.complete_below);
+                    if let Some(resident) = progress_resident(&raw) {
+                        self.resident_peak = self.resident_peak.max(Some(resident));
+                    }
                     if self
                         .progress
                         .is_none_or(|(q, _)| p.complete_below > q.complete_below)
