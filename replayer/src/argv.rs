@@ -19,6 +19,14 @@ pub fn arrange(cli: &Command, args: Vec<OsString>) -> Result<Vec<OsString>, Stri
         if first == 1 {
             return Ok(args);
         }
+        let subcommand = cli
+            .find_subcommand(&*word)
+            .ok_or_else(|| format!("no subcommand '{word}'"))?;
+        if let Some(stranger) = foreign_option(subcommand, &args[1..first]) {
+            return Err(format!(
+                "'{stranger}' is not an option of '{word}' (heapreplay {word} --help lists them)"
+            ));
+        }
         let mut arranged = Vec::with_capacity(args.len());
         arranged.push(args[0].clone());
         arranged.push(args[first].clone());
@@ -69,6 +77,42 @@ fn first_word(cli: &Command, args: &[OsString]) -> Option<usize> {
     None
 }
 
+/// The first option among `before` (the words before the subcommand) that
+/// `subcommand` does not take, if any.
+fn foreign_option(subcommand: &Command, before: &[OsString]) -> Option<String> {
+    let has = |matches: &dyn Fn(&clap::Arg) -> bool| {
+        subcommand.get_arguments().any(matches) || subcommand.get_name() == "help"
+    };
+    let mut skip_value = false;
+    for arg in before {
+        let arg = arg.to_string_lossy();
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let name = long.split('=').next().unwrap_or(long);
+            if !has(&|a| {
+                a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name))
+            }) {
+                return Some(format!("--{name}"));
+            }
+            skip_value =
+                !long.contains('=') && takes_value(subcommand, |a| a.get_long() == Some(name));
+        } else if let Some(shorts) = arg.strip_prefix('-') {
+            for (at, letter) in shorts.char_indices() {
+                if !has(&|a| a.get_short() == Some(letter)) {
+                    return Some(format!("-{letter}"));
+                }
+                if takes_value(subcommand, |a| a.get_short() == Some(letter)) {
+                    skip_value = at + letter.len_utf8() == shorts.len();
+                    break;
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Whether the option `matches` picks out takes a value, at the top level
 /// or in any subcommand (an option before a subcommand may be the
 /// subcommand's own).
@@ -101,7 +145,9 @@ mod tests {
 
     fn arranged(line: &str) -> Result<String, String> {
         let args = line.split(' ').map(OsString::from).collect();
-        arrange(&crate::cli::Cli::command(), args).map(|a| {
+        let mut command = crate::cli::Cli::command();
+        command.build();
+        arrange(&command, args).map(|a| {
             a.iter()
                 .map(|s| s.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
@@ -118,6 +164,12 @@ mod tests {
         assert_eq!(
             arranged("heapreplay --threads 1 -n 3 top t.zst").unwrap(),
             "heapreplay top --threads 1 -n 3 t.zst"
+        );
+        // A replay option is not top's: said as such, not as a value.
+        let error = arranged("heapreplay --interval 1MB top t.zst").unwrap_err();
+        assert!(
+            error.contains("'--interval' is not an option of 'top'"),
+            "{error}"
         );
         // A value that happens to be a subcommand's name stays a value.
         assert_eq!(

@@ -28,7 +28,9 @@ fn main() -> ExitCode {
     // output goes away (`heapreplay info t.zst | head`).
     // SAFETY: restoring the default action of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let args = match argv::arrange(&cli::Cli::command(), std::env::args_os().collect()) {
+    let mut command = cli::Cli::command();
+    command.build();
+    let args = match argv::arrange(&command, std::env::args_os().collect()) {
         Ok(args) => args,
         Err(message) => {
             eprintln!("heapreplay: {message}");
@@ -54,7 +56,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("heapreplay: {message}");
+            // Empty: the error was said where it was found.
+            if !message.is_empty() {
+                eprintln!("heapreplay: {message}");
+            }
             ExitCode::from(1)
         }
     }

@@ -232,7 +232,7 @@ fn points_outside_the_trace_are_one_line_errors() {
         ),
         (
             vec!["top", "--at", "1h", "trace.zst"],
-            "is not in the trace",
+            "is after the end of the trace",
         ),
         (
             vec!["top", "--at", "tomorrow", "trace.zst"],
@@ -251,6 +251,12 @@ fn points_outside_the_trace_are_one_line_errors() {
         assert_ne!(r.code, 0, "{args:?} succeeded");
         assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        // One line said (clap adds its pointer to --help after a blank line).
+        let said = r
+            .stderr
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with("For more"));
+        assert_eq!(said.count(), 1, "{args:?}: {}", r.stderr);
     }
 }
 
