@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-process benchmark: the cost of recording a program with librecord.so,
 # next to the same program run plain and under heaptrack, and the speed of
-# reading the traces back (heapreplay, heaptrack_print).
+# reading the traces back (heapreplay, heaptrack_print), and the traces at
+# rest: their size once compacted (heapreplay compact) against heaptrack's.
 #
 # Usage: benches/run.sh [--size tiny|small|full] [--keep]
 #
@@ -10,8 +11,8 @@
 #   full   median of 3 runs, tens of millions of events: the real measurement
 #   --keep keep the temporary directory (binaries, traces, logs) and print it
 #
-# Workloads: churn and threads (benches/workloads/*.c, which count their own
-# mallocs and frees), Debian's sqlite3 running workloads/db.sql, python3
+# Workloads: churn, threads and repeat (benches/workloads/*.c, which count
+# their own mallocs and frees; repeat is a deterministic loop), Debian's sqlite3 running workloads/db.sql, python3
 # running workloads/interp.py without pymalloc, and redis-server loaded by
 # redis-benchmark on 127.0.0.1 (throughput instead of time).
 #
@@ -124,6 +125,8 @@ gcc "${cflags[@]}" -o "$work/bin/churn" "$here/workloads/churn.c" ||
     die "cannot build churn.c"
 gcc "${cflags[@]}" -pthread -o "$work/bin/threads" "$here/workloads/threads.c" ||
     die "cannot build threads.c"
+gcc "${cflags[@]}" -o "$work/bin/repeat" "$here/workloads/repeat.c" ||
+    die "cannot build repeat.c"
 sed "s/@N@/$db_n/g" "$here/workloads/db.sql" >"$work/db.sql" ||
     die "cannot write $work/db.sql"
 
@@ -262,7 +265,30 @@ read_back() {
     last=$(printf '%s\n' "${profiles[@]}" | sort -V | tail -n 1)
     [ -f "$last" ] || die "$name: heapreplay wrote no profile"
     read -r rec_allocs rec_frees < <(profile_counts "$last")
-    rm -rf "$run_dir/profiles"
+    # The trace at rest: compacted, then replayed to the same profiles.
+    local compact_t=() cold_t=()
+    compacted=$run_dir/compacted.zst
+    for ((i = 1; i <= runs; i++)); do
+        log "$name: compaction $i of $runs"
+        measure compact "$replayer" compact -q -o "$compacted" "$trace"
+        compact_t+=("$wall")
+        rm -rf "$run_dir/cold"
+        mkdir "$run_dir/cold"
+        measure replay_cold "$replayer" --interval 10MB -o "$run_dir/cold/p" "$compacted"
+        cold_t+=("$wall")
+    done
+    (cd "$run_dir/profiles" && ls) >"$run_dir/hot.list"
+    (cd "$run_dir/cold" && ls) >"$run_dir/cold.list"
+    cmp -s "$run_dir/hot.list" "$run_dir/cold.list" ||
+        die "$name: the compacted trace replays to other files than the trace ($run_dir)"
+    while read -r f; do
+        cmp -s "$run_dir/profiles/$f" "$run_dir/cold/$f" ||
+            die "$name: the compacted trace's $f differs from the trace's ($run_dir)"
+    done <"$run_dir/hot.list"
+    compacted_size=$(stat -c %s "$compacted")
+    rm -rf "$run_dir/profiles" "$run_dir/cold" "$compacted"
+    cp=$(printf '%s\n' "${compact_t[@]}" | median)
+    rc=$(printf '%s\n' "${cold_t[@]}" | median)
     rp=$(printf '%s\n' "${replay_t[@]}" | median)
     pp=
     [ "$have_print" = 1 ] && pp=$(printf '%s\n' "${print_t[@]}" | median)
@@ -408,8 +434,21 @@ bench() {
     rm -f "$trace" "$ht_file"
 }
 
+# rest_row NAME EVENTS: appends the row of the traces-at-rest table.
+rest_row() {
+    rest_rows+=("$(awk -v n="$1" -v e="$2" -v t="$((rec_allocs + rec_frees))" \
+        -v os="$(stat -c %s "$trace")" -v cs="$compacted_size" -v hs="$(stat -c %s "$ht_file")" \
+        -v cp="$cp" -v rp="$rp" -v rc="$rc" '
+        function rate(s) { return s > 0 ? sprintf("%.2fM", t / s / 1e6) : "-" }
+        BEGIN {
+            printf "| %s | %d | %.3f | %.3f | %.3f | %.2fx | %.3f | %s | %.2fx |",
+                n, t, os / t, cs / t, hs / t, cs / hs, cp, rate(cp), rc / rp
+        }')")
+}
+
 # replay_row NAME EVENTS: appends the row of the reading-back table.
 replay_row() {
+    rest_row "$@"
     replay_rows+=("$(awk -v n="$1" -v e="$2" -v t="$((rec_allocs + rec_frees))" \
         -v rp="$rp" -v pp="$pp" '
         function rate(s) { return s > 0 ? sprintf("%.2fM", e / s / 1e6) : "-" }
@@ -564,10 +603,12 @@ bench_server() {
 
 rows=()
 replay_rows=()
+rest_rows=()
 server_rows=()
 bench --own-counts "churn" "$work/bin/churn" "$churn_n"
 bench --own-counts "threads T=1" "$work/bin/threads" "$threads_n" 1
 bench --own-counts "threads T=8" "$work/bin/threads" "$threads_n" 8
+bench --own-counts "repeat" "$work/bin/repeat" "$churn_n"
 bench "sqlite3 N=$db_n" /usr/bin/sqlite3 -batch :memory: ".read $work/db.sql"
 bench --env PYTHONMALLOC=malloc --env PYTHONHASHSEED=0 --env PYTHONDONTWRITEBYTECODE=1 \
     "python3 interp.py $interp_n" /usr/bin/python3 -s "$here/workloads/interp.py" "$interp_n"
@@ -617,3 +658,17 @@ workload's events. "trace events" is what the last replayed profile counts
 |---|---:|---:|---:|---:|---:|---:|
 EOF
 printf '%s\n' "${replay_rows[@]}"
+cat <<EOF
+
+Traces at rest: \`heapreplay compact\` rewrites each trace; its replay
+(\`--interval 10MB\`) wrote the same files, byte for byte, as the trace's
+(checked). Bytes per event here count the trace's own events (the
+workload's plus libc's). "compacted/heaptrack" is the compacted trace's
+size over heaptrack's file; "compaction events/s" is over the whole
+command; "replay compacted/hot" is the replay's time on the compacted
+trace over its time on the trace.
+
+| workload | trace events | trace bytes/event | compacted bytes/event | heaptrack bytes/event | compacted/heaptrack | compaction s | compaction events/s | replay compacted/hot |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+printf '%s\n' "${rest_rows[@]}"

@@ -114,6 +114,13 @@ impl StackTable {
         self.places.is_empty()
     }
 
+    /// The defined ids, ascending.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.places.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// True if `id` is defined.
     pub fn contains(&self, id: u32) -> bool {
         self.places.contains_key(&id)

@@ -4,7 +4,7 @@
 /// one back to [`OLDEST_READ_VERSION`]; older versions (1: events as rows;
 /// 2: columns without back-references) and newer ones are refused with
 /// their own messages.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 /// The oldest version this crate reads (3: no Progress records).
 pub const OLDEST_READ_VERSION: u16 = 3;
@@ -47,6 +47,12 @@ pub enum RecordKind {
     /// How far the trace is complete ([`crate::ProgressInfo`]): every event
     /// and marker below a seq is in an earlier record. Version 4 on.
     Progress = 8,
+    /// Events of every thread in one span of sequence numbers, in sequence
+    /// order: a compacted trace's events. Version 5 on.
+    Compacted = 9,
+    /// Events counted per thread, for events whose records do not name
+    /// their thread (compacted ones). Version 5 on.
+    Threads = 10,
 }
 
 impl RecordKind {
@@ -61,8 +67,25 @@ impl RecordKind {
             6 => Self::End,
             7 => Self::Markers,
             8 => Self::Progress,
+            9 => Self::Compacted,
+            10 => Self::Threads,
             _ => return None,
         })
+    }
+
+    /// The first format version with this kind: in an older record it is
+    /// an unknown kind.
+    pub fn since_version(self) -> u16 {
+        match self {
+            Self::Progress => 4,
+            Self::Compacted | Self::Threads => 5,
+            _ => 3,
+        }
+    }
+
+    /// Whether records of this kind hold events.
+    pub fn holds_events(self) -> bool {
+        matches!(self, Self::Events | Self::Compacted)
     }
 }
 
@@ -159,7 +182,9 @@ impl RecordHeader {
         if version < OLDEST_READ_VERSION {
             return Err(HeaderError::OlderVersion(version));
         }
-        let kind = RecordKind::from_u8(bytes[12]).ok_or(HeaderError::UnknownKind(bytes[12]))?;
+        let kind = RecordKind::from_u8(bytes[12])
+            .filter(|k| version >= k.since_version())
+            .ok_or(HeaderError::UnknownKind(bytes[12]))?;
         let header = Self {
             kind,
             version,
@@ -205,6 +230,20 @@ mod tests {
         let mut bytes = sample().encode();
         bytes[30] ^= 1;
         assert_eq!(RecordHeader::decode(&bytes), Err(HeaderError::Checksum));
+    }
+
+    #[test]
+    fn a_kind_in_a_version_before_it_is_unknown() {
+        for (kind, byte) in [(RecordKind::Compacted, 9), (RecordKind::Threads, 10)] {
+            let mut h = sample();
+            h.kind = kind;
+            assert_eq!(RecordHeader::decode(&h.encode()).map(|h| h.kind), Ok(kind));
+            h.version = 4;
+            assert_eq!(
+                RecordHeader::decode(&h.encode()),
+                Err(HeaderError::UnknownKind(byte))
+            );
+        }
     }
 
     #[test]

@@ -105,8 +105,44 @@ pub fn decode_clock(payload: &[u8], count: u32) -> Result<Vec<ClockSample>, Vari
     Ok(out)
 }
 
+/// Encodes a Threads payload: per thread, its id and its events.
+pub fn encode_threads(threads: &std::collections::BTreeMap<u32, u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(threads.len() * 6);
+    for (&tid, &events) in threads {
+        push(&mut out, u64::from(tid));
+        push(&mut out, events);
+    }
+    out
+}
+
+/// Decodes a Threads payload of `count` threads.
+pub fn decode_threads(payload: &[u8], count: u32) -> Result<Vec<(u32, u64)>, VarintError> {
+    let mut r = Reader::new(payload);
+    let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
+    for _ in 0..count {
+        out.push((r.u32()?, r.u64()?));
+    }
+    if !r.is_empty() {
+        return Err(VarintError {
+            offset: r.position(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn threads_round_trip_and_trailing_bytes_are_refused() {
+        let threads: std::collections::BTreeMap<u32, u64> =
+            [(7, 3), (u32::MAX, u64::MAX)].into_iter().collect();
+        let bytes = encode_threads(&threads);
+        let back = decode_threads(&bytes, 2).unwrap();
+        assert_eq!(back, vec![(7, 3), (u32::MAX, u64::MAX)]);
+        assert!(decode_threads(&bytes, 1).is_err());
+        assert!(decode_threads(&bytes, 3).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -44,7 +44,7 @@ fn read_all(bytes: &[u8]) -> usize {
         let Ok(raw) = rec.decompress() else { continue };
         let h = rec.header;
         match h.kind {
-            RecordKind::Events => {
+            RecordKind::Events | RecordKind::Compacted => {
                 let mut out = Vec::new();
                 if decode_events(&raw, h.first_seq, h.last_seq, h.count, &mut out).is_ok() {
                     events += out.len();
@@ -67,6 +67,9 @@ fn read_all(bytes: &[u8]) -> usize {
             }
             RecordKind::Progress => {
                 let _ = from_bytes::<heapreplay_format::ProgressInfo>(&raw);
+            }
+            RecordKind::Threads => {
+                let _ = heapreplay_format::info::decode_threads(&raw, h.count);
             }
             RecordKind::Maps => {}
         }

@@ -40,6 +40,32 @@ pub enum Command {
     Timeline(TimelineArgs),
     /// Events, stacks and snapshots as Parquet files, for DuckDB, DataFusion or Spark.
     Export(ExportArgs),
+    /// Rewrite a trace in its dense form: smaller, faster to replay, the same output.
+    Compact(CompactArgs),
+}
+
+/// `heapreplay compact` options.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Every replay, report and export of the compacted trace is the same as the
+original's. The original is left as it is; delete it once you no longer
+need it. A trace still being recorded is compacted as far as it is
+complete; the compacted trace ends there.
+
+Exit status: 0; 3 when the trace is damaged (what could be read is
+compacted, the rest is not); 1 when the output cannot be written.")]
+pub struct CompactArgs {
+    /// The trace to compact.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// Where to write the compacted trace [default: the trace name with
+    /// .compact.zst in place of .zst].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// `heapreplay info` options.

@@ -3,6 +3,7 @@
 
 mod argv;
 mod cli;
+mod compact;
 mod diff;
 mod elf;
 mod export;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
             Err("this heapreplay was built without charts (cargo feature `chart`)".into())
         }
         Some(cli::Command::Export(args)) => export::run(&args),
+        Some(cli::Command::Compact(args)) => compact::run(&args),
         None => replay::run(&cli.replay),
     };
     match result {

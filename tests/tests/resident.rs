@@ -6,10 +6,13 @@
 use heapreplay_e2e::*;
 
 /// A json workload: 200k small dicts, each of them from pymalloc's arenas
-/// unless PYTHONMALLOC=malloc sends them through malloc.
-const JSON: &str = "import json
+/// unless PYTHONMALLOC=malloc sends them through malloc. It holds them for
+/// over a second, so that the recorder's once-a-second sample of resident
+/// memory sees them however fast the machine is.
+const JSON: &str = "import json, time
 d = [{'id': i, 'name': 'n%d' % i, 'tags': [i, i + 1]} for i in range(200000)]
-x = json.loads(json.dumps(d))";
+x = json.loads(json.dumps(d))
+time.sleep(1.2)";
 
 fn python() -> &'static str {
     if std::path::Path::new("/usr/bin/python3").exists() {

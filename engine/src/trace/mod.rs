@@ -84,6 +84,8 @@ pub(crate) struct EventsRef {
     pub(crate) offset: u64,
     pub(crate) first_seq: u64,
     pub(crate) last_seq: u64,
+    /// The recording thread; 0 for a compacted record, which holds every
+    /// thread's events (their counts are in Threads records).
     pub(crate) tid: u32,
     pub(crate) count: u32,
 }
@@ -154,6 +156,8 @@ pub struct Trace {
     pub resident_peak: Option<u64>,
     /// The seqs of the Progress records, ascending.
     progress_marks: Vec<u64>,
+    /// Events of compacted records, per thread.
+    compacted_threads: std::collections::BTreeMap<u32, u64>,
     /// Byte offset of the end record.
     end_offset: u64,
     /// How events' stack ids map onto `stacks`.
@@ -253,10 +257,33 @@ impl Trace {
 
     /// The distinct threads that recorded events, with their event counts.
     pub fn threads(&self) -> std::collections::BTreeMap<u32, u64> {
-        let mut out = std::collections::BTreeMap::new();
-        for r in &self.events {
+        let mut out = self.compacted_threads.clone();
+        for r in self.events.iter().filter(|r| r.tid != 0) {
             *out.entry(r.tid).or_insert(0) += u64::from(r.count);
         }
         out
+    }
+
+    /// Events in compacted records, and those records.
+    pub fn compacted(&self) -> (u64, usize) {
+        let compacted = self.events.iter().filter(|r| r.tid == 0);
+        let records = compacted.clone().count();
+        (compacted.map(|r| u64::from(r.count)).sum(), records)
+    }
+
+    /// Every record of the trace but the events records, as they are in
+    /// the file (for a writer copying them), in file order.
+    pub fn other_records(&self) -> impl Iterator<Item = heapreplay_format::RawRecord<'_>> + '_ {
+        self.other_offsets.iter().filter_map(|&offset| {
+            let at = usize::try_from(offset).ok()?;
+            let header = heapreplay_format::RecordHeader::decode(self.bytes.get(at..)?).ok()?;
+            let start = at + heapreplay_format::RECORD_PREFIX_LEN;
+            let payload = self.bytes.get(start..start + header.payload_len as usize)?;
+            Some(heapreplay_format::RawRecord {
+                header,
+                offset,
+                payload,
+            })
+        })
     }
 }

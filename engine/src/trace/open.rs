@@ -7,7 +7,7 @@ use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
 use crate::stack_table::{Defined, StackTable};
 use heapreplay_format::header::RECORD_PREFIX_LEN;
-use heapreplay_format::info::{decode_clock, from_bytes};
+use heapreplay_format::info::{decode_clock, decode_threads, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{scan_from, Findings};
 use heapreplay_format::RecordHeader;
@@ -132,6 +132,7 @@ impl Trace {
             live,
             resident_peak: meta.resident_peak,
             progress_marks: meta.progress_marks,
+            compacted_threads: meta.compacted_threads,
             end_offset: meta.end_offset,
             stack_ids,
             problems,
@@ -232,12 +233,15 @@ fn scan_after<'a>(
         },
         |rec| {
             first.get_or_insert(rec.offset);
-            if rec.header.kind == RecordKind::Events {
+            if rec.header.kind.holds_events() {
                 events.push(EventsRef {
                     offset: rec.offset,
                     first_seq: rec.header.first_seq,
                     last_seq: rec.header.last_seq,
-                    tid: rec.header.tid,
+                    tid: match rec.header.kind {
+                        RecordKind::Compacted => 0,
+                        _ => rec.header.tid,
+                    },
                     count: rec.header.count,
                 });
             } else {
@@ -268,7 +272,7 @@ fn scan_cached(bytes: &memmap2::Mmap, cache: ScanCache) -> Option<Scan<'_>> {
         let header = RecordHeader::decode(bytes.get(at..)?).ok()?;
         let start = at + RECORD_PREFIX_LEN;
         let payload = bytes.get(start..start + header.payload_len as usize)?;
-        if header.kind == RecordKind::Events || start + payload.len() > resume {
+        if header.kind.holds_events() || start + payload.len() > resume {
             return None;
         }
         others.push(RawRecord {
@@ -335,6 +339,8 @@ struct Metadata {
     resident_peak: Option<u64>,
     /// The format version of the FileInfo record.
     version: u16,
+    /// Events of compacted records, per thread (Threads records).
+    compacted_threads: std::collections::BTreeMap<u32, u64>,
 }
 
 impl Metadata {
@@ -453,7 +459,18 @@ impl Metadata {
                 Ok(m) => self.markers.extend(m),
                 Err(_) => problems.push(bad("malformed markers")),
             },
-            RecordKind::Events => unreachable!("events records are kept apart by the scan"),
+            RecordKind::Threads => match decode_threads(&raw, rec.header.count) {
+                Ok(threads) => {
+                    for (tid, events) in threads {
+                        let n = self.compacted_threads.entry(tid).or_default();
+                        *n = n.saturating_add(events);
+                    }
+                }
+                Err(_) => problems.push(bad("malformed thread list")),
+            },
+            RecordKind::Events | RecordKind::Compacted => {
+                unreachable!("events records are kept apart by the scan")
+            }
         }
     }
 }

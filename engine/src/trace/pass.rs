@@ -91,6 +91,33 @@ pub(super) struct Span {
     pub(super) until: Option<u64>,
 }
 
+/// Records decoded per batch, at most: enough to keep every core busy.
+const BATCH_RECORDS: usize = 64;
+
+/// Events decoded per batch, at most (unless one record holds more): 64
+/// compacted records, of 2^18 events each, would otherwise take 512 MiB.
+const BATCH_EVENTS: u64 = 1 << 19;
+
+/// Where each batch of records ends, given the records' event counts in
+/// order: at most [`BATCH_RECORDS`] records and [`BATCH_EVENTS`] events
+/// each, and at least one record.
+fn batch_ends(counts: impl Iterator<Item = u32>) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let (mut records, mut events) = (0, 0u64);
+    for (i, count) in counts.enumerate() {
+        if records > 0 && (records == BATCH_RECORDS || events + u64::from(count) > BATCH_EVENTS) {
+            ends.push(i);
+            (records, events) = (0, 0);
+        }
+        records += 1;
+        events += u64::from(count);
+    }
+    if records > 0 {
+        ends.push(ends.last().copied().unwrap_or(0) + records);
+    }
+    ends
+}
+
 /// Why the merge stopped handing on events.
 enum Halt<E> {
     /// The caller needs no more events.
@@ -158,8 +185,6 @@ impl Trace {
         watcher: Option<&mut dyn Watcher>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        /// Records decoded per batch: enough to keep every core busy.
-        const BATCH: usize = 64;
         let span = Span {
             from: carry.from,
             until,
@@ -172,31 +197,35 @@ impl Trace {
             })
             .collect();
         let records = &records;
+        let batches = batch_ends(records.iter().map(|&i| self.events[i].count));
         // What must stay readable once the first `done` records are decoded.
         let next = move |done: usize| records.get(done).copied().unwrap_or(self.events.len());
         if !pipeline {
             let mut released = 0;
-            let batches = records.iter().enumerate().map(|(i, &r)| {
-                let decoded = self.decode_record(&self.events[r], span);
-                if i % BATCH == BATCH - 1 {
-                    self.release(next(i + 1), &mut released);
-                }
-                (i + 1, vec![decoded])
+            let mut start = 0;
+            let batches = batches.into_iter().map(|end| {
+                let decoded: Vec<_> = records[start..end]
+                    .iter()
+                    .map(|&r| self.decode_record(&self.events[r], span))
+                    .collect();
+                start = end;
+                self.release(next(end), &mut released);
+                (end, decoded)
             });
             return self.replay_batches(batches, records, carry, until, watcher, f);
         }
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             scope.spawn(move || {
-                let (mut done, mut released) = (0, 0);
-                for batch in records.chunks(BATCH) {
-                    let decoded: Vec<_> = batch
+                let (mut start, mut released) = (0, 0);
+                for end in batches {
+                    let decoded: Vec<_> = records[start..end]
                         .par_iter()
                         .map(|&r| self.decode_record(&self.events[r], span))
                         .collect();
-                    done += batch.len();
-                    self.release(next(done), &mut released);
-                    if tx.send((done, decoded)).is_err() {
+                    start = end;
+                    self.release(next(end), &mut released);
+                    if tx.send((end, decoded)).is_err() {
                         return;
                     }
                 }
@@ -343,5 +372,24 @@ impl Trace {
             }
         }
         pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_few_events_and_at_least_one_record() {
+        // Small records: 64 to a batch.
+        assert_eq!(
+            batch_ends(std::iter::repeat_n(100, 130)),
+            vec![64, 128, 130]
+        );
+        // Compacted records: as many as fit, and one alone past the bound.
+        let big = 1 << 18;
+        assert_eq!(batch_ends([big, big, big, 5].into_iter()), vec![2, 4]);
+        assert_eq!(batch_ends([4 << 20, 1].into_iter()), vec![1, 2]);
+        assert_eq!(batch_ends(std::iter::empty()), Vec::<usize>::new());
     }
 }
