@@ -21,7 +21,6 @@ pub mod records;
 
 use heapreplay_engine::trace::Problem;
 use heapreplay_engine::Trace;
-use heapreplay_format::{Event, EventKind};
 use std::io::Write;
 use std::path::Path;
 
@@ -92,20 +91,15 @@ fn write(
     let mut summary = Summary::default();
     let pass = std::thread::scope(|scope| -> std::io::Result<_> {
         let (chunks, writer) = events::Writer::start(scope, &mut out);
-        let mut chunk = Vec::with_capacity(events::EVENTS_PER_RECORD);
+        let mut chunk = events::Chunk::default();
         let mut failed = false;
         let pass = trace.for_each_event_while(pipeline, |e| {
-            let Some(raw) = recorded(e) else {
-                return Ok::<bool, ()>(true);
-            };
-            chunk.push(raw);
-            if chunk.len() == events::EVENTS_PER_RECORD {
-                progress(raw.seq);
-                let full =
-                    std::mem::replace(&mut chunk, Vec::with_capacity(events::EVENTS_PER_RECORD));
-                if chunks.send(full).is_err() {
+            chunk.push(e);
+            if chunk.is_full() {
+                progress(e.seq);
+                if chunks.send(std::mem::take(&mut chunk)).is_err() {
                     failed = true;
-                    return Ok(false);
+                    return Ok::<bool, ()>(false);
                 }
             }
             Ok(true)
@@ -131,20 +125,6 @@ fn write(
     summary.bytes = file.metadata()?.len();
     summary.problems = trace.damage(&pass).into_iter().cloned().collect();
     Ok(summary)
-}
-
-/// The event as the recorder recorded it, from the replay's resolved one
-/// (`None` for a retirement, which the replay makes itself).
-fn recorded(e: &Event) -> Option<Event> {
-    match e.kind {
-        EventKind::Alloc => Some(*e),
-        EventKind::Free => Some(Event {
-            size: 0,
-            stack: 0,
-            ..*e
-        }),
-        EventKind::Retire => None,
-    }
 }
 
 /// An I/O error's text without the "(os error N)" suffix.

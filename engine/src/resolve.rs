@@ -62,6 +62,15 @@ impl Resolver {
         Self { live }
     }
 
+    /// Adds live blocks: (address, size, stack).
+    pub fn add(&mut self, blocks: impl IntoIterator<Item = (u64, u64, u32)>) {
+        self.live.extend(
+            blocks
+                .into_iter()
+                .map(|(addr, size, stack)| (addr, (size, stack))),
+        );
+    }
+
     /// Resolves the next recorded event in sequence order, in place; returns
     /// the `Retire` event to hand on before it, if it overwrites a live block.
     #[inline]

@@ -104,6 +104,8 @@ pub enum EventsError {
     BadReference(usize),
     /// The columns hold more bytes than the record's events use.
     TrailingBytes,
+    /// Allocations of a Compacted record said to be freed in it, but not.
+    Unpaired(usize),
 }
 
 impl std::fmt::Display for EventsError {
@@ -119,6 +121,9 @@ impl std::fmt::Display for EventsError {
                 write!(f, "event {i}'s address refers to no earlier event")
             }
             Self::TrailingBytes => write!(f, "the columns hold bytes no event uses"),
+            Self::Unpaired(n) => {
+                write!(f, "{n} allocations said to be freed in the record are not")
+            }
         }
     }
 }
@@ -226,9 +231,58 @@ const TAG_REF: u8 = 2;
 /// as the distance back to that event instead: short-lived blocks and
 /// allocator reuse make that the common case.
 pub fn encode_columns(events: &[Event]) -> Vec<u8> {
+    encode(events, None)
+}
+
+/// Tag of an allocation that a later free in the same Compacted record
+/// frees, its address as a delta (plus [`TAG_REF`]: as a back-reference).
+const TAG_PAIRED_ALLOC: u8 = 4;
+
+/// Tag of a free, in a Compacted record, of the allocation the pair column
+/// says how many events back.
+const TAG_PAIRED_FREE: u8 = 5;
+
+/// Writes every thread's events of one span, in sequence order, as a
+/// Compacted record's columns: those of an Events record, plus a pair
+/// column. An allocation freed later in the record, by a free that nothing
+/// else could have freed, is tagged so, and that free names it as the
+/// distance back to it: a reader pairs the two without a map of live
+/// blocks. `retires(i)` says that allocation `i` reuses the address of a
+/// block never seen freed (it must go through the reader's map, which
+/// retires the old block); such an allocation is never paired.
+pub fn encode_compacted(events: &[Event], retires: impl Fn(usize) -> bool) -> Vec<u8> {
+    // The free that frees each allocation, if it is in the record: the
+    // next event at its address, when that is a free.
+    let mut partner = vec![0u32; events.len()];
+    let mut last: std::collections::HashMap<u64, usize, crate::hash::AddrHash> =
+        std::collections::HashMap::with_capacity_and_hasher(
+            events.len() / 2,
+            crate::hash::AddrHash,
+        );
+    for (i, e) in events.iter().enumerate() {
+        let before = last.insert(e.addr, i);
+        if let Some(j) = before.filter(|_| e.kind == EventKind::Free) {
+            if events[j].kind == EventKind::Alloc && !retires(j) {
+                partner[j] = (i - j) as u32;
+                partner[i] = (i - j) as u32;
+            }
+        }
+    }
+    encode(events, Some(&partner))
+}
+
+/// The column encoder of both records: `partner`, for a Compacted record,
+/// gives each paired event the distance to its partner (0: not paired).
+fn encode(events: &[Event], partner: Option<&[u32]>) -> Vec<u8> {
     let mut tags = Vec::with_capacity(events.len());
-    let (mut seqs, mut refs, mut addrs, mut sizes, mut stacks) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut seqs, mut refs, mut addrs, mut sizes, mut stacks, mut pairs) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let mut last: std::collections::HashMap<u64, (usize, EventKind), crate::hash::AddrHash> =
         std::collections::HashMap::with_capacity_and_hasher(events.len(), crate::hash::AddrHash);
     let mut prev_seq = events.first().map_or(0, |e| e.seq);
@@ -236,13 +290,21 @@ pub fn encode_columns(events: &[Event]) -> Vec<u8> {
     for (i, e) in events.iter().enumerate() {
         varint::push(&mut seqs, e.seq.wrapping_sub(prev_seq));
         prev_seq = e.seq;
-        match last.insert(e.addr, (i, e.kind)) {
+        let paired = partner.map_or(0, |p| p[i]);
+        let seen = last.insert(e.addr, (i, e.kind));
+        if paired != 0 && e.kind == EventKind::Free {
+            tags.push(TAG_PAIRED_FREE);
+            varint::push(&mut pairs, u64::from(paired));
+            continue;
+        }
+        let extra = if paired != 0 { TAG_PAIRED_ALLOC } else { 0 };
+        match seen {
             Some((j, kind)) if kind != e.kind => {
-                tags.push(e.kind as u8 + TAG_REF);
+                tags.push(e.kind as u8 + TAG_REF + extra);
                 varint::push(&mut refs, (i - j) as u64);
             }
             _ => {
-                tags.push(e.kind as u8);
+                tags.push(e.kind as u8 + extra);
                 push_addr_delta(&mut addrs, e.addr.wrapping_sub(prev_addr));
                 prev_addr = e.addr;
             }
@@ -255,10 +317,14 @@ pub fn encode_columns(events: &[Event]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         tags.len() + seqs.len() + refs.len() + addrs.len() + sizes.len() + stacks.len() + 16,
     );
-    for len in [seqs.len(), refs.len(), addrs.len(), sizes.len()] {
+    let mut lengths = vec![seqs.len(), refs.len(), addrs.len(), sizes.len()];
+    if partner.is_some() {
+        lengths.push(pairs.len());
+    }
+    for len in lengths {
         varint::push(&mut out, len as u64);
     }
-    for col in [tags, seqs, refs, addrs, sizes, stacks] {
+    for col in [tags, seqs, refs, addrs, sizes, pairs, stacks] {
         out.extend_from_slice(&col);
     }
     out
@@ -285,11 +351,42 @@ pub fn decode(
     count: u32,
     out: &mut Vec<Event>,
 ) -> Result<(), EventsError> {
+    decode_with(payload, first_seq, last_seq, count, out, None)
+}
+
+/// Decodes the `count` events of a Compacted record whose header says
+/// `first_seq..=last_seq`, appending them to `out`, and to `links` the
+/// distance from each paired event to its partner (forward from an
+/// allocation, back from its free; 0 for events not paired). A paired free
+/// has its allocation's address; its size and stack are left 0, as every
+/// free's are, for the reader to fill in.
+pub fn decode_compacted(
+    payload: &[u8],
+    first_seq: u64,
+    last_seq: u64,
+    count: u32,
+    out: &mut Vec<Event>,
+    links: &mut Vec<u32>,
+) -> Result<(), EventsError> {
+    decode_with(payload, first_seq, last_seq, count, out, Some(links))
+}
+
+/// The column decoder of both records (`links` for a Compacted record).
+fn decode_with(
+    payload: &[u8],
+    first_seq: u64,
+    last_seq: u64,
+    count: u32,
+    out: &mut Vec<Event>,
+    mut links: Option<&mut Vec<u32>>,
+) -> Result<(), EventsError> {
+    let compacted = links.is_some();
     let mut head = Reader::new(payload);
     let seq_len = head.u64()? as usize;
     let ref_len = head.u64()? as usize;
     let addr_len = head.u64()? as usize;
     let size_len = head.u64()? as usize;
+    let pair_len = if compacted { head.u64()? as usize } else { 0 };
     let mut rest = &payload[head.position()..];
     let mut take = |len: usize| -> Result<&[u8], EventsError> {
         if len > rest.len() {
@@ -304,16 +401,46 @@ pub fn decode(
     let mut refs = Reader::new(take(ref_len)?);
     let mut addrs = Reader::new(take(addr_len)?);
     let mut sizes = Reader::new(take(size_len)?);
+    let mut pairs = Reader::new(take(pair_len)?);
     let mut stacks = Reader::new(rest);
     let start = out.len();
+    let link_start = links.as_ref().map_or(0, |l| l.len());
     let mut seq = first_seq;
     let mut prev_addr = 0u64;
+    let mut unpaired = 0usize;
+    let max_tag = if compacted {
+        TAG_PAIRED_ALLOC + TAG_REF
+    } else {
+        EventKind::Free as u8 + TAG_REF
+    };
     out.reserve(count as usize);
     for (i, &tag) in tags.iter().enumerate() {
-        if tag > EventKind::Free as u8 + TAG_REF {
+        if tag > max_tag {
             return Err(EventsError::BadTag(i, tag));
         }
         seq = next_seq(seq, seqs.u64()?, i == 0, last_seq).ok_or(EventsError::BadSequence(i))?;
+        if tag == TAG_PAIRED_FREE {
+            let back = pairs.u64()? as usize;
+            let links = links.as_deref_mut().ok_or(EventsError::BadTag(i, tag))?;
+            // Its allocation: a paired one, earlier, not yet freed.
+            if back == 0 || back > i || links[link_start + i - back] != u32::MAX {
+                return Err(EventsError::BadReference(i));
+            }
+            links[link_start + i - back] = back as u32;
+            links.push(back as u32);
+            unpaired -= 1;
+            let addr = out[start + i - back].addr;
+            out.push(Event {
+                seq,
+                addr,
+                size: 0,
+                stack: 0,
+                kind: EventKind::Free,
+            });
+            continue;
+        }
+        let paired = tag >= TAG_PAIRED_ALLOC;
+        let tag = tag & !TAG_PAIRED_ALLOC;
         let addr = if tag >= TAG_REF {
             let back = refs.u64()? as usize;
             if back == 0 || back > i {
@@ -324,6 +451,11 @@ pub fn decode(
             prev_addr = prev_addr.wrapping_add(read_addr_delta(&mut addrs)?);
             prev_addr
         };
+        if let Some(links) = links.as_deref_mut() {
+            // A paired allocation waits for its free (u32::MAX until then).
+            links.push(if paired { u32::MAX } else { 0 });
+            unpaired += usize::from(paired);
+        }
         out.push(match tag {
             0 | 2 => Event {
                 seq,
@@ -332,20 +464,24 @@ pub fn decode(
                 stack: stacks.u32()?,
                 kind: EventKind::Alloc,
             },
-            1 | 3 => Event {
+            1 | 3 if !paired => Event {
                 seq,
                 addr,
                 size: 0,
                 stack: 0,
                 kind: EventKind::Free,
             },
-            t => return Err(EventsError::BadTag(i, t)),
+            _ => return Err(EventsError::BadTag(i, tag)),
         });
+    }
+    if unpaired > 0 {
+        return Err(EventsError::Unpaired(unpaired));
     }
     if !(seqs.is_empty()
         && refs.is_empty()
         && addrs.is_empty()
         && sizes.is_empty()
+        && pairs.is_empty()
         && stacks.is_empty())
     {
         return Err(EventsError::TrailingBytes);
@@ -472,7 +608,80 @@ mod tests {
         );
     }
 
+    #[test]
+    fn compacted_pairs_are_checked() {
+        let ev = |seq, kind, addr| Event {
+            seq,
+            addr,
+            size: if kind == EventKind::Alloc { 8 } else { 0 },
+            stack: u32::from(kind == EventKind::Alloc),
+            kind,
+        };
+        let events = [
+            ev(1, EventKind::Alloc, 0x10),
+            ev(2, EventKind::Alloc, 0x20),
+            ev(3, EventKind::Free, 0x10),
+        ];
+        let payload = encode_compacted(&events, |_| false);
+        let (mut out, mut links) = (Vec::new(), Vec::new());
+        decode_compacted(&payload, 1, 3, 3, &mut out, &mut links).unwrap();
+        assert_eq!(out, events);
+        assert_eq!(links, vec![2, 0, 2]);
+        // A retiring allocation is never paired.
+        let payload = encode_compacted(&events, |i| i == 0);
+        let (mut out, mut links) = (Vec::new(), Vec::new());
+        decode_compacted(&payload, 1, 3, 3, &mut out, &mut links).unwrap();
+        assert_eq!(links, vec![0, 0, 0]);
+        // An allocation said to be freed, and not.
+        let mut payload = encode_compacted(&events[..2], |_| false);
+        payload[5] = TAG_PAIRED_ALLOC;
+        let (mut out, mut links) = (Vec::new(), Vec::new());
+        assert_eq!(
+            decode_compacted(&payload, 1, 2, 2, &mut out, &mut links),
+            Err(EventsError::Unpaired(1))
+        );
+        // Read as an Events payload, a Compacted one is damage.
+        let payload = encode_compacted(&events, |_| false);
+        assert!(decode(&payload, 1, 3, 3, &mut Vec::new()).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn compacted_events_round_trip_and_pair_what_a_map_would(
+            events in arb_reusing_events(), retiring in 1usize..9
+        ) {
+            let last = events.last().unwrap().seq;
+            let retires = |i: usize| i.is_multiple_of(retiring);
+            let payload = encode_compacted(&events, retires);
+            let (mut out, mut links) = (Vec::new(), Vec::new());
+            decode_compacted(&payload, events[0].seq, last, events.len() as u32, &mut out, &mut links).unwrap();
+            prop_assert_eq!(&out, &events);
+            for (i, e) in events.iter().enumerate() {
+                let d = links[i] as usize;
+                if d == 0 || e.kind != EventKind::Alloc {
+                    continue;
+                }
+                // Paired: not retiring, and freed by the next event at its address.
+                prop_assert!(!retires(i));
+                prop_assert_eq!(events[i + d].kind, EventKind::Free);
+                prop_assert_eq!(events[i + d].addr, e.addr);
+                prop_assert!(events[i + 1..i + d].iter().all(|x| x.addr != e.addr));
+                prop_assert_eq!(links[i + d] as usize, d);
+            }
+        }
+
+        #[test]
+        fn damaged_compacted_streams_error_without_panicking(
+            events in arb_reusing_events(), cut in any::<usize>(), flip in any::<usize>()
+        ) {
+            let mut bytes = encode_compacted(&events, |i| i.is_multiple_of(3));
+            let i = flip % bytes.len();
+            bytes[i] ^= 0x5a;
+            bytes.truncate(cut % (bytes.len() + 1));
+            let (mut out, mut links) = (Vec::new(), Vec::new());
+            let _ = decode_compacted(&bytes, events[0].seq, u64::MAX, events.len() as u32, &mut out, &mut links);
+        }
+
         #[test]
         fn reused_addresses_round_trip(events in arb_reusing_events()) {
             let last = events.last().unwrap().seq;

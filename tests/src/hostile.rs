@@ -6,8 +6,8 @@
 //! mutation keeps the trace valid), report damage or refuse it, or at least
 //! neither crash, hang nor blow up (random bytes).
 
-use heapreplay_format::events::encode_columns;
-use heapreplay_format::info::{encode_clock, to_bytes};
+use heapreplay_format::events::{encode_columns, encode_compacted};
+use heapreplay_format::info::{encode_clock, encode_threads, to_bytes};
 use heapreplay_format::markers::encode_markers;
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::stacks::encode_stack;
@@ -323,6 +323,8 @@ pub const MUTATIONS: &[(&str, Mutation)] = &[
     ("every-header-damaged", Mutation::EveryChecksum),
     ("cut-short", Mutation::Truncate),
     ("bytes-flipped", Mutation::Flip),
+    ("compacted", Mutation::Compacted),
+    ("compacted-bytes-flipped", Mutation::CompactedFlip),
 ];
 
 /// A structure-aware change to the base trace.
@@ -330,6 +332,11 @@ pub const MUTATIONS: &[(&str, Mutation)] = &[
 pub enum Mutation {
     /// The base trace as it is.
     None,
+    /// The events as a compacted trace holds them: every thread's in
+    /// sequence order, in Compacted records, with a Threads record (valid).
+    Compacted,
+    /// A compacted trace with a few bits flipped.
+    CompactedFlip,
     /// Records other than FileInfo shuffled (valid: readers sort).
     Reorder,
     /// One events record written twice.
@@ -657,6 +664,13 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
             bytes.truncate(cut);
             return (bytes, Expect::Survive);
         }
+        Mutation::Compacted => {
+            recs = compacted(recs, rng);
+            exact(&recs)
+        }
+        Mutation::CompactedFlip => {
+            return apply(compacted(recs, rng), Mutation::Flip, rng);
+        }
         Mutation::Flip => {
             let mut bytes = encode(&recs);
             for _ in 0..1 + rng.below(4) {
@@ -667,6 +681,56 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
         }
     };
     (encode(&recs), expect)
+}
+
+/// `recs` with their events records replaced by Compacted records of a
+/// few hundred events each (where the first events record was) and a
+/// Threads record, as `heapreplay compact` writes them.
+fn compacted(recs: Vec<Rec>, rng: &mut Rng) -> Vec<Rec> {
+    let at = first_of(&recs, RecordKind::Events);
+    let mut threads = std::collections::BTreeMap::new();
+    let mut events = Vec::new();
+    let mut rest = Vec::new();
+    for r in recs {
+        if r.header.kind == RecordKind::Events {
+            *threads.entry(r.header.tid).or_insert(0u64) += r.events.len() as u64;
+            events.extend(r.events);
+        } else {
+            rest.push(r);
+        }
+    }
+    events.sort_by_key(|e| e.seq);
+    // An allocation at an address still live retires its block: never paired.
+    let mut live = std::collections::HashSet::new();
+    let retires: Vec<bool> = events
+        .iter()
+        .map(|e| match e.kind {
+            EventKind::Alloc => !live.insert(e.addr),
+            _ => {
+                live.remove(&e.addr);
+                false
+            }
+        })
+        .collect();
+    let mut records = Vec::new();
+    let mut start = 0;
+    while start < events.len() {
+        let end = (start + 1 + rng.below(300) as usize).min(events.len());
+        let chunk = events[start..end].to_vec();
+        let raw = encode_compacted(&chunk, |i| retires[start + i]);
+        let mut r = Rec::new(RecordKind::Compacted, raw);
+        r.header.first_seq = chunk[0].seq;
+        r.header.last_seq = chunk[chunk.len() - 1].seq;
+        r.header.count = chunk.len() as u32;
+        r.events = chunk;
+        records.push(r);
+        start = end;
+    }
+    let mut t = Rec::new(RecordKind::Threads, encode_threads(&threads));
+    t.header.count = threads.len() as u32;
+    records.push(t);
+    rest.splice(at..at, records);
+    rest
 }
 
 fn model_allocs(r: &Rec) -> usize {

@@ -3,9 +3,9 @@
 
 use super::pass::Span;
 use super::{EventsRef, Problem, Trace};
-use heapreplay_format::events::decode as decode_events;
+use heapreplay_format::events::{decode as decode_events, decode_compacted};
 use heapreplay_format::header::RECORD_PREFIX_LEN;
-use heapreplay_format::{Event, RecordHeader};
+use heapreplay_format::{Event, EventKind, RecordHeader, RecordKind};
 
 /// Why a record whose allocation sizes overflow is skipped.
 pub(super) const ALLOC_SUM_TOO_LARGE: &str =
@@ -19,6 +19,12 @@ pub(super) struct Run {
     pub(super) alloc_bytes: u64,
     /// Allocations whose stack id is not defined.
     pub(super) undefined: u64,
+    /// Of a Compacted record: for each event, the distance to its partner
+    /// (forward from an allocation to the free in the run that frees it,
+    /// back from that free, which already carries the block's size and
+    /// stack); 0 for events that go through the live blocks. Empty for an
+    /// Events record.
+    pub(super) links: Vec<u32>,
 }
 
 impl Trace {
@@ -45,25 +51,45 @@ impl Trace {
         };
         let raw = rec.decompress().map_err(lost)?;
         let mut events = Vec::new();
-        decode_events(
-            &raw,
-            header.first_seq,
-            header.last_seq,
-            header.count,
-            &mut events,
-        )
-        .map_err(|e| lost(format!("{e} (its header says {} events)", header.count)))?;
-        // A live trace is read only as far as it is complete.
+        let mut links = Vec::new();
+        let decoded = match header.kind {
+            RecordKind::Compacted => decode_compacted(
+                &raw,
+                header.first_seq,
+                header.last_seq,
+                header.count,
+                &mut events,
+                &mut links,
+            ),
+            _ => decode_events(
+                &raw,
+                header.first_seq,
+                header.last_seq,
+                header.count,
+                &mut events,
+            ),
+        };
+        decoded.map_err(|e| lost(format!("{e} (its header says {} events)", header.count)))?;
+        // A live trace is read only as far as it is complete; a pass over a
+        // span of the trace takes only its events.
+        let mut end = events.len();
         if let Some(limit) = self.limit() {
-            events.truncate(events.partition_point(|e| e.seq < limit));
+            end = events[..end].partition_point(|e| e.seq < limit);
         }
-        // A pass over a span of the trace takes only its events.
         if let Some(until) = span.until {
-            events.truncate(events.partition_point(|e| e.seq < until));
+            end = events[..end].partition_point(|e| e.seq < until);
         }
-        if span.from > 0 {
-            events.drain(..events.partition_point(|e| e.seq < span.from));
+        let begin = match span.from {
+            0 => 0,
+            from => events[..end].partition_point(|e| e.seq < from),
+        };
+        if !links.is_empty() {
+            unlink_outside(&events, &mut links, begin, end);
+            links.truncate(end);
+            links.drain(..begin);
         }
+        events.truncate(end);
+        events.drain(..begin);
         // Frees have size 0 and stack 0: the sum and the check need no
         // branch on the kind (which would mispredict on every other event).
         let (mut alloc_bytes, mut overflow) = (0u64, false);
@@ -76,11 +102,36 @@ impl Trace {
             return Err(lost(ALLOC_SUM_TOO_LARGE.into()));
         }
         let undefined = self.stack_ids.check_all(&mut events);
+        // A paired free frees its allocation's block, as checked.
+        for i in 0..links.len() {
+            let back = links[i] as usize;
+            if back != 0 && events[i].kind == EventKind::Free {
+                (events[i].size, events[i].stack) = (events[i - back].size, events[i - back].stack);
+            }
+        }
         Ok(Run {
             events,
             offset: r.offset,
             alloc_bytes,
             undefined,
+            links,
         })
+    }
+}
+
+/// Unpairs the events in `begin..end` whose partner lies outside it: they
+/// go through the live blocks (an allocation whose free is not replayed
+/// here stays live; a free whose allocation was replayed before finds it
+/// there).
+fn unlink_outside(events: &[Event], links: &mut [u32], begin: usize, end: usize) {
+    for i in begin..end {
+        let d = links[i] as usize;
+        let outside = match events[i].kind {
+            EventKind::Alloc => i + d >= end,
+            _ => i < begin + d,
+        };
+        if d != 0 && outside {
+            links[i] = 0;
+        }
     }
 }

@@ -39,6 +39,21 @@ impl Merge {
         self.heads.push(Reverse((first, slot, 0)));
     }
 
+    /// True if `run` (in sequence order) can be handed on whole, bypassing
+    /// the merge: every event before it has been handed on, none of its
+    /// events was, and no run waiting in the merge holds any at or after
+    /// its first. If so, the merge counts it as handed on.
+    pub(super) fn pass_by(&mut self, run: &[Event]) -> bool {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return false;
+        };
+        if !self.heads.is_empty() || self.last.is_some_and(|l| l >= first.seq) {
+            return false;
+        }
+        self.last = Some(last.seq);
+        true
+    }
+
     /// Hands every event at or below `through` to `f`, in order.
     pub(super) fn drain_through<E>(
         &mut self,
@@ -137,6 +152,19 @@ mod tests {
         m.add(vec![ev(2), ev(4)], 300);
         assert_eq!(drain_all(&mut m), vec![1, 2, 3, 4]);
         assert_eq!(m.duplicates.map(|d| d.0), Some(4));
+    }
+
+    #[test]
+    fn a_run_passes_by_only_when_nothing_overlaps_it() {
+        let mut m = Merge::default();
+        m.add(vec![ev(1), ev(5)], 0);
+        assert!(!m.pass_by(&[ev(2), ev(3)]), "a run waits with 5");
+        assert_eq!(drain_all(&mut m), vec![1, 5]);
+        assert!(!m.pass_by(&[ev(4), ev(6)]), "4 comes before 5, handed on");
+        assert!(m.pass_by(&[ev(6), ev(7)]));
+        m.add(vec![ev(7), ev(8)], 9);
+        assert_eq!(drain_all(&mut m), vec![8], "7 was handed on in the run");
+        assert_eq!(m.duplicates, Some((1, 9)));
     }
 
     #[test]

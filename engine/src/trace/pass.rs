@@ -126,6 +126,101 @@ enum Halt<E> {
     Failed(E),
 }
 
+/// Where merged events go: resolved against the live blocks, counted for
+/// a watcher (with its checkpoints), and handed to the pass's caller.
+struct Sink<'w, F> {
+    resolver: Resolver,
+    watcher: Option<&'w mut dyn Watcher>,
+    tally: Tally,
+    /// The seq of the watcher's next checkpoint.
+    wanted: u64,
+    f: F,
+}
+
+impl<F, E> Sink<'_, F>
+where
+    F: FnMut(&Event) -> Result<bool, E>,
+{
+    /// Hands resolved events to the caller: the retirement an allocation
+    /// made, if any, then the event (both counted first).
+    #[inline]
+    fn hand(&mut self, retire: Option<Event>, e: &Event) -> Result<(), Halt<E>> {
+        if self.watcher.is_some() {
+            if let Some(retire) = &retire {
+                self.tally.apply(retire);
+            }
+            self.tally.apply(e);
+        }
+        let mut call = |e: &Event| match (self.f)(e) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Halt::Enough),
+            Err(e) => Err(Halt::Failed(e)),
+        };
+        if let Some(retire) = &retire {
+            call(retire)?;
+        }
+        call(e)
+    }
+
+    /// Shows the watcher the live blocks before `seq` if it wants them:
+    /// the resolver's, and `open` (blocks outside it, live there).
+    fn checkpoint(&mut self, seq: u64, open: impl Fn() -> Vec<(u64, u64, u32)>) {
+        let Some(w) = self.watcher.as_deref_mut() else {
+            return;
+        };
+        let open = open();
+        if open.is_empty() {
+            w.checkpoint(seq, &self.resolver, &self.tally);
+        } else {
+            let mut live = self.resolver.clone();
+            live.add(open);
+            w.checkpoint(seq, &live, &self.tally);
+        }
+        self.tally.peak = PeakFinder::starting_at(self.tally.peak.inuse());
+        self.wanted = w.wanted();
+    }
+
+    /// The next event in sequence order, resolved against the live blocks.
+    #[inline]
+    fn each(&mut self, e: &Event) -> Result<(), Halt<E>> {
+        if e.seq >= self.wanted {
+            self.checkpoint(e.seq, Vec::new);
+        }
+        let mut e = *e;
+        let retire = self.resolver.resolve(&mut e);
+        self.hand(retire, &e)
+    }
+
+    /// The events of a compacted run, in sequence order, with their links
+    /// (see `Run::links`): a paired allocation and its free bypass the live
+    /// blocks; the others go through them.
+    fn linked(&mut self, events: &[Event], links: &[u32]) -> Result<(), Halt<E>> {
+        for (i, e) in events.iter().enumerate() {
+            if e.seq >= self.wanted {
+                // Paired blocks allocated before `i`, freed at or after it.
+                let open = || {
+                    (0..i)
+                        .filter(|&j| {
+                            let d = links[j] as usize;
+                            d != 0 && events[j].kind == EventKind::Alloc && j + d >= i
+                        })
+                        .map(|j| (events[j].addr, events[j].size, events[j].stack))
+                        .collect()
+                };
+                self.checkpoint(e.seq, open);
+            }
+            if links[i] == 0 {
+                let mut e = *e;
+                let retire = self.resolver.resolve(&mut e);
+                self.hand(retire, &e)?;
+            } else {
+                self.hand(None, e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Trace {
     /// Calls `f` on every event in sequence order, resolved (each free
     /// carries the size and stack of the block it frees: see
@@ -236,55 +331,37 @@ impl Trace {
 
     /// Merges decoded batches of records (each with the count of records
     /// decoded so far) into sequence order, resolves the events and calls
-    /// `f` on each.
+    /// `f` on each. A compacted run that nothing overlaps bypasses the
+    /// merge, and its paired events bypass the live blocks.
     fn replay_batches<E>(
         &self,
         batches: impl Iterator<Item = (usize, Vec<Result<Run, Problem>>)>,
         records: &[usize],
         carry: &mut Carry,
         until: Option<u64>,
-        mut watcher: Option<&mut dyn Watcher>,
-        mut f: impl FnMut(&Event) -> Result<bool, E>,
+        watcher: Option<&mut dyn Watcher>,
+        f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
-        let mut wanted = watcher.as_ref().map_or(u64::MAX, |w| w.wanted());
-        let mut tally = watcher.as_ref().map(|w| w.start()).unwrap_or_default();
-        let watching = watcher.is_some();
         let mut merge = Merge::default();
-        let mut resolver = carry.resolver.clone();
-        let mut call = |e: &Event| match f(e) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Halt::Enough),
-            Err(e) => Err(Halt::Failed(e)),
+        let mut sink = Sink {
+            wanted: watcher.as_ref().map_or(u64::MAX, |w| w.wanted()),
+            tally: watcher.as_ref().map(|w| w.start()).unwrap_or_default(),
+            watcher,
+            resolver: carry.resolver.clone(),
+            f,
         };
-        let mut each = |e: &Event| {
-            if e.seq >= wanted {
-                if let Some(w) = watcher.as_deref_mut() {
-                    w.checkpoint(e.seq, &resolver, &tally);
-                    tally.peak = PeakFinder::starting_at(tally.peak.inuse());
-                    wanted = w.wanted();
-                }
-            }
-            let mut e = *e;
-            let retire = resolver.resolve(&mut e);
-            if watching {
-                if let Some(retire) = &retire {
-                    tally.apply(retire);
-                }
-                tally.apply(&e);
-            }
-            if let Some(retire) = retire {
-                call(&retire)?;
-            }
-            call(&e)
-        };
+        // The first seq of the record after `records[i]`, if any.
+        let first_after =
+            |i: usize| -> Option<u64> { records.get(i + 1).map(|&r| self.events[r].first_seq) };
         // Every allocation size accepted adds to this; a record that would
         // take it past 2^64 - 1 is damage, so no counter can overflow.
         let mut alloc_bytes = carry.alloc_bytes;
         // Allocations naming an undefined stack, and the first's record.
         let mut undefined: Option<(u64, u64)> = None;
-        for (done, decoded) in batches {
-            for run in decoded {
+        'batches: for (done, decoded) in batches {
+            let base = done - decoded.len();
+            for (k, run) in decoded.into_iter().enumerate() {
                 let run = match run {
                     Ok(run) => run,
                     Err(p) => {
@@ -304,10 +381,38 @@ impl Trace {
                     undefined.get_or_insert((0, run.offset)).0 += run.undefined;
                 }
                 pass.events += run.events.len() as u64;
+                let alone = match (run.events.first(), run.events.last()) {
+                    (Some(first), Some(last)) if !run.links.is_empty() => first_after(base + k)
+                        .is_none_or(|next| next > last.seq)
+                        .then_some(first.seq),
+                    _ => None,
+                };
+                if let Some(first) = alone {
+                    let drained = match first.checked_sub(1) {
+                        Some(through) => merge.drain_through(through, &mut |e| sink.each(e)),
+                        None => Ok(()),
+                    };
+                    let replayed = drained.and_then(|()| match merge.pass_by(&run.events) {
+                        true => sink.linked(&run.events, &run.links),
+                        false => {
+                            merge.add(run.events, run.offset);
+                            Ok(())
+                        }
+                    });
+                    match replayed {
+                        Ok(()) => continue,
+                        Err(Halt::Enough) => {
+                            pass.stopped = true;
+                            break 'batches;
+                        }
+                        Err(Halt::Failed(e)) => return Err(e),
+                    }
+                }
                 merge.add(run.events, run.offset);
             }
             // Records come in first-seq order: nothing not yet decoded can
             // hold an event before the next record's first seq.
+            let mut each = |e: &Event| sink.each(e);
             let drained = match records.get(done).map(|&i| &self.events[i]) {
                 Some(next) => match next.first_seq.checked_sub(1) {
                     Some(through) => merge.drain_through(through, &mut each),
@@ -324,8 +429,8 @@ impl Trace {
                 Err(Halt::Failed(e)) => return Err(e),
             }
         }
-        if let Some(w) = watcher {
-            w.end(&tally);
+        if let Some(w) = sink.watcher {
+            w.end(&sink.tally);
         }
         if let Some((count, offset)) = undefined {
             pass.problems.push(Problem {
@@ -347,7 +452,7 @@ impl Trace {
         if pass.stopped {
             return Ok(pass);
         }
-        carry.resolver = resolver;
+        carry.resolver = sink.resolver;
         carry.alloc_bytes = alloc_bytes;
         if let Some(until) = until {
             carry.from = until;
