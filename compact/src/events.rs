@@ -1,11 +1,11 @@
 //! Cutting a trace's events, in sequence order, into Compacted records and
 //! compressing them on a thread of their own while the pass goes on.
 
-use heapreplay_format::events::encode_compacted;
+use heapreplay_format::events::Columns;
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::{Event, EventKind, RecordKind};
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 
 /// Events per Compacted record: large enough for the compressor to find a
@@ -21,10 +21,11 @@ pub fn events_per_record() -> usize {
         .unwrap_or(EVENTS_PER_RECORD)
 }
 
-/// The zstd level of Compacted records: the fastest that finds a long
-/// run's repetition. Level 9 made a Python trace 7% smaller and its
-/// compaction 1.6x slower than a replay; at 3 it runs as fast as one.
-pub const LEVEL: i32 = 3;
+/// The zstd level of Compacted records. Measured on the workloads of
+/// `benches/run.sh` against 3 and 6: level 9 made redis-server's trace 11%
+/// smaller than 3, sqlite3's 10%, Python's 7%, and its compaction took
+/// 1.3x to 1.7x as long. A trace at rest is written once and kept: level 9.
+pub const LEVEL: i32 = 9;
 
 /// The events of one Compacted record on their way to it, as the recorder
 /// recorded them, from the replay's resolved ones.
@@ -87,26 +88,34 @@ pub struct Writer;
 impl Writer {
     /// Starts a thread that writes each chunk of events sent to it (in
     /// sequence order, each following the last) to `out` as a Compacted
-    /// record; it ends when the sender is dropped.
+    /// record; it ends when the sender is dropped. Chunks written come back
+    /// empty on the second channel, to be filled again.
+    #[allow(clippy::type_complexity)]
     pub fn start<'scope, W: Write + Send>(
         scope: &'scope Scope<'scope, '_>,
         out: &'scope mut W,
     ) -> (
         SyncSender<Chunk>,
+        Receiver<Chunk>,
         ScopedJoinHandle<'scope, std::io::Result<Written>>,
     ) {
         let (tx, rx) = sync_channel::<Chunk>(1);
+        let (back, empty) = sync_channel::<Chunk>(2);
         let handle = scope.spawn(move || {
             let mut compressor = compressor()?;
+            let mut columns = Columns::default();
             let mut written = Written::default();
-            for chunk in rx {
-                out.write_all(&record(&mut compressor, &chunk)?)?;
+            for mut chunk in rx {
+                out.write_all(&record(&mut compressor, &mut columns, &chunk)?)?;
                 written.records += 1;
                 written.events += chunk.events.len() as u64;
+                chunk.events.clear();
+                chunk.retires.clear();
+                let _ = back.try_send(chunk);
             }
             Ok(written)
         });
-        (tx, handle)
+        (tx, empty, handle)
     }
 }
 
@@ -122,6 +131,7 @@ pub fn compressor() -> std::io::Result<zstd::bulk::Compressor<'static>> {
 /// One Compacted record of a chunk's events (non-empty, in sequence order).
 pub fn record(
     compressor: &mut zstd::bulk::Compressor<'_>,
+    columns: &mut Columns,
     chunk: &Chunk,
 ) -> std::io::Result<Vec<u8>> {
     let events = &chunk.events;
@@ -129,6 +139,6 @@ pub fn record(
     header.first_seq = events.first().map_or(0, |e| e.seq);
     header.last_seq = events.last().map_or(0, |e| e.seq);
     header.count = events.len() as u32;
-    let raw = encode_compacted(events, |i| chunk.retires[i]);
+    let raw = columns.compacted(events, |i| chunk.retires[i]);
     encode_record(compressor, header, &raw)
 }

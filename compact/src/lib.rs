@@ -90,14 +90,15 @@ fn write(
     }
     let mut summary = Summary::default();
     let pass = std::thread::scope(|scope| -> std::io::Result<_> {
-        let (chunks, writer) = events::Writer::start(scope, &mut out);
+        let (chunks, empty, writer) = events::Writer::start(scope, &mut out);
         let mut chunk = events::Chunk::default();
         let mut failed = false;
         let pass = trace.for_each_event_while(pipeline, |e| {
             chunk.push(e);
             if chunk.is_full() {
                 progress(e.seq);
-                if chunks.send(std::mem::take(&mut chunk)).is_err() {
+                let next = empty.try_recv().unwrap_or_default();
+                if chunks.send(std::mem::replace(&mut chunk, next)).is_err() {
                     failed = true;
                     return Ok::<bool, ()>(false);
                 }

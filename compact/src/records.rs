@@ -10,10 +10,6 @@ use heapreplay_format::stacks::encode_stack;
 use heapreplay_format::{RawRecord, RecordKind, FORMAT_VERSION};
 use std::collections::BTreeMap;
 
-/// The zstd level of the stacks, clock and markers: a few MiB at most,
-/// written once, so compressed harder than the events.
-const LEVEL: i32 = 9;
-
 /// Raw stack-list bytes per Stacks record written.
 const STACKS_PER_RECORD: usize = 4 << 20;
 
@@ -44,7 +40,7 @@ pub fn split(trace: &Trace) -> (Vec<RawRecord<'_>>, Vec<RawRecord<'_>>) {
 /// The Clock record of every sample the trace read, and the Markers record
 /// of its markers (each if there are any).
 pub fn clock_and_markers(trace: &Trace) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut compressor = record_compressor(LEVEL)?;
+    let mut compressor = record_compressor(super::events::LEVEL)?;
     let mut list = |kind, seqs: &mut dyn Iterator<Item = u64>, count: usize, payload: Vec<u8>| {
         let mut header = blank_header(kind);
         header.first_seq = seqs.next().unwrap_or(0);
@@ -89,7 +85,7 @@ pub fn copy(rec: &RawRecord<'_>) -> Vec<u8> {
 /// Stacks records of every stack `trace` defines, under the ids its events
 /// are replayed with.
 pub fn stacks(trace: &Trace) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut compressor = record_compressor(LEVEL)?;
+    let mut compressor = record_compressor(super::events::LEVEL)?;
     let mut records = Vec::new();
     let (mut raw, mut count) = (Vec::new(), 0u32);
     let mut flush = |raw: &mut Vec<u8>, count: &mut u32| -> std::io::Result<()> {

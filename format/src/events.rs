@@ -231,7 +231,7 @@ const TAG_REF: u8 = 2;
 /// as the distance back to that event instead: short-lived blocks and
 /// allocator reuse make that the common case.
 pub fn encode_columns(events: &[Event]) -> Vec<u8> {
-    encode(events, None)
+    Columns::default().encode(events, None)
 }
 
 /// Tag of an allocation that a later free in the same Compacted record
@@ -251,83 +251,108 @@ const TAG_PAIRED_FREE: u8 = 5;
 /// block never seen freed (it must go through the reader's map, which
 /// retires the old block); such an allocation is never paired.
 pub fn encode_compacted(events: &[Event], retires: impl Fn(usize) -> bool) -> Vec<u8> {
-    // The free that frees each allocation, if it is in the record: the
-    // next event at its address, when that is a free.
-    let mut partner = vec![0u32; events.len()];
-    let mut last: std::collections::HashMap<u64, usize, crate::hash::AddrHash> =
-        std::collections::HashMap::with_capacity_and_hasher(
-            events.len() / 2,
-            crate::hash::AddrHash,
-        );
-    for (i, e) in events.iter().enumerate() {
-        let before = last.insert(e.addr, i);
-        if let Some(j) = before.filter(|_| e.kind == EventKind::Free) {
-            if events[j].kind == EventKind::Alloc && !retires(j) {
-                partner[j] = (i - j) as u32;
-                partner[i] = (i - j) as u32;
-            }
-        }
-    }
-    encode(events, Some(&partner))
+    Columns::default().compacted(events, retires)
 }
 
-/// The column encoder of both records: `partner`, for a Compacted record,
-/// gives each paired event the distance to its partner (0: not paired).
-fn encode(events: &[Event], partner: Option<&[u32]>) -> Vec<u8> {
-    let mut tags = Vec::with_capacity(events.len());
-    let (mut seqs, mut refs, mut addrs, mut sizes, mut stacks, mut pairs) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let mut last: std::collections::HashMap<u64, (usize, EventKind), crate::hash::AddrHash> =
-        std::collections::HashMap::with_capacity_and_hasher(events.len(), crate::hash::AddrHash);
-    let mut prev_seq = events.first().map_or(0, |e| e.seq);
-    let mut prev_addr = 0u64;
-    for (i, e) in events.iter().enumerate() {
-        varint::push(&mut seqs, e.seq.wrapping_sub(prev_seq));
-        prev_seq = e.seq;
-        let paired = partner.map_or(0, |p| p[i]);
-        let seen = last.insert(e.addr, (i, e.kind));
-        if paired != 0 && e.kind == EventKind::Free {
-            tags.push(TAG_PAIRED_FREE);
-            varint::push(&mut pairs, u64::from(paired));
-            continue;
+/// A column encoder that keeps its buffers from one record to the next (a
+/// writer of many large records spends less time growing them).
+#[derive(Default)]
+pub struct Columns {
+    /// The last event at each address: its index and kind.
+    last: std::collections::HashMap<u64, (usize, EventKind), crate::hash::AddrHash>,
+    tags: Vec<u8>,
+    seqs: Vec<u8>,
+    refs: Vec<u8>,
+    addrs: Vec<u8>,
+    sizes: Vec<u8>,
+    stacks: Vec<u8>,
+    pairs: Vec<u8>,
+}
+
+impl Columns {
+    /// A Compacted record's payload (see [`encode_compacted`]).
+    pub fn compacted(&mut self, events: &[Event], retires: impl Fn(usize) -> bool) -> Vec<u8> {
+        self.encode(events, Some(&retires))
+    }
+
+    /// The payload of either record: `retires` is given for a Compacted
+    /// record (which pairs allocations with their frees), not for an
+    /// Events one.
+    fn encode(&mut self, events: &[Event], retires: Option<&dyn Fn(usize) -> bool>) -> Vec<u8> {
+        let Self {
+            last,
+            tags,
+            seqs,
+            refs,
+            addrs,
+            sizes,
+            stacks,
+            pairs,
+        } = self;
+        last.clear();
+        for col in [
+            &mut *tags,
+            &mut *seqs,
+            &mut *refs,
+            &mut *addrs,
+            &mut *sizes,
+            &mut *stacks,
+            &mut *pairs,
+        ] {
+            col.clear();
         }
-        let extra = if paired != 0 { TAG_PAIRED_ALLOC } else { 0 };
-        match seen {
-            Some((j, kind)) if kind != e.kind => {
-                tags.push(e.kind as u8 + TAG_REF + extra);
-                varint::push(&mut refs, (i - j) as u64);
+        last.reserve(events.len());
+        tags.reserve(events.len());
+        seqs.reserve(events.len());
+        let mut prev_seq = events.first().map_or(0, |e| e.seq);
+        let mut prev_addr = 0u64;
+        for (i, e) in events.iter().enumerate() {
+            varint::push(seqs, e.seq.wrapping_sub(prev_seq));
+            prev_seq = e.seq;
+            let seen = last.insert(e.addr, (i, e.kind));
+            // A free whose address was last an allocation's, which retired
+            // no block, frees that allocation: pair them (its tag is marked
+            // now).
+            if let (Some(retires), Some((j, EventKind::Alloc)), EventKind::Free) =
+                (retires, seen, e.kind)
+            {
+                if !retires(j) {
+                    tags[j] |= TAG_PAIRED_ALLOC;
+                    tags.push(TAG_PAIRED_FREE);
+                    varint::push(pairs, (i - j) as u64);
+                    continue;
+                }
             }
-            _ => {
-                tags.push(e.kind as u8 + extra);
-                push_addr_delta(&mut addrs, e.addr.wrapping_sub(prev_addr));
-                prev_addr = e.addr;
+            match seen {
+                Some((j, kind)) if kind != e.kind => {
+                    tags.push(e.kind as u8 + TAG_REF);
+                    varint::push(refs, (i - j) as u64);
+                }
+                _ => {
+                    tags.push(e.kind as u8);
+                    push_addr_delta(addrs, e.addr.wrapping_sub(prev_addr));
+                    prev_addr = e.addr;
+                }
+            }
+            if e.kind == EventKind::Alloc {
+                varint::push(sizes, e.size);
+                varint::push(stacks, u64::from(e.stack));
             }
         }
-        if e.kind == EventKind::Alloc {
-            varint::push(&mut sizes, e.size);
-            varint::push(&mut stacks, u64::from(e.stack));
+        let mut lengths = vec![seqs.len(), refs.len(), addrs.len(), sizes.len()];
+        if retires.is_some() {
+            lengths.push(pairs.len());
         }
+        let columns = [&*tags, &*seqs, &*refs, &*addrs, &*sizes, &*pairs, &*stacks];
+        let mut out = Vec::with_capacity(columns.iter().map(|c| c.len()).sum::<usize>() + 50);
+        for len in lengths {
+            varint::push(&mut out, len as u64);
+        }
+        for col in columns {
+            out.extend_from_slice(col);
+        }
+        out
     }
-    let mut out = Vec::with_capacity(
-        tags.len() + seqs.len() + refs.len() + addrs.len() + sizes.len() + stacks.len() + 16,
-    );
-    let mut lengths = vec![seqs.len(), refs.len(), addrs.len(), sizes.len()];
-    if partner.is_some() {
-        lengths.push(pairs.len());
-    }
-    for len in lengths {
-        varint::push(&mut out, len as u64);
-    }
-    for col in [tags, seqs, refs, addrs, sizes, pairs, stacks] {
-        out.extend_from_slice(&col);
-    }
-    out
 }
 
 /// Turns the recorder's row form into the stored column form.
