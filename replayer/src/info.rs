@@ -95,6 +95,13 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         pass.events,
         mib(bytes)
     );
+    let (compacted, records) = trace.compacted();
+    if records > 0 {
+        println!(
+            "compacted:  {compacted} events in {}",
+            heapreplay_outputs::report::counted(records as u64, "compacted record")
+        );
+    }
     println!("stacks:     {} distinct", trace.stacks.len());
     match peak.peak() {
         Some((seq, peak)) => println!(

@@ -57,6 +57,11 @@ fn same_on_both_env(work: &Work, env: &[(&str, &str)], args: &[&str]) {
             s.replace(&format!("{side}/"), "SIDE/")
                 .replace(&format!("{side}-out"), "OUT")
         };
+        // `info` says that a compacted trace is one: the only line it adds.
+        let said = |s: &str| {
+            let lines = s.lines().filter(|l| !l.starts_with("compacted:"));
+            text(&lines.map(|l| format!("{l}\n")).collect::<String>())
+        };
         // A flame graph's title names its own file.
         let written = files(&out)
             .into_iter()
@@ -65,7 +70,7 @@ fn same_on_both_env(work: &Work, env: &[(&str, &str)], args: &[&str]) {
                 Err(e) => (name, e.into_bytes()),
             })
             .collect::<Vec<_>>();
-        seen.push((ran.code, text(&ran.stdout), text(&ran.stderr), written));
+        seen.push((ran.code, said(&ran.stdout), text(&ran.stderr), written));
     }
     let (hot, cold) = (&seen[0], &seen[1]);
     assert_eq!(
@@ -134,9 +139,13 @@ fn a_compacted_c_program_replays_to_the_same_bytes() {
     let ran = work.record(&exe, &["4", "20000"], "hot/trace.zst");
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     compact(&work);
-    // Four threads' events, now in one order: `info` still counts them.
+    // Four threads' events, now in one order: `info` still counts them,
+    // and says where they are.
     let info = work.heapreplay_ok(&["info", "cold/trace.zst"]).stdout;
     assert!(!info.contains("threads:    1\n"), "{info}");
+    assert!(info.contains("compacted:  "), "{info}");
+    let hot = work.heapreplay_ok(&["info", "hot/trace.zst"]).stdout;
+    assert!(!hot.contains("compacted:"), "{hot}");
     every_output_the_same(&work);
 }
 
