@@ -50,7 +50,7 @@ pub fn compact(
 ) -> Result<Summary, String> {
     let partial = partial_path(out);
     let file = std::fs::File::create(&partial)
-        .map_err(|e| format!("{}: cannot write: {}", partial.display(), io_text(&e)))?;
+        .map_err(|e| format!("{}: cannot write: {}", out.display(), io_text(&e)))?;
     let written = write(trace, file, pipeline, &mut progress).map_err(|e| {
         let _ = std::fs::remove_file(&partial);
         format!("{}: cannot write: {}", out.display(), io_text(&e))

@@ -21,9 +21,9 @@ pub(super) struct Run {
     pub(super) undefined: u64,
     /// Of a Compacted record: for each event, the distance to its partner
     /// (forward from an allocation to the free in the run that frees it,
-    /// back from that free, which already carries the block's size and
-    /// stack); 0 for events that go through the live blocks. Empty for an
-    /// Events record.
+    /// back from that free, which frees that allocation's size and stack);
+    /// 0 for events that go through the live blocks. Empty for an Events
+    /// record.
     pub(super) links: Vec<u32>,
 }
 
@@ -102,13 +102,6 @@ impl Trace {
             return Err(lost(ALLOC_SUM_TOO_LARGE.into()));
         }
         let undefined = self.stack_ids.check_all(&mut events);
-        // A paired free frees its allocation's block, as checked.
-        for i in 0..links.len() {
-            let back = links[i] as usize;
-            if back != 0 && events[i].kind == EventKind::Free {
-                (events[i].size, events[i].stack) = (events[i - back].size, events[i - back].stack);
-            }
-        }
         Ok(Run {
             events,
             offset: r.offset,

@@ -209,12 +209,18 @@ where
                 };
                 self.checkpoint(e.seq, open);
             }
-            if links[i] == 0 {
-                let mut e = *e;
-                let retire = self.resolver.resolve(&mut e);
-                self.hand(retire, &e)?;
-            } else {
-                self.hand(None, e)?;
+            let mut e = *e;
+            match links[i] as usize {
+                0 => {
+                    let retire = self.resolver.resolve(&mut e);
+                    self.hand(retire, &e)?;
+                }
+                // A paired free frees its allocation's block.
+                back if e.kind == EventKind::Free => {
+                    (e.size, e.stack) = (events[i - back].size, events[i - back].stack);
+                    self.hand(None, &e)?;
+                }
+                _ => self.hand(None, &e)?,
             }
         }
         Ok(())
