@@ -48,6 +48,7 @@ pub fn compact(
     pipeline: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, String> {
+    remove_abandoned(out);
     let partial = partial_path(out);
     let file = std::fs::File::create(&partial)
         .map_err(|e| format!("{}: cannot write: {}", out.display(), io_text(&e)))?;
@@ -67,6 +68,35 @@ fn partial_path(out: &Path) -> std::path::PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".partial-{}", std::process::id()));
     out.with_file_name(name)
+}
+
+/// Removes what compactions to `out` that were killed left behind: the
+/// partial files of processes no longer running.
+fn remove_abandoned(out: &Path) {
+    let (Some(dir), Some(name)) = (out.parent(), out.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.partial-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let running = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !running {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes the compacted trace to `file`.

@@ -249,10 +249,17 @@ fn a_killed_compaction_leaves_no_trace_behind_and_the_original_intact() {
         return;
     }
     assert!(!work.path("cold.zst").exists(), "a half-written cold.zst");
+    let partial = work.path(&format!("cold.zst.partial-{}", child.id()));
+    assert!(
+        partial.exists(),
+        "the partial file is named after its process"
+    );
     let after = work.heapreplay_ok(&["info", "trace.zst"]).stdout;
     assert_eq!(before, after);
-    // Compacting again gives a whole trace, counted once.
+    // Compacting again gives a whole trace, counted once, and clears what
+    // the killed one left.
     work.heapreplay_ok(&["compact", "-q", "-o", "cold.zst", "trace.zst"]);
+    assert!(!partial.exists(), "{} left behind", partial.display());
     let cold = work.heapreplay_ok(&["info", "cold.zst"]).stdout;
     assert_eq!(events_of(&cold), events_of(&before));
 }
