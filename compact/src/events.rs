@@ -13,14 +13,6 @@ use std::thread::{Scope, ScopedJoinHandle};
 /// bounded part of the trace and a replay holds only a few in memory.
 pub const EVENTS_PER_RECORD: usize = 1 << 18;
 
-/// Events per record (experiment).
-pub fn events_per_record() -> usize {
-    std::env::var("HEAPREPLAY_COMPACT_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(EVENTS_PER_RECORD)
-}
-
 /// The zstd level of Compacted records. Measured on the workloads of
 /// `benches/run.sh` against 3 and 6: level 9 made redis-server's trace 11%
 /// smaller than 3, sqlite3's 10%, Python's 7%, and its compaction took

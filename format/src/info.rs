@@ -132,6 +132,8 @@ pub fn decode_threads(payload: &[u8], count: u32) -> Result<Vec<(u32, u64)>, Var
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn threads_round_trip_and_trailing_bytes_are_refused() {
         let threads: std::collections::BTreeMap<u32, u64> =
@@ -142,8 +144,6 @@ mod tests {
         assert!(decode_threads(&bytes, 1).is_err());
         assert!(decode_threads(&bytes, 3).is_err());
     }
-
-    use super::*;
 
     #[test]
     fn clock_round_trips() {

@@ -96,6 +96,28 @@ fn compact(work: &Work) -> String {
     ran.stderr
 }
 
+/// Records threads.c (4 threads of `iterations` each) into `hot/trace.zst`
+/// and compacts it into `cold/trace.zst`.
+fn threads_compacted(name: &str, iterations: &str) -> Work {
+    let work = Work::new(name);
+    let exe = work.compile("threads.c", "threads", &["-O1"]);
+    std::fs::create_dir(work.path("hot")).unwrap();
+    let ran = work.record(&exe, &["4", iterations], "hot/trace.zst");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    compact(&work);
+    work
+}
+
+/// The Compacted records of the trace `bytes`: offset and events of each.
+fn compacted_records(bytes: &[u8]) -> Vec<(usize, u64)> {
+    heapreplay_format::reader::scan(bytes)
+        .records
+        .iter()
+        .filter(|r| r.header.kind == heapreplay_format::RecordKind::Compacted)
+        .map(|r| (r.offset as usize, u64::from(r.header.count)))
+        .collect()
+}
+
 /// Every output the replay side has, on both traces.
 fn every_output_the_same(work: &Work) {
     for args in [
@@ -133,12 +155,7 @@ fn every_output_the_same(work: &Work) {
 
 #[test]
 fn a_compacted_c_program_replays_to_the_same_bytes() {
-    let work = Work::new("compact_threads");
-    let exe = work.compile("threads.c", "threads", &["-O1"]);
-    std::fs::create_dir(work.path("hot")).unwrap();
-    let ran = work.record(&exe, &["4", "20000"], "hot/trace.zst");
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    compact(&work);
+    let work = threads_compacted("compact_threads", "20000");
     // Four threads' events, now in one order: `info` still counts them,
     // and says where they are.
     let info = work.heapreplay_ok(&["info", "cold/trace.zst"]).stdout;
@@ -207,12 +224,7 @@ fn one_bad_byte_loses_one_compacted_record() {
     let total = events_of(&work.heapreplay_ok(&["info", "trace.zst"]).stdout);
     // The second Compacted record: its offset and its events.
     let mut bytes = std::fs::read(work.path("cold.zst")).unwrap();
-    let compacted: Vec<_> = heapreplay_format::reader::scan(&bytes)
-        .records
-        .iter()
-        .filter(|r| r.header.kind == heapreplay_format::RecordKind::Compacted)
-        .map(|r| (r.offset as usize, r.header.count as u64))
-        .collect();
+    let compacted = compacted_records(&bytes);
     assert!(
         compacted.len() >= 4,
         "{} compacted records",
@@ -282,18 +294,8 @@ fn compact_refuses_to_write_over_its_trace() {
 
 #[test]
 fn checkpoints_and_seeks_inside_compacted_records_give_the_same_bytes() {
-    let work = Work::new("compact_seek");
-    let exe = work.compile("threads.c", "threads", &["-O1"]);
-    std::fs::create_dir(work.path("hot")).unwrap();
-    let ran = work.record(&exe, &["4", "150000"], "hot/trace.zst");
-    assert_eq!(ran.code, 0, "{}", ran.stderr);
-    compact(&work);
-    let records =
-        heapreplay_format::reader::scan(&std::fs::read(work.path("cold/trace.zst")).unwrap())
-            .records
-            .iter()
-            .filter(|r| r.header.kind == heapreplay_format::RecordKind::Compacted)
-            .count();
+    let work = threads_compacted("compact_seek", "150000");
+    let records = compacted_records(&std::fs::read(work.path("cold/trace.zst")).unwrap()).len();
     assert!(records >= 3, "{records} compacted records");
     // Checkpoints every 20,000 events: most fall inside a compacted
     // record, where some of its blocks are live but not yet in the map.

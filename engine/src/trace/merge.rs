@@ -54,6 +54,18 @@ impl Merge {
         true
     }
 
+    /// Hands every event below `seq` to `f`, in order.
+    pub(super) fn drain_before<E>(
+        &mut self,
+        seq: u64,
+        f: &mut impl FnMut(&Event) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match seq.checked_sub(1) {
+            Some(through) => self.drain_through(through, f),
+            None => Ok(()),
+        }
+    }
+
     /// Hands every event at or below `through` to `f`, in order.
     pub(super) fn drain_through<E>(
         &mut self,

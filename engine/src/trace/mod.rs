@@ -274,16 +274,8 @@ impl Trace {
     /// Every record of the trace but the events records, as they are in
     /// the file (for a writer copying them), in file order.
     pub fn other_records(&self) -> impl Iterator<Item = heapreplay_format::RawRecord<'_>> + '_ {
-        self.other_offsets.iter().filter_map(|&offset| {
-            let at = usize::try_from(offset).ok()?;
-            let header = heapreplay_format::RecordHeader::decode(self.bytes.get(at..)?).ok()?;
-            let start = at + heapreplay_format::RECORD_PREFIX_LEN;
-            let payload = self.bytes.get(start..start + header.payload_len as usize)?;
-            Some(heapreplay_format::RawRecord {
-                header,
-                offset,
-                payload,
-            })
-        })
+        self.other_offsets
+            .iter()
+            .filter_map(|&offset| open::record_at(&self.bytes, offset))
     }
 }

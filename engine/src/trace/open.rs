@@ -268,20 +268,29 @@ fn scan_cached(bytes: &memmap2::Mmap, cache: ScanCache) -> Option<Scan<'_>> {
     }
     let mut others = Vec::with_capacity(cache.others.len());
     for offset in cache.others {
-        let at = usize::try_from(offset).ok()?;
-        let header = RecordHeader::decode(bytes.get(at..)?).ok()?;
-        let start = at + RECORD_PREFIX_LEN;
-        let payload = bytes.get(start..start + header.payload_len as usize)?;
-        if header.kind.holds_events() || start + payload.len() > resume {
+        let rec = record_at(bytes, offset)?;
+        let end = offset as usize + RECORD_PREFIX_LEN + rec.payload.len();
+        if rec.header.kind.holds_events() || end > resume {
             return None;
         }
-        others.push(RawRecord {
-            header,
-            offset,
-            payload,
-        });
+        others.push(rec);
     }
     Some(scan_after(bytes, resume, others, cache.events))
+}
+
+/// The record whose header is at `offset` in `bytes`, as far as its header
+/// is valid and its payload within `bytes` (a place found by an earlier
+/// scan, read again).
+pub(super) fn record_at(bytes: &[u8], offset: u64) -> Option<RawRecord<'_>> {
+    let at = usize::try_from(offset).ok()?;
+    let header = RecordHeader::decode(bytes.get(at..)?).ok()?;
+    let start = at + RECORD_PREFIX_LEN;
+    let payload = bytes.get(start..start + header.payload_len as usize)?;
+    Some(RawRecord {
+        header,
+        offset,
+        payload,
+    })
 }
 
 /// Why a file with no readable record is not a trace.

@@ -126,6 +126,18 @@ enum Halt<E> {
     Failed(E),
 }
 
+impl<E> Halt<E> {
+    /// Whether handing on events ended early: true if the caller needs no
+    /// more, the caller's error if it failed.
+    fn stops(handed: Result<(), Halt<E>>) -> Result<bool, E> {
+        match handed {
+            Ok(()) => Ok(false),
+            Err(Halt::Enough) => Ok(true),
+            Err(Halt::Failed(e)) => Err(e),
+        }
+    }
+}
+
 /// Where merged events go: resolved against the live blocks, counted for
 /// a watcher (with its checkpoints), and handed to the pass's caller.
 struct Sink<'w, F> {
@@ -298,35 +310,33 @@ impl Trace {
             })
             .collect();
         let records = &records;
-        let batches = batch_ends(records.iter().map(|&i| self.events[i].count));
         // What must stay readable once the first `done` records are decoded.
         let next = move |done: usize| records.get(done).copied().unwrap_or(self.events.len());
-        if !pipeline {
-            let mut released = 0;
-            let mut start = 0;
-            let batches = batches.into_iter().map(|end| {
-                let decoded: Vec<_> = records[start..end]
-                    .iter()
-                    .map(|&r| self.decode_record(&self.events[r], span))
-                    .collect();
+        // Each batch decoded (on the rayon pool when `parallel`), with the
+        // count of records decoded so far, letting go of the pages behind.
+        let decoded = move |parallel: bool| {
+            let (mut start, mut released) = (0, 0);
+            let ends = batch_ends(records.iter().map(|&i| self.events[i].count));
+            ends.into_iter().map(move |end| {
+                let batch = &records[start..end];
+                let decode = |&r: &usize| self.decode_record(&self.events[r], span);
+                let decoded: Vec<_> = match parallel {
+                    true => batch.par_iter().map(decode).collect(),
+                    false => batch.iter().map(decode).collect(),
+                };
                 start = end;
                 self.release(next(end), &mut released);
                 (end, decoded)
-            });
-            return self.replay_batches(batches, records, carry, until, watcher, f);
+            })
+        };
+        if !pipeline {
+            return self.replay_batches(decoded(false), records, carry, until, watcher, f);
         }
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
             scope.spawn(move || {
-                let (mut start, mut released) = (0, 0);
-                for end in batches {
-                    let decoded: Vec<_> = records[start..end]
-                        .par_iter()
-                        .map(|&r| self.decode_record(&self.events[r], span))
-                        .collect();
-                    start = end;
-                    self.release(next(end), &mut released);
-                    if tx.send((end, decoded)).is_err() {
+                for batch in decoded(true) {
+                    if tx.send(batch).is_err() {
                         return;
                     }
                 }
@@ -394,10 +404,7 @@ impl Trace {
                     _ => None,
                 };
                 if let Some(first) = alone {
-                    let drained = match first.checked_sub(1) {
-                        Some(through) => merge.drain_through(through, &mut |e| sink.each(e)),
-                        None => Ok(()),
-                    };
+                    let drained = merge.drain_before(first, &mut |e| sink.each(e));
                     let replayed = drained.and_then(|()| match merge.pass_by(&run.events) {
                         true => sink.linked(&run.events, &run.links),
                         false => {
@@ -405,14 +412,11 @@ impl Trace {
                             Ok(())
                         }
                     });
-                    match replayed {
-                        Ok(()) => continue,
-                        Err(Halt::Enough) => {
-                            pass.stopped = true;
-                            break 'batches;
-                        }
-                        Err(Halt::Failed(e)) => return Err(e),
+                    if Halt::stops(replayed)? {
+                        pass.stopped = true;
+                        break 'batches;
                     }
+                    continue;
                 }
                 merge.add(run.events, run.offset);
             }
@@ -420,19 +424,12 @@ impl Trace {
             // hold an event before the next record's first seq.
             let mut each = |e: &Event| sink.each(e);
             let drained = match records.get(done).map(|&i| &self.events[i]) {
-                Some(next) => match next.first_seq.checked_sub(1) {
-                    Some(through) => merge.drain_through(through, &mut each),
-                    None => Ok(()),
-                },
+                Some(next) => merge.drain_before(next.first_seq, &mut each),
                 None => merge.drain_through(u64::MAX, &mut each),
             };
-            match drained {
-                Ok(()) => {}
-                Err(Halt::Enough) => {
-                    pass.stopped = true;
-                    break;
-                }
-                Err(Halt::Failed(e)) => return Err(e),
+            if Halt::stops(drained)? {
+                pass.stopped = true;
+                break;
             }
         }
         if let Some(w) = sink.watcher {
