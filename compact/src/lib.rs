@@ -14,9 +14,12 @@
 //! numbers them); the events' threads are counted in a Threads record.
 //!
 //! One module per job: [`events`] cuts and compresses the events records,
-//! [`records`] copies and writes the others.
+//! [`records`] copies and writes the others. Beside them, [`fold`] keeps a
+//! trace being written under a size, by folding its oldest part into the
+//! heap's state there.
 
 pub mod events;
+pub mod fold;
 pub mod records;
 
 use heapreplay_engine::trace::Problem;
@@ -48,6 +51,12 @@ pub fn compact(
     pipeline: bool,
     mut progress: impl FnMut(u64),
 ) -> Result<Summary, String> {
+    if trace.fold().is_some() {
+        return Err(format!(
+            "{}: is folded (its run was kept under a size): folded traces are not compacted",
+            trace.path.display()
+        ));
+    }
     remove_abandoned(out);
     let partial = partial_path(out);
     let file = std::fs::File::create(&partial)

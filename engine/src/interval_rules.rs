@@ -167,6 +167,12 @@ impl DumpRules {
         Some(reason)
     }
 
+    /// Counts time from `ns` (since the start of recording), as if a dump
+    /// had been made then.
+    pub fn timed_from(&mut self, ns: u64) {
+        self.last_dump_ns = ns;
+    }
+
     /// State update after any dump.
     pub fn dumped(&mut self, totals: &Counters) {
         self.last_dump_alloc = totals.alloc_bytes;

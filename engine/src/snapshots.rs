@@ -177,6 +177,8 @@ pub struct Context<'a> {
     pub start_unix_ns: u64,
     /// The trace ends with the process exiting.
     pub clean_end: bool,
+    /// The fold the trace starts from, if it was folded.
+    pub fold: Option<&'a crate::trace::Fold>,
 }
 
 /// Where a [`Snapshotter`] stands after the events it was fed: enough to
@@ -207,6 +209,7 @@ impl<'a> Context<'a> {
             clock: &trace.clock,
             start_unix_ns: trace.info.start_unix_ns,
             clean_end: trace.end.is_some(),
+            fold: trace.fold(),
         }
     }
 }
@@ -255,7 +258,7 @@ where
         at.sort_unstable();
         let peak = if plan.peak { peak } else { None };
         let need_time = rules.needs_time() || !at.is_empty() || peak.is_some();
-        Self {
+        let mut engine = Self {
             plan,
             ctx,
             heap: Heap::new(),
@@ -272,7 +275,23 @@ where
             out: Outcome::default(),
             sink,
             _error: std::marker::PhantomData,
+        };
+        if let Some(fold) = ctx.fold {
+            engine.start_at_fold(fold);
         }
+        engine
+    }
+
+    /// Starts from a fold: its heap; markers and times before it passed
+    /// without snapshots; interval rules counting from it.
+    fn start_at_fold(&mut self, fold: &crate::trace::Fold) {
+        self.heap = fold.heap.clone();
+        self.last_seq = fold.last_seq;
+        self.rules.dumped(self.heap.totals());
+        self.rules.timed_from(fold.info.ns);
+        self.next_marker = self.chosen.partition_point(|m| m.seq < fold.seq);
+        self.next_at = self.at.partition_point(|&t| t < fold.info.ns);
+        self.out.end_ns = fold.info.ns;
     }
 
     fn emit_marker(&mut self, m: &Marker) -> Result<(), E> {
@@ -474,6 +493,7 @@ pub fn run<E>(
         clock,
         start_unix_ns,
         clean_end,
+        fold: None,
     };
     let events = resolve_all(events);
     let peak = if plan.peak { find_peak(&events) } else { None };

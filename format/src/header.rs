@@ -4,7 +4,7 @@
 /// one back to [`OLDEST_READ_VERSION`]; older versions (1: events as rows;
 /// 2: columns without back-references) and newer ones are refused with
 /// their own messages.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The oldest version this crate reads (3: no Progress records).
 pub const OLDEST_READ_VERSION: u16 = 3;
@@ -12,6 +12,11 @@ pub const OLDEST_READ_VERSION: u16 = 3;
 /// Magic number of the zstd skippable frame that carries a record header
 /// (one of the sixteen skippable-frame magics, 0x184D2A50..=0x184D2A5F).
 pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
+
+/// Magic number of a *gap*: a zstd skippable frame (magic, then a u32
+/// length, then that many bytes) that holds nothing a reader uses. A fold
+/// turns the records it replaced into gaps and frees their disk blocks.
+pub const GAP_MAGIC: u32 = 0x184D_2A5D;
 
 /// Signature at the start of every header, after the skippable-frame prefix.
 pub const SIGNATURE: [u8; 4] = *b"HRPL";
@@ -53,6 +58,10 @@ pub enum RecordKind {
     /// Events counted per thread, for events whose records do not name
     /// their thread (compacted ones). Version 5 on.
     Threads = 10,
+    /// The heap's state at a seq, replacing every record in a range of
+    /// the file before it ([`crate::fold::FoldInfo`]), followed by copies
+    /// of what in that range is still needed. Version 6 on.
+    Folded = 11,
 }
 
 impl RecordKind {
@@ -69,6 +78,7 @@ impl RecordKind {
             8 => Self::Progress,
             9 => Self::Compacted,
             10 => Self::Threads,
+            11 => Self::Folded,
             _ => return None,
         })
     }
@@ -79,6 +89,7 @@ impl RecordKind {
         match self {
             Self::Progress => 4,
             Self::Compacted | Self::Threads => 5,
+            Self::Folded => 6,
             _ => 3,
         }
     }
@@ -127,6 +138,23 @@ pub enum HeaderError {
     OlderVersion(u16),
     /// A length field is out of range.
     BadLength,
+}
+
+/// Header flag: the record is a copy a fold made (one of a Folded
+/// record's members).
+pub const FLAG_FOLD_MEMBER: u8 = 1;
+
+/// The flags byte of the record starting at `record` (0 if too short).
+pub fn record_flags(record: &[u8]) -> u8 {
+    record.get(13).copied().unwrap_or(0)
+}
+
+/// Sets the flags byte of the record starting at `record` (its whole
+/// header), keeping its checksum right.
+pub fn set_record_flags(record: &mut [u8], flags: u8) {
+    record[13] = flags;
+    let sum = checksum(&record[8..48]);
+    record[48..52].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// FNV-1a over `bytes`: a cheap check that a header was not damaged.
@@ -234,11 +262,15 @@ mod tests {
 
     #[test]
     fn a_kind_in_a_version_before_it_is_unknown() {
-        for (kind, byte) in [(RecordKind::Compacted, 9), (RecordKind::Threads, 10)] {
+        for (kind, byte) in [
+            (RecordKind::Compacted, 9),
+            (RecordKind::Threads, 10),
+            (RecordKind::Folded, 11),
+        ] {
             let mut h = sample();
             h.kind = kind;
             assert_eq!(RecordHeader::decode(&h.encode()).map(|h| h.kind), Ok(kind));
-            h.version = 4;
+            h.version = kind.since_version() - 1;
             assert_eq!(
                 RecordHeader::decode(&h.encode()),
                 Err(HeaderError::UnknownKind(byte))

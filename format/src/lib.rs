@@ -7,6 +7,7 @@
 //! The byte-level specification is `FORMAT.md` beside this crate.
 
 pub mod events;
+pub mod fold;
 pub mod hash;
 pub mod header;
 pub mod info;

@@ -157,6 +157,26 @@ pub fn scan_from<'a>(
     let mut seen_record = start > 0;
     while pos < bytes.len() {
         progress(pos);
+        // A gap (what a fold replaced) is skipped whole, never read.
+        if let Some(len) = crate::fold::gap_at(&bytes[pos..]) {
+            match usize::try_from(len).ok().and_then(|l| pos.checked_add(l)) {
+                Some(end) if end <= bytes.len() => {
+                    pos = end;
+                    continue;
+                }
+                _ => {
+                    // Past the end: damage up to the next record, if any.
+                    let next = next_valid_header(bytes, pos + 8).unwrap_or(bytes.len());
+                    out.damage.push(Damage {
+                        offset: pos as u64,
+                        len: (next - pos) as u64,
+                        what: format!("a gap of {len} bytes runs past the end of the file"),
+                    });
+                    pos = next;
+                    continue;
+                }
+            }
+        }
         let header = RecordHeader::decode(&bytes[pos..]);
         let problem = match header {
             Ok(header) => {

@@ -71,6 +71,9 @@ fn read_all(bytes: &[u8]) -> usize {
             RecordKind::Threads => {
                 let _ = heapreplay_format::info::decode_threads(&raw, h.count);
             }
+            RecordKind::Folded => {
+                let _ = heapreplay_format::fold::FoldInfo::decode(&raw);
+            }
             RecordKind::Maps => {}
         }
     }

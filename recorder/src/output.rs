@@ -254,14 +254,21 @@ fn claim(path: &str) -> Result<(i32, String), i32> {
 }
 
 /// Opens `path` for a new trace and locks it: `None` if another process
-/// holds the lock. An earlier trace there is replaced by a new file, not
+/// holds the lock. Records are appended (`O_APPEND`), so that a fold
+/// (`heapreplay keep`) can append its own between them. An earlier trace there is replaced by a new file, not
 /// emptied in place: a replayer still reading it keeps its copy (emptying it
 /// would pull the pages from under that reader's memory map).
 fn claim_at(path: &str) -> Result<Option<i32>, i32> {
     let c = std::ffi::CString::new(path).map_err(|_| libc::EINVAL)?;
     let open = |flags: i32| -> Result<i32, i32> {
         // SAFETY: c is NUL-terminated.
-        let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                flags | libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
         if fd < 0 {
             // SAFETY: reading errno right after the failed call.
             Err(unsafe { *libc::__errno_location() })

@@ -42,6 +42,55 @@ pub enum Command {
     Export(ExportArgs),
     /// Rewrite a trace in its dense form: smaller, faster to replay, the same output.
     Compact(CompactArgs),
+    /// Keep a trace being recorded under a size, folding its oldest part.
+    Keep(KeepArgs),
+}
+
+/// `heapreplay keep` options.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Runs beside a program recorded under LD_PRELOAD (`heapreplay record
+--max-size` runs it for you) until the recording ends. When the trace's
+size on disk passes 3/4 of SIZE, its oldest part is folded into the heap's
+state at that point (the live blocks with their stacks, and the totals
+since the start), and its disk blocks are given back: the trace keeps its
+newest half or so. Replays, top, leaks and diff at any point after the fold
+are exact; interval rules count from it; `heapreplay info` says which part
+of the run is kept. The file's length (ls -l) still grows; its size on disk
+(du) does not.
+
+  HEAPREPLAY_MAX_SIZE=1GB LD_PRELOAD=librecord.so HEAPREPLAY_OUT=app.zst ./app &
+  heapreplay keep app.zst
+
+Exit status: 0 once the recording has ended; 1 when the trace cannot be
+folded (a file system without hole punching, damage, a live heap too large).")]
+pub struct KeepArgs {
+    /// The trace to keep under the size (it may not exist yet).
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// The most disk the trace may take [default: $HEAPREPLAY_MAX_SIZE].
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
+    pub max_size: Option<u64>,
+}
+
+/// Parses a `--max-size`: a size such as 1GB, at least 1 MiB.
+fn parse_max_size(text: &str) -> Result<u64, String> {
+    let size = heapreplay_engine::units::parse_size(text)?;
+    if size < 1 << 20 {
+        return Err(format!("'{text}' is too small: at least 1MB"));
+    }
+    Ok(size)
+}
+
+/// The size `HEAPREPLAY_MAX_SIZE` gives, if set.
+pub fn max_size_from_env() -> Result<Option<u64>, String> {
+    match std::env::var("HEAPREPLAY_MAX_SIZE") {
+        Ok(v) if !v.is_empty() => parse_max_size(&v)
+            .map(Some)
+            .map_err(|e| format!("HEAPREPLAY_MAX_SIZE: {e}")),
+        _ => Ok(None),
+    }
 }
 
 /// `heapreplay compact` options.
@@ -87,6 +136,8 @@ The recorder reads these variables (they work the same under LD_PRELOAD):
   HEAPREPLAY_MARKER_SIGNALS  signals recorded as markers: usr2 (default), a list
                              such as usr1,rtmin+3, or none
   HEAPREPLAY_FOLLOW_EXEC     0: do not record programs this one executes
+  HEAPREPLAY_MAX_SIZE        what --max-size sets (under LD_PRELOAD, run
+                             `heapreplay keep TRACE` beside the program)
 
 Exit status: the program's own (128 + N if signal N killed it); 1 when it
 cannot be run under the recorder (not found, statically linked, set-user-ID).
@@ -102,6 +153,12 @@ pub struct RecordArgs {
         default_value = "heapreplay.%p.zst"
     )]
     pub output: String,
+
+    /// Keep the trace under SIZE on disk, however long the program runs,
+    /// folding its oldest part (see `heapreplay keep --help`) [default:
+    /// $HEAPREPLAY_MAX_SIZE, else no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_size)]
+    pub max_size: Option<u64>,
 
     /// The program to run, and its arguments.
     #[arg(

@@ -50,11 +50,13 @@ fn outside_malloc(heap_peak: u64, resident_peak: u64) -> String {
 pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     let trace = crate::pass::open_trace(&args.trace)?;
     let info = &trace.info;
-    let (mut allocs, mut frees, mut bytes) = (0u64, 0u64, 0u64);
-    let mut peak = PeakFinder::default();
     let mut seek = crate::seek::Seek::new(&trace, false);
-    let start = heapreplay_engine::index::Start::beginning();
-    let heap = std::cell::RefCell::new(heapreplay_engine::heap::Heap::new());
+    let start = heapreplay_engine::index::Start::beginning(&trace);
+    let heap = std::cell::RefCell::new(start.heap.clone());
+    // A folded trace's counts since the start of the run.
+    let before = *start.heap.totals();
+    let (mut allocs, mut frees, mut bytes) = (before.allocs, before.frees, before.alloc_bytes);
+    let mut peak = PeakFinder::starting_at(before.inuse_bytes());
     let heap_now = || heap.borrow().clone();
     let pass = seek.pass(crate::threads::setup(None)?, start, &heap_now, |e| {
         heap.borrow_mut().apply(e);
@@ -102,8 +104,18 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             heapreplay_outputs::report::counted(records as u64, "compacted record")
         );
     }
+    if let Some(fold) = trace.fold() {
+        println!("{}", kept_summary(&trace, fold, clock.ns_at(fold.seq)));
+    }
+    if trace.unfinished_folds() > 0 {
+        println!(
+            "folds:      {} ignored (the folding process stopped while writing)",
+            trace.unfinished_folds()
+        );
+    }
     println!("stacks:     {} distinct", trace.stacks.len());
-    match peak.peak() {
+    let before_kept = trace.fold().map(|f| f.info.peak).filter(|p| p.1 > 0);
+    match heapreplay_engine::index::peak_of([before_kept, peak.peak()]) {
         Some((seq, peak)) => println!(
             "peak:       {} in use at {}",
             mib(peak),
@@ -112,7 +124,8 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         None => println!("peak:       no allocations"),
     }
     if let Some(resident) = trace.resident_peak {
-        let heap = peak.peak().map_or(0, |(_, bytes)| bytes);
+        let heap = heapreplay_engine::index::peak_of([before_kept, peak.peak()])
+            .map_or(0, |(_, bytes)| bytes);
         println!(
             "resident:   {} at most (sampled once a second){}",
             mib(resident),
@@ -157,6 +170,21 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         println!("  at offset {}: {}", p.offset, p.what);
     }
     Ok(ExitCode::from(3))
+}
+
+/// Which part of a folded trace's run is kept, in one line.
+fn kept_summary(trace: &Trace, fold: &heapreplay_engine::trace::Fold, ns: u64) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let (len, disk) =
+        std::fs::metadata(&trace.path).map_or((0, 0), |m| (m.len(), m.blocks() * 512));
+    format!(
+        "kept:       the run from {} on (event {}); the {} events before are folded into the heap's state there; {} on disk ({} long)",
+        seconds(ns),
+        fold.seq,
+        fold.info.events,
+        mib(disk),
+        mib(len)
+    )
 }
 
 /// What the trace's index holds, in one line.

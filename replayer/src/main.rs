@@ -9,6 +9,7 @@ mod elf;
 mod export;
 mod follow;
 mod info;
+mod keep;
 mod pass;
 mod progress;
 mod record;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         }
         Some(cli::Command::Export(args)) => export::run(&args),
         Some(cli::Command::Compact(args)) => compact::run(&args),
+        Some(cli::Command::Keep(args)) => keep::run(&args),
         None => replay::run(&cli.replay),
     };
     match result {

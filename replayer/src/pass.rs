@@ -151,8 +151,8 @@ pub fn run_while(
     };
     let ctx = Context::of(trace);
     let start = match from {
-        _ if plan.has_interval_rules() => Start::beginning(),
-        From::Beginning => Start::beginning(),
+        _ if plan.has_interval_rules() => Start::beginning(trace),
+        From::Beginning => Start::beginning(trace),
         From::BeforeSnapshots => seek.start(|l| !snapshot_by(ctx, plan, peak, l)),
         From::Where(ok) => seek.start(|l| ok(l, peak)),
     };
@@ -344,12 +344,20 @@ where
     S: FnMut(&Heap, &Trigger, u64) -> Result<(), String>,
 {
     let ctx = Context::of(trace);
-    let engine = RefCell::new(Snapshotter::resume(
-        ctx,
-        plan,
-        followed.standing.clone(),
-        sink,
-    ));
+    let fold = trace.fold().map_or(0, |f| f.seq);
+    let engine = RefCell::new(if followed.started {
+        if fold > followed.carry.from {
+            return Err(format!(
+                "the trace was folded past the point follow mode had reached (event {}); follow it again",
+                followed.carry.from
+            ));
+        }
+        Snapshotter::resume(ctx, plan, followed.standing.clone(), sink)
+    } else {
+        followed.carry = trace.beginning();
+        followed.started = true;
+        Snapshotter::new(ctx, plan, None, sink)
+    });
     let heap_now = || engine.borrow().heap().clone();
     let mut carry = followed.carry.clone();
     followed.start_building(trace);
@@ -373,6 +381,8 @@ where
 /// replays only what is new; and the index it builds on the way.
 #[derive(Default)]
 pub struct Followed {
+    /// A round has run: `carry` and `standing` are where it left off.
+    started: bool,
     carry: Carry,
     standing: Standing,
     /// Events replayed by the rounds so far.
@@ -402,7 +412,7 @@ impl Followed {
         }
         if crate::seek::enabled() {
             let index = Index::find(trace);
-            let start = Start::beginning();
+            let start = Start::beginning(trace);
             self.builder = Builder::new(trace, index.as_ref(), &start, crate::seek::spacing());
         }
         self.no_index = self.builder.is_none();
@@ -501,6 +511,23 @@ pub fn capture(
                 Target::MarkerSeq(m.seq)
             }
         });
+    }
+    if let Some(fold) = trace.fold() {
+        for (t, p) in targets.iter().zip(points) {
+            let before = match t {
+                Target::Start => true,
+                Target::At(ns) => *ns < fold.info.ns,
+                Target::MarkerSeq(seq) => *seq < fold.seq,
+                Target::Peak | Target::Exit => false,
+            };
+            if before {
+                return Err(format!(
+                    "{shown}: {} is before the part of the run the trace keeps (from {} on; what came before was folded)",
+                    p.describe(),
+                    seconds(fold.info.ns)
+                ));
+            }
+        }
     }
     let mut found: Vec<Option<Snapshot>> = targets
         .iter()

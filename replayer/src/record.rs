@@ -1,7 +1,8 @@
 //! `heapreplay record`: runs a program with the recorder preloaded.
 
 use crate::cli::RecordArgs;
-use std::path::PathBuf;
+use crate::keep::Keeper;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Finds librecord.so: `HEAPREPLAY_LIB`, else beside this executable (a
@@ -45,6 +46,11 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
             "{why}; run it without `heapreplay record` if you only want it to run"
         ));
     }
+    let max_size = match args.max_size {
+        Some(size) => Some(size),
+        None => crate::cli::max_size_from_env()?,
+    };
+    let mut keeper = max_size.map(Keeper::new).transpose()?;
     let mut child = Command::new(program)
         .args(rest)
         .env("LD_PRELOAD", preload)
@@ -52,10 +58,23 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pid = child.id();
-    let status = child
-        .wait()
-        .map_err(|e| format!("lost track of {program}: {e}"))?;
     let trace = args.output.replace("%p", &pid.to_string());
+    let lost = |e: std::io::Error| format!("lost track of {program}: {e}");
+    let status = match keeper.as_mut() {
+        None => child.wait().map_err(lost)?,
+        // Beside the program, never inside it: the trace is folded here.
+        Some(keeper) => loop {
+            let exited = child.try_wait().map_err(lost)?;
+            if let Err(e) = keeper.look(Path::new(&trace)) {
+                eprintln!("heapreplay: {e}; the trace is no longer kept under the size");
+                break child.wait().map_err(lost)?;
+            }
+            match exited {
+                Some(status) => break status,
+                None => std::thread::sleep(crate::keep::LOOK_EVERY),
+            }
+        },
+    };
     if std::path::Path::new(&trace).exists() {
         eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}");
     }

@@ -62,8 +62,8 @@ impl<'t> Seek<'t> {
     /// [`Index::start`]), or the beginning.
     pub fn start(&self, usable: impl Fn(u64) -> bool) -> Start {
         match &self.index {
-            Some(index) => index.start(usable),
-            None => Start::beginning(),
+            Some(index) => index.start(self.trace, usable),
+            None => Start::beginning(self.trace),
         }
     }
 

@@ -18,7 +18,7 @@
 
 mod build;
 mod file;
-mod state;
+pub mod state;
 
 pub use build::{Builder, DEFAULT_SPACING};
 
@@ -118,14 +118,23 @@ pub struct Start {
 }
 
 impl Start {
-    /// The beginning of the trace.
-    pub fn beginning() -> Self {
-        Self {
-            carry: Carry::default(),
-            heap: Heap::new(),
-            last_seq: 0,
-            events: 0,
-            checkpoint: None,
+    /// The beginning of `trace`: nothing live, or the state of its fold.
+    pub fn beginning(trace: &Trace) -> Self {
+        match trace.fold() {
+            Some(f) => Self {
+                carry: trace.beginning(),
+                heap: f.heap.clone(),
+                last_seq: f.last_seq,
+                events: f.info.events,
+                checkpoint: None,
+            },
+            None => Self {
+                carry: Carry::default(),
+                heap: Heap::new(),
+                last_seq: 0,
+                events: 0,
+                checkpoint: None,
+            },
         }
     }
 
@@ -182,13 +191,13 @@ impl Index {
     /// The latest checkpoint whose last event satisfies `usable` (which
     /// must hold for every seq below one where it holds), loaded; the
     /// beginning if there is none, or if its state cannot be read.
-    pub fn start(&self, usable: impl Fn(u64) -> bool) -> Start {
+    pub fn start(&self, trace: &Trace, usable: impl Fn(u64) -> bool) -> Start {
         let cps = self.checkpoints();
         let n = cps.partition_point(|cp| usable(cp.last_seq));
         let Some(i) = n.checked_sub(1) else {
-            return Start::beginning();
+            return Start::beginning(trace);
         };
-        self.load(i).unwrap_or_else(Start::beginning)
+        self.load(i).unwrap_or_else(|| Start::beginning(trace))
     }
 
     /// The state at checkpoint `i`.

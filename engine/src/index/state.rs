@@ -13,9 +13,9 @@ use heapreplay_format::varint::{self, Reader};
 /// zstd level for checkpoints: they are written during a replay, so fast.
 const LEVEL: i32 = 3;
 
-/// The live blocks and the heap's counters, compressed, and their size
-/// before compression.
-pub fn encode(resolver: &Resolver, heap: &Heap) -> std::io::Result<(Vec<u8>, usize)> {
+/// The live blocks and the heap's counters, before compression (the
+/// layout above; a fold's state too).
+pub fn encode_raw(resolver: &Resolver, heap: &Heap) -> Vec<u8> {
     let mut blocks: Vec<(u64, u64, u32)> = resolver.blocks().collect();
     blocks.sort_unstable_by_key(|b| b.0);
     let counters = heap.counters();
@@ -34,6 +34,13 @@ pub fn encode(resolver: &Resolver, heap: &Heap) -> std::io::Result<(Vec<u8>, usi
             varint::push(&mut raw, v);
         }
     }
+    raw
+}
+
+/// The live blocks and the heap's counters, compressed, and their size
+/// before compression.
+pub fn encode(resolver: &Resolver, heap: &Heap) -> std::io::Result<(Vec<u8>, usize)> {
+    let raw = encode_raw(resolver, heap);
     let mut compressor = zstd::bulk::Compressor::new(LEVEL)?;
     compressor.include_checksum(true)?;
     Ok((compressor.compress(&raw)?, raw.len()))
@@ -52,7 +59,13 @@ pub fn decode(bytes: &[u8], raw_limit: usize) -> Option<(Resolver, Heap)> {
         &mut raw,
     )
     .ok()?;
-    let mut r = Reader::new(&raw);
+    decode_raw(&raw)
+}
+
+/// The live blocks and the heap, from [`encode_raw`]'s bytes; `None` if
+/// they are not a state's.
+pub fn decode_raw(raw: &[u8]) -> Option<(Resolver, Heap)> {
+    let mut r = Reader::new(raw);
     // Each block takes at least 3 bytes, each stack 4: a count beyond what
     // the bytes can hold is damage, not a reason to allocate.
     let blocks = r.u64().ok()?;

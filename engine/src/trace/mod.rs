@@ -3,17 +3,20 @@
 //! resolved in one pass. One job per submodule:
 //! - `open`: mapping the file, scanning its headers, reading every record
 //!   but the events;
+//! - `fold`: choosing the fold a folded trace starts from;
 //! - `decode`: decoding one events record and checking it;
 //! - `merge`: the k-way merge of decoded records by sequence number;
 //! - `pass`: the pass itself, decoding in parallel batches;
 //! - `release`: letting go of the file's pages behind the pass.
 
 mod decode;
+mod fold;
 mod merge;
 mod open;
 mod pass;
 mod release;
 
+pub use fold::Fold;
 pub use open::io_text;
 pub use pass::{Carry, Pass};
 pub(crate) use pass::{Tally, Watcher};
@@ -158,6 +161,10 @@ pub struct Trace {
     progress_marks: Vec<u64>,
     /// Events of compacted records, per thread.
     compacted_threads: std::collections::BTreeMap<u32, u64>,
+    /// The fold the trace starts from, if it was folded.
+    fold: Option<Fold>,
+    /// Folds ignored because their writer stopped while writing them.
+    unfinished_folds: usize,
     /// Byte offset of the end record.
     end_offset: u64,
     /// How events' stack ids map onto `stacks`.
@@ -250,9 +257,31 @@ impl Trace {
         &self.bytes
     }
 
-    /// Events the trace's events records say they hold.
+    /// Events the trace's events records say they hold, and those its
+    /// fold holds.
     pub fn recorded_events(&self) -> u64 {
-        self.events.iter().map(|r| u64::from(r.count)).sum()
+        let folded = self.fold.as_ref().map_or(0, |f| f.info.events);
+        folded + self.events.iter().map(|r| u64::from(r.count)).sum::<u64>()
+    }
+
+    /// The fold the trace starts from: the heap's state at the first event
+    /// it still holds. `None` for a trace that holds every event.
+    pub fn fold(&self) -> Option<&Fold> {
+        self.fold.as_ref()
+    }
+
+    /// Folds ignored because their writer stopped while writing them.
+    pub fn unfinished_folds(&self) -> usize {
+        self.unfinished_folds
+    }
+
+    /// Where a pass over the whole trace starts: nothing live, or the live
+    /// blocks of its fold.
+    pub fn beginning(&self) -> Carry {
+        match &self.fold {
+            Some(f) => Carry::at(f.seq, f.live_blocks(), f.info.alloc_bytes),
+            None => Carry::default(),
+        }
     }
 
     /// The distinct threads that recorded events, with their event counts.
@@ -269,6 +298,18 @@ impl Trace {
         let compacted = self.events.iter().filter(|r| r.tid == 0);
         let records = compacted.clone().count();
         (compacted.map(|r| u64::from(r.count)).sum(), records)
+    }
+
+    /// Every record the trace is read from (events records included, as
+    /// far as the trace is read), as they are in the file, in file order.
+    pub fn records(&self) -> Vec<heapreplay_format::RawRecord<'_>> {
+        let mut offsets: Vec<u64> = self.other_offsets.clone();
+        offsets.extend(self.events.iter().map(|e| e.offset));
+        offsets.sort_unstable();
+        offsets
+            .into_iter()
+            .filter_map(|offset| open::record_at(&self.bytes, offset))
+            .collect()
     }
 
     /// Every record of the trace but the events records, as they are in

@@ -42,23 +42,27 @@ impl Trace {
             None
         };
         let Scan {
-            others,
+            mut others,
             mut events,
             first,
-            findings,
+            mut findings,
         } = match cached.and_then(|c| scan_cached(&bytes, c)) {
             Some(scan) => scan,
             None => scan(&bytes, 0),
         };
         let first = first.ok_or_else(|| err(nothing_readable(&findings)))?;
-        let mut problems: Vec<Problem> = findings
-            .damage
-            .iter()
-            .map(|d| Problem {
-                offset: d.offset,
-                what: format!("{} ({} bytes skipped)", d.what, d.len),
-            })
-            .collect();
+        let mut problems = Vec::new();
+        let folds = super::fold::choose(
+            &bytes,
+            &mut others,
+            &mut events,
+            &mut findings.damage,
+            &mut problems,
+        );
+        problems.extend(findings.damage.iter().map(|d| Problem {
+            offset: d.offset,
+            what: format!("{} ({} bytes skipped)", d.what, d.len),
+        }));
         let mut meta = Metadata::default();
         for rec in &others {
             meta.read(rec, &mut problems);
@@ -133,6 +137,8 @@ impl Trace {
             resident_peak: meta.resident_peak,
             progress_marks: meta.progress_marks,
             compacted_threads: meta.compacted_threads,
+            fold: folds.fold,
+            unfinished_folds: folds.unfinished,
             end_offset: meta.end_offset,
             stack_ids,
             problems,
@@ -281,7 +287,7 @@ fn scan_cached(bytes: &memmap2::Mmap, cache: ScanCache) -> Option<Scan<'_>> {
 /// The record whose header is at `offset` in `bytes`, as far as its header
 /// is valid and its payload within `bytes` (a place found by an earlier
 /// scan, read again).
-pub(super) fn record_at(bytes: &[u8], offset: u64) -> Option<RawRecord<'_>> {
+pub(crate) fn record_at(bytes: &[u8], offset: u64) -> Option<RawRecord<'_>> {
     let at = usize::try_from(offset).ok()?;
     let header = RecordHeader::decode(bytes.get(at..)?).ok()?;
     let start = at + RECORD_PREFIX_LEN;
@@ -477,6 +483,8 @@ impl Metadata {
                 }
                 Err(_) => problems.push(bad("malformed thread list")),
             },
+            // Read when the scan's records are sorted out (`fold`).
+            RecordKind::Folded => {}
             RecordKind::Events | RecordKind::Compacted => {
                 unreachable!("events records are kept apart by the scan")
             }

@@ -43,6 +43,16 @@ impl Carry {
             alloc_bytes,
         }
     }
+
+    /// The blocks live at `from`.
+    pub fn live(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    /// The sum of every allocation size below `from`.
+    pub fn alloc_bytes(&self) -> u64 {
+        self.alloc_bytes
+    }
 }
 
 /// What a pass shows a checkpoint builder ([`crate::index::Builder`]).
@@ -265,7 +275,8 @@ impl Trace {
         pipeline: bool,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let pass = self.for_each_event_in(pipeline, &mut Carry::default(), None, f)?;
+        let mut pass = self.for_each_event_in(pipeline, &mut self.beginning(), None, f)?;
+        pass.events += self.fold().map_or(0, |f| f.info.events);
         if pass.stopped {
             return Ok(pass);
         }

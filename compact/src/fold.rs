@@ -1,0 +1,311 @@
+//! Folding: keeping a trace under a size, however long its run.
+//!
+//! A fold replaces the oldest part of a trace by the heap's state at a
+//! seq `W`: the live blocks with their stacks and the per-stack totals
+//! since the start (FORMAT.md, "11 Folded" and "Folds and gaps"). It is
+//! made beside the recording program, never inside it:
+//!
+//! 1. choose `W`: the `complete_below` of a Progress record `P`, so that
+//!    every event below `W` is in a record before `P`, and none after;
+//! 2. replay from the trace's current start (its last fold) up to `W`;
+//! 3. append, in one write, a Folded record with that state and copies of
+//!    what the replaced part still holds that is needed (stacks, maps,
+//!    clock, markers, and the events records that also hold events at or
+//!    after `W`), each flagged as a fold's copy;
+//! 4. turn the replaced part into gaps, and give their disk blocks back
+//!    (`fallocate(FALLOC_FL_PUNCH_HOLE)`): the file keeps its length, but
+//!    not its size on disk.
+//!
+//! Every state in between reads as the same trace: until the Folded record
+//! is whole, readers ignore it; once it is, they ignore what it replaced.
+//! So the folding process may be killed at any point.
+
+use heapreplay_engine::heap::Heap;
+use heapreplay_engine::index::peak_of;
+use heapreplay_engine::index::state;
+use heapreplay_engine::snapshots::PeakFinder;
+use heapreplay_engine::Trace;
+use heapreplay_format::fold::{gap_at, gap_prefix, FoldInfo, MAX_GAP_LEN};
+use heapreplay_format::header::{set_record_flags, FLAG_FOLD_MEMBER, MAX_PAYLOAD_LEN};
+use heapreplay_format::info::from_bytes;
+use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
+use heapreplay_format::{ProgressInfo, RawRecord, RecordHeader, RecordKind, RECORD_PREFIX_LEN};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// What a fold did.
+#[derive(Debug, Clone, Copy)]
+pub struct Folded {
+    /// The trace now starts at this seq: every event below it is folded.
+    pub seq: u64,
+    /// Events in the fold (every event below `seq`).
+    pub events: u64,
+    /// Bytes of the file replaced.
+    pub replaced: u64,
+    /// Bytes of the fold written (the Folded record and its copies).
+    pub written: u64,
+}
+
+/// Folds the trace at `path` so that what follows the fold is at most
+/// about `keep` bytes (at least one Progress record's worth); `Ok(None)`
+/// if there is nothing to fold yet. `pipeline`: decode on the rayon pool.
+pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, String> {
+    let shown = path.display();
+    let trace = Trace::open(path).map_err(|e| e.to_string())?;
+    if trace.compacted().1 > 0 {
+        return Err(format!(
+            "{shown}: is compacted: a trace at rest is not folded"
+        ));
+    }
+    if let Some(p) = trace.problems.first() {
+        return Err(format!(
+            "{shown}: damaged at offset {}: {}; not folded (a fold would hide it)",
+            p.offset, p.what
+        ));
+    }
+    let records = trace.records();
+    let Some(cut) = choose_cut(&trace, &records, keep) else {
+        return Ok(None);
+    };
+    let state = replay_to(&trace, cut.seq, pipeline)?;
+    let first = records
+        .first()
+        .filter(|r| r.offset == 0 && r.header.kind == RecordKind::FileInfo)
+        .ok_or_else(|| format!("{shown}: its first record is not its metadata"))?;
+    let from = (RECORD_PREFIX_LEN + first.payload.len()) as u64;
+    let mut members = Vec::new();
+    let mut count = 0u32;
+    for rec in records.iter().filter(|r| r.offset < cut.offset) {
+        let needed = match rec.header.kind {
+            RecordKind::FileInfo | RecordKind::Progress | RecordKind::Folded => false,
+            RecordKind::Events | RecordKind::Compacted => rec.header.last_seq >= cut.seq,
+            _ => true,
+        };
+        if needed {
+            let start = members.len();
+            members.extend_from_slice(&rec.header.encode());
+            members.extend_from_slice(rec.payload);
+            set_record_flags(&mut members[start..], FLAG_FOLD_MEMBER);
+            count += 1;
+        }
+    }
+    let info = FoldInfo {
+        replaces_from: from,
+        replaces_to: cut.offset,
+        members_len: members.len() as u64,
+        events: state.events,
+        alloc_bytes: state.alloc_bytes,
+        peak: state.peak.unwrap_or((0, 0)),
+        ns: cut.ns,
+    };
+    let raw = info.encode(&state.bytes);
+    if raw.len() > MAX_PAYLOAD_LEN as usize {
+        return Err(format!(
+            "{shown}: the heap's state ({} MB) is larger than one record holds ({} MB): not folded",
+            raw.len() >> 20,
+            MAX_PAYLOAD_LEN >> 20
+        ));
+    }
+    let mut header = blank_header(RecordKind::Folded);
+    header.first_seq = cut.seq;
+    header.last_seq = state.last_seq;
+    header.count = count;
+    let mut compressor = record_compressor(3).map_err(|e| e.to_string())?;
+    let mut group = encode_record(&mut compressor, header, &raw).map_err(|e| e.to_string())?;
+    group.extend_from_slice(&members);
+    let written = group.len() as u64;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
+    append(&file, &group).map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
+    drop(trace);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
+    make_gaps(&file, from, cut.offset)
+        .map_err(|e| format!("{shown}: cannot give back its folded part: {e}"))?;
+    Ok(Some(Folded {
+        seq: cut.seq,
+        events: state.events,
+        replaced: cut.offset - from,
+        written,
+    }))
+}
+
+/// Where a fold cuts: the Progress record `offset`, which promises every
+/// event below `seq`, at `ns`.
+struct Cut {
+    offset: u64,
+    seq: u64,
+    ns: u64,
+}
+
+/// The earliest Progress record with at most `keep` bytes after it (the
+/// last one if none is), if it promises more than the trace's fold holds
+/// and comes after that fold.
+fn choose_cut(trace: &Trace, records: &[RawRecord<'_>], keep: u64) -> Option<Cut> {
+    let len = trace_len(trace);
+    // Past the current fold's group, so that the new one replaces it.
+    let (folded_below, group_at) = trace.fold().map_or((0, 0), |f| (f.seq, f.offset));
+    let cuts: Vec<Cut> = records
+        .iter()
+        .filter(|r| r.header.kind == RecordKind::Progress)
+        .filter_map(|r| {
+            let p: ProgressInfo = from_bytes(&r.decompress().ok()?)?;
+            Some(Cut {
+                offset: r.offset,
+                seq: p.complete_below,
+                ns: p.ns,
+            })
+        })
+        .filter(|c| c.seq > folded_below && c.offset > group_at)
+        .collect();
+    let at = cuts
+        .iter()
+        .position(|c| len - c.offset <= keep)
+        .unwrap_or(cuts.len().checked_sub(1)?);
+    cuts.into_iter().nth(at)
+}
+
+/// The trace's length: one past its last record.
+fn trace_len(trace: &Trace) -> u64 {
+    std::fs::metadata(&trace.path).map_or(0, |m| m.len())
+}
+
+/// The heap's state below a seq.
+struct State {
+    bytes: Vec<u8>,
+    events: u64,
+    alloc_bytes: u64,
+    last_seq: u64,
+    peak: Option<(u64, u64)>,
+}
+
+/// Replays `trace` from its start (its fold) up to `seq`.
+fn replay_to(trace: &Trace, seq: u64, pipeline: bool) -> Result<State, String> {
+    let mut carry = trace.beginning();
+    let fold = trace.fold();
+    let mut heap = fold.map_or_else(Heap::new, |f| f.heap.clone());
+    let mut events = fold.map_or(0, |f| f.info.events);
+    let mut last_seq = fold.map_or(0, |f| f.last_seq);
+    let mut finder = PeakFinder::starting_at(heap.totals().inuse_bytes());
+    let pass = trace.for_each_event_in(pipeline, &mut carry, Some(seq), |e| {
+        heap.apply(e);
+        finder.push(e);
+        events += 1;
+        last_seq = e.seq;
+        Ok::<bool, String>(true)
+    })?;
+    if let Some(p) = pass.problems.first() {
+        return Err(format!(
+            "{}: damaged at offset {}: {}; not folded",
+            trace.path.display(),
+            p.offset,
+            p.what
+        ));
+    }
+    let before = fold.map(|f| f.info.peak).filter(|p| p.1 > 0);
+    Ok(State {
+        bytes: state::encode_raw(carry.live(), &heap),
+        events,
+        alloc_bytes: carry.alloc_bytes(),
+        last_seq,
+        peak: peak_of([before, finder.peak()]),
+    })
+}
+
+/// Appends `bytes` in one write, so that it lands whole between the
+/// recorder's records (a write cut short is a fold readers ignore), and
+/// makes it durable before anything it replaces is touched.
+fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    let n = (&*file).write(bytes)?;
+    if n != bytes.len() {
+        return Err(std::io::Error::other(format!(
+            "only {n} of {} bytes written",
+            bytes.len()
+        )));
+    }
+    file.sync_data()
+}
+
+
+/// Turns `from..to` (records and gaps, already replaced) into gaps of at
+/// most [`MAX_GAP_LEN`] bytes, then gives back their disk blocks.
+fn make_gaps(file: &std::fs::File, from: u64, to: u64) -> Result<(), String> {
+    let mut gaps = Vec::new();
+    let mut start = from;
+    let mut at = from;
+    while at < to {
+        let next = at + item_len(file, at).map_err(|e| io_text(&e))?;
+        if next - start > MAX_GAP_LEN {
+            gaps.push((start, at));
+            start = at;
+        }
+        at = next;
+    }
+    if at != to {
+        return Err(format!("no record boundary at offset {to}"));
+    }
+    gaps.push((start, to));
+    for &(start, end) in gaps.iter().rev() {
+        file.write_all_at(&gap_prefix(end - start), start)
+            .map_err(|e| io_text(&e))?;
+    }
+    file.sync_data().map_err(|e| io_text(&e))?;
+    for (start, end) in gaps {
+        punch(file, start + 8, end)?;
+    }
+    Ok(())
+}
+
+/// The length of the record or gap at `at`.
+fn item_len(file: &std::fs::File, at: u64) -> std::io::Result<u64> {
+    let mut head = [0u8; RECORD_PREFIX_LEN];
+    file.read_exact_at(&mut head[..8], at)?;
+    if let Some(len) = gap_at(&head) {
+        return Ok(len);
+    }
+    file.read_exact_at(&mut head, at)?;
+    let header = RecordHeader::decode(&head)
+        .map_err(|_| std::io::Error::other(format!("no record at offset {at}")))?;
+    Ok((RECORD_PREFIX_LEN + header.payload_len as usize) as u64)
+}
+
+/// Gives back the disk blocks wholly inside `from..to`.
+fn punch(file: &std::fs::File, from: u64, to: u64) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    const BLOCK: u64 = 4096;
+    let start = from.div_ceil(BLOCK) * BLOCK;
+    let end = to / BLOCK * BLOCK;
+    if end <= start {
+        return Ok(());
+    }
+    // SAFETY: fallocate on a descriptor we own; no memory is touched.
+    let done = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            start as libc::off_t,
+            (end - start) as libc::off_t,
+        )
+    };
+    if done == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => {
+            "its file system cannot free part of a file (fallocate punch hole): keep traces on ext4, xfs, btrfs or tmpfs".into()
+        }
+        _ => io_text(&e),
+    })
+}
+
+/// An I/O error's text without the "(os error N)" suffix.
+fn io_text(e: &std::io::Error) -> String {
+    heapreplay_engine::trace::io_text(e)
+}
