@@ -20,6 +20,7 @@
 //! is whole, readers ignore it; once it is, they ignore what it replaced.
 //! So the folding process may be killed at any point.
 
+use crate::records::clock_and_markers_of;
 use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::peak_of;
 use heapreplay_engine::index::state;
@@ -27,7 +28,8 @@ use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_engine::Trace;
 use heapreplay_format::fold::{gap_at, gap_prefix, FoldInfo, MAX_GAP_LEN};
 use heapreplay_format::header::{set_record_flags, FLAG_FOLD_MEMBER, MAX_PAYLOAD_LEN};
-use heapreplay_format::info::from_bytes;
+use heapreplay_format::info::{decode_clock, from_bytes};
+use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::{ProgressInfo, RawRecord, RecordHeader, RecordKind, RECORD_PREFIX_LEN};
 use std::io::Write;
@@ -74,22 +76,8 @@ pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, St
         .filter(|r| r.offset == 0 && r.header.kind == RecordKind::FileInfo)
         .ok_or_else(|| format!("{shown}: its first record is not its metadata"))?;
     let from = (RECORD_PREFIX_LEN + first.payload.len()) as u64;
-    let mut members = Vec::new();
-    let mut count = 0u32;
-    for rec in records.iter().filter(|r| r.offset < cut.offset) {
-        let needed = match rec.header.kind {
-            RecordKind::FileInfo | RecordKind::Progress | RecordKind::Folded => false,
-            RecordKind::Events | RecordKind::Compacted => rec.header.last_seq >= cut.seq,
-            _ => true,
-        };
-        if needed {
-            let start = members.len();
-            members.extend_from_slice(&rec.header.encode());
-            members.extend_from_slice(rec.payload);
-            set_record_flags(&mut members[start..], FLAG_FOLD_MEMBER);
-            count += 1;
-        }
-    }
+    let (members, count) =
+        members(&records, &cut).map_err(|e| format!("{shown}: cannot fold: {e}"))?;
     let info = FoldInfo {
         replaces_from: from,
         replaces_to: cut.offset,
@@ -134,6 +122,52 @@ pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, St
         replaced: cut.offset - from,
         written,
     }))
+}
+
+/// The members of a fold cutting at `cut`, flagged, back to back, and how
+/// many: copies of the records before the cut that are still needed (the
+/// stacks, maps, threads and end; the events records holding events from
+/// the cut's seq on), then one Clock record of the samples from the last
+/// one before the cut's seq on, and one Markers record of every marker.
+fn members(records: &[RawRecord<'_>], cut: &Cut) -> Result<(Vec<u8>, u32), String> {
+    let mut out = Vec::new();
+    let mut count = 0u32;
+    let mut add = |out: &mut Vec<u8>, record: &[u8]| {
+        let start = out.len();
+        out.extend_from_slice(record);
+        set_record_flags(&mut out[start..], FLAG_FOLD_MEMBER);
+        count += 1;
+    };
+    let mut clock = Vec::new();
+    let mut markers = Vec::new();
+    for rec in records.iter().filter(|r| r.offset < cut.offset) {
+        let raw = || rec.decompress();
+        match rec.header.kind {
+            RecordKind::FileInfo | RecordKind::Progress | RecordKind::Folded => {}
+            RecordKind::Events | RecordKind::Compacted if rec.header.last_seq < cut.seq => {}
+            RecordKind::Clock => {
+                clock.extend(decode_clock(&raw()?, rec.header.count).map_err(|e| format!("{e:?}"))?)
+            }
+            RecordKind::Markers => markers
+                .extend(decode_markers(&raw()?, rec.header.count).map_err(|e| format!("{e:?}"))?),
+            _ => {
+                let mut bytes = rec.header.encode().to_vec();
+                bytes.extend_from_slice(rec.payload);
+                add(&mut out, &bytes);
+            }
+        }
+    }
+    // Times are needed from the cut on; the samples before it only place
+    // what the fold replaced.
+    clock.sort_by_key(|c| (c.seq, c.ns));
+    let from = clock
+        .partition_point(|c| c.seq <= cut.seq)
+        .saturating_sub(1);
+    markers.sort_by_key(|m| m.seq);
+    for record in clock_and_markers_of(&clock[from..], &markers).map_err(|e| e.to_string())? {
+        add(&mut out, &record);
+    }
+    Ok((out, count))
 }
 
 /// Where a fold cuts: the Progress record `offset`, which promises every
@@ -231,7 +265,6 @@ fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
     }
     file.sync_data()
 }
-
 
 /// Turns `from..to` (records and gaps, already replaced) into gaps of at
 /// most [`MAX_GAP_LEN`] bytes, then gives back their disk blocks.

@@ -7,7 +7,7 @@ use heapreplay_format::info::{encode_clock, encode_threads};
 use heapreplay_format::markers::encode_markers;
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::stacks::encode_stack;
-use heapreplay_format::{RawRecord, RecordKind, FORMAT_VERSION};
+use heapreplay_format::{ClockSample, Marker, RawRecord, RecordKind, FORMAT_VERSION};
 use std::collections::BTreeMap;
 
 /// Raw stack-list bytes per Stacks record written.
@@ -40,6 +40,15 @@ pub fn split(trace: &Trace) -> (Vec<RawRecord<'_>>, Vec<RawRecord<'_>>) {
 /// The Clock record of every sample the trace read, and the Markers record
 /// of its markers (each if there are any).
 pub fn clock_and_markers(trace: &Trace) -> std::io::Result<Vec<Vec<u8>>> {
+    clock_and_markers_of(&trace.clock, &trace.markers)
+}
+
+/// One Clock record of `clock` (in order), and one Markers record of
+/// `markers` (each if there are any).
+pub fn clock_and_markers_of(
+    clock: &[ClockSample],
+    markers: &[Marker],
+) -> std::io::Result<Vec<Vec<u8>>> {
     let mut compressor = record_compressor(super::events::LEVEL)?;
     let mut list = |kind, seqs: &mut dyn Iterator<Item = u64>, count: usize, payload: Vec<u8>| {
         let mut header = blank_header(kind);
@@ -49,24 +58,19 @@ pub fn clock_and_markers(trace: &Trace) -> std::io::Result<Vec<Vec<u8>>> {
         encode_record(&mut compressor, header, &payload)
     };
     let mut out = Vec::new();
-    if !trace.clock.is_empty() {
-        let seqs = &mut trace.clock.iter().map(|c| c.seq);
+    if !clock.is_empty() {
+        let seqs = &mut clock.iter().map(|c| c.seq);
         out.push(list(
             RecordKind::Clock,
             seqs,
-            trace.clock.len(),
-            encode_clock(&trace.clock),
+            clock.len(),
+            encode_clock(clock),
         )?);
     }
-    if !trace.markers.is_empty() {
-        let seqs = &mut trace.markers.iter().map(|m| m.seq);
-        let payload = encode_markers(&trace.markers);
-        out.push(list(
-            RecordKind::Markers,
-            seqs,
-            trace.markers.len(),
-            payload,
-        )?);
+    if !markers.is_empty() {
+        let seqs = &mut markers.iter().map(|m| m.seq);
+        let payload = encode_markers(markers);
+        out.push(list(RecordKind::Markers, seqs, markers.len(), payload)?);
     }
     Ok(out)
 }
