@@ -23,6 +23,7 @@ pub mod snapshots;
 pub mod stack_ids;
 pub mod stack_table;
 pub mod trace;
-pub mod units;
+/// User-given sizes (`10MB`), shared with the recorder's settings.
+pub use heapreplay_format::units;
 
 pub use trace::{Live, Trace, TraceError};

@@ -16,6 +16,7 @@ pub mod reader;
 pub mod signals;
 pub mod stacks;
 pub mod synth;
+pub mod units;
 pub mod varint;
 
 pub use events::{Event, EventKind};

@@ -8,7 +8,9 @@
 //!
 //! Environment: `HEAPREPLAY_OUT` names the trace (`%p` becomes the pid;
 //! default `heapreplay.%p.zst`); `HEAPREPLAY_MARKER_SIGNALS` lists the
-//! signals recorded as markers (default `usr2`; `none` for none).
+//! signals recorded as markers (default `usr2`; `none` for none);
+//! `HEAPREPLAY_MAX_SIZE` is the disk cap `heapreplay keep` holds the trace
+//! under: past four times it, nothing is folding it, and recording stops.
 
 #![cfg_attr(test, allow(dead_code))]
 

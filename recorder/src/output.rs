@@ -26,6 +26,29 @@ pub struct Output {
     events: u64,
     /// Clock samples not written yet.
     clock: Vec<ClockSample>,
+    /// Past this size on disk, no keeper is folding the trace
+    /// (`HEAPREPLAY_MAX_SIZE` times [`UNKEPT_FACTOR`]): recording stops.
+    disk_limit: Option<u64>,
+}
+
+/// How far past `HEAPREPLAY_MAX_SIZE` a trace may grow before the recorder
+/// decides that nothing folds it (`heapreplay keep` holds it at the size).
+const UNKEPT_FACTOR: u64 = 4;
+
+/// The error the writer gives up with when the trace outgrew its cap.
+const UNKEPT: i32 = libc::EFBIG;
+
+/// `HEAPREPLAY_MAX_SIZE` times [`UNKEPT_FACTOR`], if the variable is set
+/// (a value that is not a size is said once and ignored).
+fn disk_limit() -> Option<u64> {
+    let text = std::env::var("HEAPREPLAY_MAX_SIZE").ok()?;
+    match heapreplay_format::units::parse_size(&text) {
+        Ok(size) => Some(size.saturating_mul(UNKEPT_FACTOR)),
+        Err(e) => {
+            crate::say!("HEAPREPLAY_MAX_SIZE: {e}; ignored");
+            None
+        }
+    }
 }
 
 impl Output {
@@ -58,6 +81,7 @@ impl Output {
             compressor,
             events: 0,
             clock: Vec::new(),
+            disk_limit: disk_limit(),
         };
         let result = to_bytes(&info)
             .map_err(|_| libc::EINVAL)
@@ -80,6 +104,8 @@ impl Output {
     pub fn give_up(&self, err: i32) {
         let why = if err == libc::EBADF {
             "the program closed its descriptor".to_string()
+        } else if err == UNKEPT {
+            format!("it takes over {UNKEPT_FACTOR} times HEAPREPLAY_MAX_SIZE on disk, so nothing is folding it (run `heapreplay keep` beside the program)")
         } else {
             crate::report::strerror(err)
         };
@@ -211,7 +237,29 @@ impl Output {
         if let Some(resident) = resident {
             payload.extend_from_slice(&resident.to_le_bytes());
         }
-        self.record(h, &payload)
+        self.record(h, &payload)?;
+        self.check_disk_use()
+    }
+
+    /// Fails with [`UNKEPT`] if the trace takes more disk than its cap
+    /// allows (checked once a second, with the Progress record).
+    fn check_disk_use(&self) -> Result<(), i32> {
+        let Some(limit) = self.disk_limit else {
+            return Ok(());
+        };
+        // SAFETY: fstat on our descriptor writes only `st`.
+        let used = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(self.fd, &mut st) != 0 {
+                return Ok(());
+            }
+            st.st_blocks as u64 * 512
+        };
+        if used > limit {
+            Err(UNKEPT)
+        } else {
+            Ok(())
+        }
     }
 
     /// Writes the end record: the next seq, and what was written.

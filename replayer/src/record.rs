@@ -51,10 +51,17 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         None => crate::cli::max_size_from_env()?,
     };
     let mut keeper = max_size.map(Keeper::new).transpose()?;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(rest)
         .env("LD_PRELOAD", preload)
-        .env("HEAPREPLAY_OUT", &args.output)
+        .env("HEAPREPLAY_OUT", &args.output);
+    // The recorder stops if the trace outgrows the size many times over
+    // (should folding fail here).
+    if let Some(size) = max_size {
+        command.env("HEAPREPLAY_MAX_SIZE", size.to_string());
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pid = child.id();

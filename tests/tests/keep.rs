@@ -230,6 +230,29 @@ fn what_cannot_be_kept_is_refused_in_one_line() {
     assert_eq!(cold.code, 1);
     assert!(cold.stderr.contains("is compacted"), "{}", cold.stderr);
     assert_eq!(cold.stderr.lines().count(), 1, "{}", cold.stderr);
+    // With the cap set and nothing folding, the recorder stops at four
+    // times it, says so once, and the program runs on unchanged.
+    let unkept = run(Command::new(&program)
+        .args(["800", "0"])
+        .current_dir(work.path(""))
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("unkept.zst"))
+        .env("HEAPREPLAY_MAX_SIZE", "1MB"));
+    assert_eq!(unkept.code, 0, "{}", unkept.stderr);
+    assert_eq!(unkept.stdout, "rounds=800 kept=32000\n");
+    assert_eq!(
+        unkept.stderr.matches("HEAPREPLAY_MAX_SIZE").count(),
+        1,
+        "{}",
+        unkept.stderr
+    );
+    assert!(
+        unkept.stderr.contains("nothing is folding it"),
+        "{}",
+        unkept.stderr
+    );
+    let used = disk_use(&work.path("unkept.zst"));
+    assert!(used <= 4 * CAP + CAP, "{used} bytes on disk");
     // Folded, it is not compacted either.
     work.heapreplay_ok(&["keep", "--max-size", "1MB", "trace.zst"]);
     let compact = work.heapreplay(&["compact", "trace.zst", "-o", "c2.zst"]);

@@ -1,4 +1,6 @@
-//! Parsing user-given sizes such as `10MB`, `512KiB` or `1GB`.
+//! Parsing user-given sizes such as `10MB`, `512KiB` or `1GB`: snapshot
+//! rules and the disk cap (`HEAPREPLAY_MAX_SIZE`, which the recorder reads
+//! too).
 
 /// Splits `10MB`, `1.5 s` or `500` into its number and its unit (trimmed).
 pub fn split_number(text: &str) -> (&str, &str) {
