@@ -57,11 +57,12 @@ done
 # churn_n: malloc/free pairs of churn; threads_n: pairs of threads, in total
 # over its threads, so that 1 and 8 threads do the same work.
 # db_n: rows the sqlite3 script inserts; interp_n: rounds of interp.py;
-# server_n: requests of each kind (SET, GET) that redis-benchmark sends.
+# server_n: requests of each kind (SET, GET) that redis-benchmark sends;
+# cap_rounds: rounds of tests/programs/longrun.c recorded under a disk cap.
 case $size in
-    tiny) runs=1; churn_n=100000; threads_n=100000; db_n=10000; interp_n=5; server_n=20000 ;;
-    small) runs=3; churn_n=1000000; threads_n=1000000; db_n=80000; interp_n=50; server_n=200000 ;;
-    full) runs=3; churn_n=20000000; threads_n=10000000; db_n=300000; interp_n=300; server_n=2000000 ;;
+    tiny) runs=1; churn_n=100000; threads_n=100000; db_n=10000; interp_n=5; server_n=20000; cap_rounds=200 ;;
+    small) runs=3; churn_n=1000000; threads_n=1000000; db_n=80000; interp_n=50; server_n=200000; cap_rounds=800 ;;
+    full) runs=3; churn_n=20000000; threads_n=10000000; db_n=300000; interp_n=300; server_n=2000000; cap_rounds=3000 ;;
     *) die "unknown size '$size' (tiny, small or full)" ;;
 esac
 
@@ -127,6 +128,8 @@ gcc "${cflags[@]}" -pthread -o "$work/bin/threads" "$here/workloads/threads.c" |
     die "cannot build threads.c"
 gcc "${cflags[@]}" -o "$work/bin/repeat" "$here/workloads/repeat.c" ||
     die "cannot build repeat.c"
+gcc "${cflags[@]}" -o "$work/bin/longrun" "$root/tests/programs/longrun.c" -ldl ||
+    die "cannot build longrun.c"
 sed "s/@N@/$db_n/g" "$here/workloads/db.sql" >"$work/db.sql" ||
     die "cannot write $work/db.sql"
 
@@ -599,6 +602,65 @@ bench_server() {
     rm -f "$trace" "$ht_file"
 }
 
+# bench_cap: a paced service (tests/programs/longrun.c: $cap_rounds rounds
+# of 4000 blocks, 12 ms apart) recorded plainly and with `heapreplay keep
+# --max-size 1MB` beside it, $runs times each, alternating. Sets $cap_row:
+# the program's own CPU time (the recorder's included, the keeper's not) and
+# wall time under the cap over without, the most disk the trace took (sampled
+# every 20 ms) over the cap, what the run wrote over the cap, and the
+# keeper's CPU time over the program's; dies if `top --at end` differs.
+bench_cap() {
+    local cap=$((1 << 20)) i t most written keeper sampler
+    local free_cpu=() kept_cpu=() free_wall=() kept_wall=() keeper_cpu=()
+    run_dir=$work/cap
+    mkdir -p "$run_dir"
+    for ((i = 1; i <= runs; i++)); do
+        log "disk cap: run $i of $runs"
+        rm -f "$run_dir"/*.zst*
+        cap_run free "$run_dir/free.zst"
+        free_cpu+=("$cpu_s")
+        free_wall+=("$wall_s")
+        /usr/bin/time -f '%U %S' -o "$run_dir/keeper.time" \
+            "$replayer" keep --max-size 1MB "$run_dir/kept.zst" 2>"$run_dir/keeper.err" &
+        keeper=$!
+        (while kill -0 "$keeper" 2>/dev/null; do
+            stat -c %b "$run_dir/kept.zst" 2>/dev/null || true
+            sleep 0.02
+        done) >>"$run_dir/disk.log" &
+        sampler=$!
+        cap_run kept "$run_dir/kept.zst"
+        wait "$keeper" || die "cap: heapreplay keep failed: $(cat "$run_dir/keeper.err")"
+        wait "$sampler" || true
+        kept_cpu+=("$cpu_s")
+        kept_wall+=("$wall_s")
+        keeper_cpu+=("$(tail -n 1 "$run_dir/keeper.time" | awk '{ print $1 + $2 }')")
+        for t in free kept; do
+            "$replayer" top "$run_dir/$t.zst" --at end | tail -n +2 >"$run_dir/$t.top" ||
+                die "cap: top of the $t trace failed"
+        done
+        cmp -s "$run_dir/free.top" "$run_dir/kept.top" ||
+            die "cap: the capped trace's top at the end differs from the uncapped one's ($run_dir)"
+    done
+    most=$(sort -n "$run_dir/disk.log" | tail -n 1)
+    written=$(stat -c %s "$run_dir/kept.zst")
+    cap_row=$(awk -v fc="$(printf '%s\n' "${free_cpu[@]}" | median)" -v kc="$(printf '%s\n' "${kept_cpu[@]}" | median)" \
+        -v fw="$(printf '%s\n' "${free_wall[@]}" | median)" -v kw="$(printf '%s\n' "${kept_wall[@]}" | median)" \
+        -v kp="$(printf '%s\n' "${keeper_cpu[@]}" | median)" -v most="$most" -v w="$written" -v cap="$cap" \
+        -v r="$cap_rounds" 'BEGIN {
+        printf "| longrun %d rounds | %.2f | %.2f | %.2fx | %.2fx | %.2f | %.1fx | %.2f |", \
+            r, fc, kc, kc / fc, kw / fw, most * 512 / cap, w / cap, kp / kc
+    }')
+}
+
+# cap_run NAME TRACE: longrun recorded into TRACE; sets $wall_s and $cpu_s
+# (user + system seconds of the program).
+cap_run() {
+    /usr/bin/time -f '%e %U %S' -o "$run_dir/$1.time" \
+        env LD_PRELOAD="$lib" HEAPREPLAY_OUT="$2" "$work/bin/longrun" "$cap_rounds" 12000 \
+        >"$run_dir/$1.out" 2>"$run_dir/$1.err" || die "cap: the $1 run failed"
+    read -r wall_s cpu_s < <(tail -n 1 "$run_dir/$1.time" | awk '{ print $1, $2 + $3 }')
+}
+
 # ---- the workloads -----------------------------------------------------------
 
 rows=()
@@ -613,6 +675,7 @@ bench "sqlite3 N=$db_n" /usr/bin/sqlite3 -batch :memory: ".read $work/db.sql"
 bench --env PYTHONMALLOC=malloc --env PYTHONHASHSEED=0 --env PYTHONDONTWRITEBYTECODE=1 \
     "python3 interp.py $interp_n" /usr/bin/python3 -s "$here/workloads/interp.py" "$interp_n"
 bench_server "redis-server"
+bench_cap
 
 # ---- report ----------------------------------------------------------------
 
@@ -672,3 +735,18 @@ trace over its time on the trace.
 |---|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 printf '%s\n' "${rest_rows[@]}"
+cat <<EOF
+
+A disk cap: a paced service (tests/programs/longrun.c, 12 ms between
+rounds) recorded under LD_PRELOAD, then again with \`heapreplay keep
+--max-size 1MB\` beside it (median of $runs each, alternating). CPU is the
+program's own (the recorder's writer thread included, the keeper's not);
+"most on disk/cap" is the largest size on disk, sampled every 20 ms;
+"written/cap" is the trace's length (all it wrote) over the cap; "keeper
+CPU/program CPU" is what folding costs beside the program. \`top --at end\`
+of both traces is the same (checked).
+
+| workload | program CPU s | capped CPU s | capped/uncapped CPU | capped/uncapped wall | most on disk/cap | written/cap | keeper CPU/program CPU |
+|---|---:|---:|---:|---:|---:|---:|---:|
+$cap_row
+EOF
