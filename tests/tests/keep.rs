@@ -211,6 +211,46 @@ fn a_fold_killed_at_any_point_or_cut_short_changes_nothing() {
 }
 
 #[test]
+fn a_damaged_folded_trace_is_said_damaged_never_misread() {
+    let work = Work::new("keep_damaged");
+    let program = work.compile("longrun.c", "longrun", &[]);
+    assert_eq!(work.record(&program, &["120", "0"], "trace.zst").code, 0);
+    work.heapreplay_ok(&["keep", "--max-size", "1MB", "trace.zst"]);
+    let info = work.heapreplay_ok(&["info", "trace.zst"]).stdout;
+    assert!(info.contains("kept:"), "not folded: {info}");
+    let folded = std::fs::read(work.path("trace.zst")).unwrap();
+    let intact = work
+        .heapreplay_ok(&["top", "trace.zst", "--at", "end"])
+        .stdout;
+    // Bytes that hold something: the file's head, and what follows the
+    // folded part (its gap is a hole that nothing reads).
+    let mut places: Vec<usize> = (0..40).map(|i| i * 37 % 300).collect();
+    let tail = folded.len() - (CAP as usize).min(folded.len() - 300);
+    places.extend((0..100).map(|i| tail + (i * 7919) % (folded.len() - tail)));
+    for at in places {
+        let mut bad = folded.clone();
+        bad[at] ^= 0x40;
+        std::fs::write(work.path("bad.zst"), &bad).unwrap();
+        let top = work.heapreplay(&["top", "bad.zst", "--at", "end"]);
+        assert!(
+            [0, 1, 3].contains(&top.code) && !top.stderr.contains("panicked"),
+            "byte {at}: exit {}: {}",
+            top.code,
+            top.stderr
+        );
+        // Exit 0 only with the intact trace's numbers (a flip in bytes no
+        // replay reads changes nothing).
+        if top.code == 0 {
+            assert_eq!(
+                without_name_and_time(&top.stdout, "bad.zst"),
+                without_name_and_time(&intact, "trace.zst"),
+                "byte {at} flipped: exit 0 with other numbers"
+            );
+        }
+    }
+}
+
+#[test]
 fn what_cannot_be_kept_is_refused_in_one_line() {
     let work = Work::new("keep_refusals");
     let program = work.compile("longrun.c", "longrun", &[]);

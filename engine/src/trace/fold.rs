@@ -91,16 +91,22 @@ pub(super) fn choose<'a>(
         .chain(events.iter().map(|e| e.offset))
         .collect();
     let mut candidates = Vec::new();
+    let mut set_aside: Vec<(u64, u64)> = Vec::new();
     for rec in others
         .iter()
         .filter(|r| r.header.kind == RecordKind::Folded)
     {
         match read(bytes, rec, &starts) {
             Some(c) => candidates.push(c),
-            None => problems.push(Problem {
-                offset: rec.offset,
-                what: "Folded record skipped: its state cannot be read".into(),
-            }),
+            None => {
+                problems.push(Problem {
+                    offset: rec.offset,
+                    what: "Folded record skipped: its state cannot be read; the events it folded are lost".into(),
+                });
+                // Its members are copies all the same.
+                let (end, _) = members_end(bytes, rec, u64::MAX, &starts);
+                set_aside.push((rec.offset, end));
+            }
         }
     }
     // Members of every fold, complete or not, are copies: never read as
@@ -111,7 +117,6 @@ pub(super) fn choose<'a>(
         .filter(|(_, c)| c.complete)
         .max_by_key(|(_, c)| (c.rec.header.first_seq, c.rec.offset))
         .map(|(i, _)| i);
-    let mut set_aside: Vec<(u64, u64)> = Vec::new();
     for (i, c) in candidates.iter().enumerate() {
         if Some(i) != best {
             set_aside.push((c.rec.offset, c.members_end));
@@ -174,24 +179,7 @@ fn read<'a>(
     let (_, heap) = state::decode_raw(state_bytes)?;
     let first = rec.offset + (RECORD_PREFIX_LEN + rec.payload.len()) as u64;
     let end = first.checked_add(info.members_len)?;
-    let mut at = first;
-    let mut found = 0;
-    while found < rec.header.count && at < end && starts.contains(&at) {
-        let Some(member) = record_at(bytes, at) else {
-            break;
-        };
-        let flagged = record_flags(&bytes[at as usize..]) & FLAG_FOLD_MEMBER != 0;
-        if !flagged
-            || matches!(
-                member.header.kind,
-                RecordKind::FileInfo | RecordKind::Folded
-            )
-        {
-            break;
-        }
-        at += (RECORD_PREFIX_LEN + member.payload.len()) as u64;
-        found += 1;
-    }
+    let (at, found) = members_end(bytes, rec, end, starts);
     Some(Candidate {
         rec: *rec,
         info,
@@ -200,4 +188,30 @@ fn read<'a>(
         members_end: at,
         complete: found == rec.header.count && at == end,
     })
+}
+
+/// Where the members of the Folded record `rec` end (at most at `end`),
+/// and how many there are: the flagged records right after it, one after
+/// the other, up to its count.
+fn members_end(
+    bytes: &[u8],
+    rec: &RawRecord<'_>,
+    end: u64,
+    starts: &std::collections::BTreeSet<u64>,
+) -> (u64, u32) {
+    let mut at = rec.offset + (RECORD_PREFIX_LEN + rec.payload.len()) as u64;
+    let mut found = 0;
+    while found < rec.header.count && at < end && starts.contains(&at) {
+        let Some(member) = record_at(bytes, at) else {
+            break;
+        };
+        let flagged = record_flags(&bytes[at as usize..]) & FLAG_FOLD_MEMBER != 0;
+        let kind = member.header.kind;
+        if !flagged || matches!(kind, RecordKind::FileInfo | RecordKind::Folded) {
+            break;
+        }
+        at += (RECORD_PREFIX_LEN + member.payload.len()) as u64;
+        found += 1;
+    }
+    (at, found)
 }
