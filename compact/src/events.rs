@@ -1,7 +1,8 @@
 //! Cutting a trace's events, in sequence order, into Compacted records and
 //! compressing them on a thread of their own while the pass goes on.
 
-use heapreplay_format::events::Columns;
+use heapreplay_engine::resolve::UNKNOWN_STACK;
+use heapreplay_format::events::{Block, Columns};
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::{Event, EventKind, RecordKind};
 use std::io::Write;
@@ -20,38 +21,41 @@ pub const EVENTS_PER_RECORD: usize = 1 << 18;
 pub const LEVEL: i32 = 9;
 
 /// The events of one Compacted record on their way to it, as the recorder
-/// recorded them, from the replay's resolved ones.
+/// recorded them, each with the block the replay resolved it to.
 #[derive(Default)]
 pub struct Chunk {
     events: Vec<Event>,
-    /// For each event, whether it is an allocation that retires a block
-    /// never seen freed at its address.
-    retires: Vec<bool>,
-    /// The last event handed on was such a retirement.
-    retiring: bool,
+    /// For each event: the live block a free frees, or that an allocation
+    /// retires (a block never seen freed at its address).
+    blocks: Vec<Option<Block>>,
+    /// The block the last event handed on (a retirement) retired.
+    retiring: Option<Block>,
 }
 
 impl Chunk {
     /// Adds the next resolved event of the pass.
     pub fn push(&mut self, e: &Event) {
-        let recorded = match e.kind {
+        let (recorded, block) = match e.kind {
             EventKind::Retire => {
-                self.retiring = true;
+                self.retiring = Some((e.size, e.stack));
                 return;
             }
-            EventKind::Alloc => *e,
-            EventKind::Free => Event {
-                size: 0,
-                stack: 0,
-                ..*e
-            },
+            EventKind::Alloc => (*e, self.retiring.take()),
+            EventKind::Free => (
+                Event {
+                    size: 0,
+                    stack: 0,
+                    ..*e
+                },
+                (e.stack != UNKNOWN_STACK).then_some((e.size, e.stack)),
+            ),
         };
         if self.events.capacity() == 0 {
             self.events.reserve_exact(EVENTS_PER_RECORD);
-            self.retires.reserve_exact(EVENTS_PER_RECORD);
+            self.blocks.reserve_exact(EVENTS_PER_RECORD);
         }
         self.events.push(recorded);
-        self.retires.push(std::mem::take(&mut self.retiring));
+        self.blocks.push(block);
     }
 
     /// True once the chunk holds a record's worth of events.
@@ -102,7 +106,7 @@ impl Writer {
                 written.records += 1;
                 written.events += chunk.events.len() as u64;
                 chunk.events.clear();
-                chunk.retires.clear();
+                chunk.blocks.clear();
                 let _ = back.try_send(chunk);
             }
             Ok(written)
@@ -131,6 +135,6 @@ pub fn record(
     header.first_seq = events.first().map_or(0, |e| e.seq);
     header.last_seq = events.last().map_or(0, |e| e.seq);
     header.count = events.len() as u32;
-    let raw = columns.compacted(events, |i| chunk.retires[i]);
+    let raw = columns.compacted(events, |i| chunk.blocks[i]);
     encode_record(compressor, header, &raw)
 }

@@ -56,6 +56,12 @@ impl StackIds {
         Self::Renumbered(renumber)
     }
 
+    /// True if ids are renumbered: [`StackIds::check_all`] then maps only
+    /// the allocations' ids, and other ids an event names need [`StackIds::check`].
+    pub fn renumbers(&self) -> bool {
+        matches!(self, Self::Renumbered(_))
+    }
+
     /// Gives each allocation in `events` the id it is replayed with (see
     /// [`StackIds::check`]); returns how many name an undefined id.
     pub fn check_all(&self, events: &mut [Event]) -> u64 {

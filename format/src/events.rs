@@ -242,16 +242,36 @@ const TAG_PAIRED_ALLOC: u8 = 4;
 /// says how many events back.
 const TAG_PAIRED_FREE: u8 = 5;
 
+/// Added to an unpaired event's tag in a Compacted record: the event is
+/// resolved. A free so tagged frees a live block, whose size and stack
+/// follow in the size and stack columns; an allocation so tagged takes the
+/// address of a block still live (never seen freed), which it retires: its
+/// own size and stack, then the retired block's, follow.
+const TAG_RESOLVED: u8 = 8;
+
+/// In `links` from [`decode_compacted`]: a free that carries the size and
+/// stack of the block it frees.
+pub const LINK_RESOLVED: u32 = u32::MAX - 1;
+
+/// A block a Compacted record names beside an event: its size and stack.
+pub type Block = (u64, u32);
+
+/// An allocation of a Compacted record that retires a live block: its
+/// index in the record, and that block.
+pub type Retired = (u32, Block);
+
 /// Writes every thread's events of one span, in sequence order, as a
 /// Compacted record's columns: those of an Events record, plus a pair
 /// column. An allocation freed later in the record, by a free that nothing
 /// else could have freed, is tagged so, and that free names it as the
 /// distance back to it: a reader pairs the two without a map of live
-/// blocks. `retires(i)` says that allocation `i` reuses the address of a
-/// block never seen freed (it must go through the reader's map, which
-/// retires the old block); such an allocation is never paired.
-pub fn encode_compacted(events: &[Event], retires: impl Fn(usize) -> bool) -> Vec<u8> {
-    Columns::default().compacted(events, retires)
+/// blocks. Every other event is resolved by `block(i)`: for a free, the
+/// live block it frees (`None`: it frees nothing live); for an allocation,
+/// the live block at its address it retires (`None`: none). An allocation
+/// that retires a block is never paired. So a reader needs no map of live
+/// blocks at all.
+pub fn encode_compacted(events: &[Event], block: impl Fn(usize) -> Option<Block>) -> Vec<u8> {
+    Columns::default().compacted(events, block)
 }
 
 /// A column encoder that keeps its buffers from one record to the next (a
@@ -271,14 +291,22 @@ pub struct Columns {
 
 impl Columns {
     /// A Compacted record's payload (see [`encode_compacted`]).
-    pub fn compacted(&mut self, events: &[Event], retires: impl Fn(usize) -> bool) -> Vec<u8> {
-        self.encode(events, Some(&retires))
+    pub fn compacted(
+        &mut self,
+        events: &[Event],
+        block: impl Fn(usize) -> Option<Block>,
+    ) -> Vec<u8> {
+        self.encode(events, Some(&block))
     }
 
-    /// The payload of either record: `retires` is given for a Compacted
-    /// record (which pairs allocations with their frees), not for an
-    /// Events one.
-    fn encode(&mut self, events: &[Event], retires: Option<&dyn Fn(usize) -> bool>) -> Vec<u8> {
+    /// The payload of either record: `block` is given for a Compacted
+    /// record (which pairs allocations with their frees and resolves the
+    /// rest), not for an Events one.
+    fn encode(
+        &mut self,
+        events: &[Event],
+        block: Option<&dyn Fn(usize) -> Option<Block>>,
+    ) -> Vec<u8> {
         let Self {
             last,
             tags,
@@ -313,23 +341,25 @@ impl Columns {
             // A free whose address was last an allocation's, which retired
             // no block, frees that allocation: pair them (its tag is marked
             // now).
-            if let (Some(retires), Some((j, EventKind::Alloc)), EventKind::Free) =
-                (retires, seen, e.kind)
+            let resolved = block.and_then(|b| b(i));
+            if let (Some(block), Some((j, EventKind::Alloc)), EventKind::Free) =
+                (block, seen, e.kind)
             {
-                if !retires(j) {
+                if block(j).is_none() {
                     tags[j] |= TAG_PAIRED_ALLOC;
                     tags.push(TAG_PAIRED_FREE);
                     varint::push(pairs, (i - j) as u64);
                     continue;
                 }
             }
+            let resolved_tag = if resolved.is_some() { TAG_RESOLVED } else { 0 };
             match seen {
                 Some((j, kind)) if kind != e.kind => {
-                    tags.push(e.kind as u8 + TAG_REF);
+                    tags.push(e.kind as u8 + TAG_REF + resolved_tag);
                     varint::push(refs, (i - j) as u64);
                 }
                 _ => {
-                    tags.push(e.kind as u8);
+                    tags.push(e.kind as u8 + resolved_tag);
                     push_addr_delta(addrs, e.addr.wrapping_sub(prev_addr));
                     prev_addr = e.addr;
                 }
@@ -338,9 +368,13 @@ impl Columns {
                 varint::push(sizes, e.size);
                 varint::push(stacks, u64::from(e.stack));
             }
+            if let Some((size, stack)) = resolved {
+                varint::push(sizes, size);
+                varint::push(stacks, u64::from(stack));
+            }
         }
         let mut lengths = vec![seqs.len(), refs.len(), addrs.len(), sizes.len()];
-        if retires.is_some() {
+        if block.is_some() {
             lengths.push(pairs.len());
         }
         let columns = [&*tags, &*seqs, &*refs, &*addrs, &*sizes, &*pairs, &*stacks];
@@ -380,11 +414,14 @@ pub fn decode(
 }
 
 /// Decodes the `count` events of a Compacted record whose header says
-/// `first_seq..=last_seq`, appending them to `out`, and to `links` the
+/// `first_seq..=last_seq`, appending them to `out`; to `links` the
 /// distance from each paired event to its partner (forward from an
-/// allocation, back from its free; 0 for events not paired). A paired free
-/// has its allocation's address; its size and stack are left 0, as every
-/// free's are, for the reader to fill in.
+/// allocation, back from its free), [`LINK_RESOLVED`] for a resolved free
+/// (its size and stack given), 0 for the others; and to `retired`, for
+/// each allocation that retires a live block, its index in this record and
+/// that block. A paired free has its allocation's address; its size and
+/// stack are left 0, as an unresolved free's are, for the reader to fill
+/// in.
 pub fn decode_compacted(
     payload: &[u8],
     first_seq: u64,
@@ -392,8 +429,16 @@ pub fn decode_compacted(
     count: u32,
     out: &mut Vec<Event>,
     links: &mut Vec<u32>,
+    retired: &mut Vec<Retired>,
 ) -> Result<(), EventsError> {
-    decode_with(payload, first_seq, last_seq, count, out, Some(links))
+    decode_with(
+        payload,
+        first_seq,
+        last_seq,
+        count,
+        out,
+        Some((links, retired)),
+    )
 }
 
 /// The column decoder of both records (`links` for a Compacted record).
@@ -403,7 +448,7 @@ fn decode_with(
     last_seq: u64,
     count: u32,
     out: &mut Vec<Event>,
-    mut links: Option<&mut Vec<u32>>,
+    mut links: Option<(&mut Vec<u32>, &mut Vec<Retired>)>,
 ) -> Result<(), EventsError> {
     let compacted = links.is_some();
     let mut head = Reader::new(payload);
@@ -429,12 +474,12 @@ fn decode_with(
     let mut pairs = Reader::new(take(pair_len)?);
     let mut stacks = Reader::new(rest);
     let start = out.len();
-    let link_start = links.as_ref().map_or(0, |l| l.len());
+    let link_start = links.as_ref().map_or(0, |l| l.0.len());
     let mut seq = first_seq;
     let mut prev_addr = 0u64;
     let mut unpaired = 0usize;
     let max_tag = if compacted {
-        TAG_PAIRED_ALLOC + TAG_REF
+        TAG_RESOLVED + EventKind::Free as u8 + TAG_REF
     } else {
         EventKind::Free as u8 + TAG_REF
     };
@@ -446,7 +491,7 @@ fn decode_with(
         seq = next_seq(seq, seqs.u64()?, i == 0, last_seq).ok_or(EventsError::BadSequence(i))?;
         if tag == TAG_PAIRED_FREE {
             let back = pairs.u64()? as usize;
-            let links = links.as_deref_mut().ok_or(EventsError::BadTag(i, tag))?;
+            let links: &mut Vec<u32> = links.as_mut().ok_or(EventsError::BadTag(i, tag))?.0;
             // Its allocation: a paired one, earlier, not yet freed.
             if back == 0 || back > i || links[link_start + i - back] != u32::MAX {
                 return Err(EventsError::BadReference(i));
@@ -464,8 +509,12 @@ fn decode_with(
             });
             continue;
         }
-        let paired = tag >= TAG_PAIRED_ALLOC;
-        let tag = tag & !TAG_PAIRED_ALLOC;
+        let resolved = tag & TAG_RESOLVED != 0;
+        let paired = tag & TAG_PAIRED_ALLOC != 0;
+        if resolved && paired {
+            return Err(EventsError::BadTag(i, tag));
+        }
+        let tag = tag & !(TAG_PAIRED_ALLOC | TAG_RESOLVED);
         let addr = if tag >= TAG_REF {
             let back = refs.u64()? as usize;
             if back == 0 || back > i {
@@ -476,18 +525,20 @@ fn decode_with(
             prev_addr = prev_addr.wrapping_add(read_addr_delta(&mut addrs)?);
             prev_addr
         };
-        if let Some(links) = links.as_deref_mut() {
-            // A paired allocation waits for its free (u32::MAX until then).
-            links.push(if paired { u32::MAX } else { 0 });
-            unpaired += usize::from(paired);
-        }
-        out.push(match tag {
+        let event = match tag {
             0 | 2 => Event {
                 seq,
                 addr,
                 size: sizes.u64()?,
                 stack: stacks.u32()?,
                 kind: EventKind::Alloc,
+            },
+            1 | 3 if !paired && resolved => Event {
+                seq,
+                addr,
+                size: sizes.u64()?,
+                stack: stacks.u32()?,
+                kind: EventKind::Free,
             },
             1 | 3 if !paired => Event {
                 seq,
@@ -497,7 +548,20 @@ fn decode_with(
                 kind: EventKind::Free,
             },
             _ => return Err(EventsError::BadTag(i, tag)),
-        });
+        };
+        if let Some((links, retired)) = links.as_mut() {
+            // A paired allocation waits for its free (u32::MAX until then).
+            links.push(match (paired, resolved, event.kind) {
+                (true, _, _) => u32::MAX,
+                (_, true, EventKind::Free) => LINK_RESOLVED,
+                _ => 0,
+            });
+            unpaired += usize::from(paired);
+            if resolved && event.kind == EventKind::Alloc {
+                retired.push((i as u32, (sizes.u64()?, stacks.u32()?)));
+            }
+        }
+        out.push(event);
     }
     if unpaired > 0 {
         return Err(EventsError::Unpaired(unpaired));
@@ -647,26 +711,29 @@ mod tests {
             ev(2, EventKind::Alloc, 0x20),
             ev(3, EventKind::Free, 0x10),
         ];
-        let payload = encode_compacted(&events, |_| false);
-        let (mut out, mut links) = (Vec::new(), Vec::new());
-        decode_compacted(&payload, 1, 3, 3, &mut out, &mut links).unwrap();
+        let payload = encode_compacted(&events, |_| None);
+        let (mut out, mut links, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+        decode_compacted(&payload, 1, 3, 3, &mut out, &mut links, &mut retired).unwrap();
         assert_eq!(out, events);
         assert_eq!(links, vec![2, 0, 2]);
-        // A retiring allocation is never paired.
-        let payload = encode_compacted(&events, |i| i == 0);
-        let (mut out, mut links) = (Vec::new(), Vec::new());
-        decode_compacted(&payload, 1, 3, 3, &mut out, &mut links).unwrap();
-        assert_eq!(links, vec![0, 0, 0]);
+        // A retiring allocation is never paired; it names what it retires,
+        // and the free after it the block it frees.
+        let payload = encode_compacted(&events, |i| Some((100 + i as u64, 7)));
+        let (mut out, mut links, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+        decode_compacted(&payload, 1, 3, 3, &mut out, &mut links, &mut retired).unwrap();
+        assert_eq!(links, vec![0, 0, LINK_RESOLVED]);
+        assert_eq!(retired, vec![(0, (100, 7)), (1, (101, 7))]);
+        assert_eq!((out[2].size, out[2].stack), (102, 7));
         // An allocation said to be freed, and not.
-        let mut payload = encode_compacted(&events[..2], |_| false);
+        let mut payload = encode_compacted(&events[..2], |_| None);
         payload[5] = TAG_PAIRED_ALLOC;
-        let (mut out, mut links) = (Vec::new(), Vec::new());
+        let (mut out, mut links, mut retired) = (Vec::new(), Vec::new(), Vec::new());
         assert_eq!(
-            decode_compacted(&payload, 1, 2, 2, &mut out, &mut links),
+            decode_compacted(&payload, 1, 2, 2, &mut out, &mut links, &mut retired),
             Err(EventsError::Unpaired(1))
         );
         // Read as an Events payload, a Compacted one is damage.
-        let payload = encode_compacted(&events, |_| false);
+        let payload = encode_compacted(&events, |_| None);
         assert!(decode(&payload, 1, 3, 3, &mut Vec::new()).is_err());
     }
 
@@ -677,9 +744,10 @@ mod tests {
         ) {
             let last = events.last().unwrap().seq;
             let retires = |i: usize| i.is_multiple_of(retiring);
-            let payload = encode_compacted(&events, retires);
-            let (mut out, mut links) = (Vec::new(), Vec::new());
-            decode_compacted(&payload, events[0].seq, last, events.len() as u32, &mut out, &mut links).unwrap();
+            let block = |i: usize| (retires(i) && events[i].kind == EventKind::Alloc).then_some((3, 4));
+            let payload = encode_compacted(&events, block);
+            let (mut out, mut links, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+            decode_compacted(&payload, events[0].seq, last, events.len() as u32, &mut out, &mut links, &mut retired).unwrap();
             prop_assert_eq!(&out, &events);
             for (i, e) in events.iter().enumerate() {
                 let d = links[i] as usize;
@@ -687,7 +755,7 @@ mod tests {
                     continue;
                 }
                 // Paired: not retiring, and freed by the next event at its address.
-                prop_assert!(!retires(i));
+                prop_assert!(block(i).is_none());
                 prop_assert_eq!(events[i + d].kind, EventKind::Free);
                 prop_assert_eq!(events[i + d].addr, e.addr);
                 prop_assert!(events[i + 1..i + d].iter().all(|x| x.addr != e.addr));
@@ -699,12 +767,12 @@ mod tests {
         fn damaged_compacted_streams_error_without_panicking(
             events in arb_reusing_events(), cut in any::<usize>(), flip in any::<usize>()
         ) {
-            let mut bytes = encode_compacted(&events, |i| i.is_multiple_of(3));
+            let mut bytes = encode_compacted(&events, |i| i.is_multiple_of(3).then_some((1, 2)));
             let i = flip % bytes.len();
             bytes[i] ^= 0x5a;
             bytes.truncate(cut % (bytes.len() + 1));
-            let (mut out, mut links) = (Vec::new(), Vec::new());
-            let _ = decode_compacted(&bytes, events[0].seq, u64::MAX, events.len() as u32, &mut out, &mut links);
+            let (mut out, mut links, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+            let _ = decode_compacted(&bytes, events[0].seq, u64::MAX, events.len() as u32, &mut out, &mut links, &mut retired);
         }
 
         #[test]

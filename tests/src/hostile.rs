@@ -700,16 +700,14 @@ fn compacted(recs: Vec<Rec>, rng: &mut Rng) -> Vec<Rec> {
         }
     }
     events.sort_by_key(|e| e.seq);
-    // An allocation at an address still live retires its block: never paired.
-    let mut live = std::collections::HashSet::new();
-    let retires: Vec<bool> = events
+    // Resolved as a replay resolves them: a free names the live block it
+    // frees; an allocation at an address still live retires its block.
+    let mut live = std::collections::HashMap::new();
+    let blocks: Vec<Option<(u64, u32)>> = events
         .iter()
         .map(|e| match e.kind {
-            EventKind::Alloc => !live.insert(e.addr),
-            _ => {
-                live.remove(&e.addr);
-                false
-            }
+            EventKind::Alloc => live.insert(e.addr, (e.size, e.stack)),
+            _ => live.remove(&e.addr),
         })
         .collect();
     let mut records = Vec::new();
@@ -717,7 +715,7 @@ fn compacted(recs: Vec<Rec>, rng: &mut Rng) -> Vec<Rec> {
     while start < events.len() {
         let end = (start + 1 + rng.below(300) as usize).min(events.len());
         let chunk = events[start..end].to_vec();
-        let raw = encode_compacted(&chunk, |i| retires[start + i]);
+        let raw = encode_compacted(&chunk, |i| blocks[start + i]);
         let mut r = Rec::new(RecordKind::Compacted, raw);
         r.header.first_seq = chunk[0].seq;
         r.header.last_seq = chunk[chunk.len() - 1].seq;

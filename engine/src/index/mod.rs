@@ -297,6 +297,8 @@ impl Trace {
         builder: Option<(&mut Builder, &dyn Fn() -> Heap)>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
+        // The pass goes to the end: no span follows it.
+        start.carry.live_wanted = false;
         let mut pass =
             self.for_each_event_building(pipeline, &mut start.carry, None, builder, f)?;
         pass.events += start.events;

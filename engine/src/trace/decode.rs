@@ -3,7 +3,9 @@
 
 use super::pass::Span;
 use super::{EventsRef, Problem, Trace};
-use heapreplay_format::events::{decode as decode_events, decode_compacted};
+use heapreplay_format::events::{
+    decode as decode_events, decode_compacted, Retired, LINK_RESOLVED,
+};
 use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::{Event, EventKind, RecordHeader, RecordKind};
 
@@ -25,6 +27,9 @@ pub(super) struct Run {
     /// 0 for events that go through the live blocks. Empty for an Events
     /// record.
     pub(super) links: Vec<u32>,
+    /// Of a Compacted record: the allocations that retire a live block
+    /// (never seen freed), by index in `events`, with that block.
+    pub(super) retired: Vec<Retired>,
 }
 
 impl Trace {
@@ -52,6 +57,7 @@ impl Trace {
         let raw = rec.decompress().map_err(lost)?;
         let mut events = Vec::new();
         let mut links = Vec::new();
+        let mut retired = Vec::new();
         let decoded = match header.kind {
             RecordKind::Compacted => decode_compacted(
                 &raw,
@@ -60,6 +66,7 @@ impl Trace {
                 header.count,
                 &mut events,
                 &mut links,
+                &mut retired,
             ),
             _ => decode_events(
                 &raw,
@@ -84,9 +91,13 @@ impl Trace {
             from => events[..end].partition_point(|e| e.seq < from),
         };
         if !links.is_empty() {
-            unlink_outside(&events, &mut links, begin, end);
+            unlink_outside(&mut events, &mut links, begin, end);
             links.truncate(end);
             links.drain(..begin);
+            retired.retain(|&(i, _)| (begin..end).contains(&(i as usize)));
+            for r in &mut retired {
+                r.0 -= begin as u32;
+            }
         }
         events.truncate(end);
         events.drain(..begin);
@@ -102,29 +113,45 @@ impl Trace {
             return Err(lost(ALLOC_SUM_TOO_LARGE.into()));
         }
         let undefined = self.stack_ids.check_all(&mut events);
+        // The blocks a resolved record names: their stacks too (dense ids
+        // were all checked above).
+        if self.stack_ids.renumbers() {
+            for (e, &link) in events.iter_mut().zip(&links) {
+                if link == LINK_RESOLVED {
+                    e.stack = self.stack_ids.check(e.stack);
+                }
+            }
+        }
+        for (_, (_, stack)) in &mut retired {
+            *stack = self.stack_ids.check(*stack);
+        }
         Ok(Run {
             events,
             offset: r.offset,
             alloc_bytes,
             undefined,
             links,
+            retired,
         })
     }
 }
 
-/// Unpairs the events in `begin..end` whose partner lies outside it: they
-/// go through the live blocks (an allocation whose free is not replayed
-/// here stays live; a free whose allocation was replayed before finds it
-/// there).
-fn unlink_outside(events: &[Event], links: &mut [u32], begin: usize, end: usize) {
+/// Unpairs the events in `begin..end` whose partner lies outside it: an
+/// allocation whose free is not replayed here stays live; a free whose
+/// allocation was replayed before is resolved to it (it frees that block).
+fn unlink_outside(events: &mut [Event], links: &mut [u32], begin: usize, end: usize) {
     for i in begin..end {
         let d = links[i] as usize;
-        let outside = match events[i].kind {
-            EventKind::Alloc => i + d >= end,
-            _ => i < begin + d,
-        };
-        if d != 0 && outside {
-            links[i] = 0;
+        if d == 0 || links[i] == LINK_RESOLVED {
+            continue;
+        }
+        match events[i].kind {
+            EventKind::Alloc if i + d >= end => links[i] = 0,
+            EventKind::Free if i < begin + d => {
+                (events[i].size, events[i].stack) = (events[i - d].size, events[i - d].stack);
+                links[i] = LINK_RESOLVED;
+            }
+            _ => {}
         }
     }
 }

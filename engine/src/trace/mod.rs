@@ -165,6 +165,9 @@ pub struct Trace {
     fold: Option<Fold>,
     /// Folds ignored because their writer stopped while writing them.
     unfinished_folds: usize,
+    /// Every events record is a resolved Compacted one (version 6 on), none
+    /// overlapping another: a pass needs no live blocks to resolve them.
+    resolved: bool,
     /// Byte offset of the end record.
     end_offset: u64,
     /// How events' stack ids map onto `stacks`.

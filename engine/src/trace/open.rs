@@ -120,6 +120,7 @@ impl Trace {
             (Some(_), _) => None,
         };
         let low_water = low_water(&events);
+        let resolved = all_resolved(&bytes, &events);
         let stack_ids = StackIds::new(meta.stacks.places_mut());
         // Scanning the headers faulted in most of the file (the kernel maps
         // pages around each fault); let them go until the events are decoded.
@@ -139,6 +140,7 @@ impl Trace {
             compacted_threads: meta.compacted_threads,
             fold: folds.fold,
             unfinished_folds: folds.unfinished,
+            resolved,
             end_offset: meta.end_offset,
             stack_ids,
             problems,
@@ -322,6 +324,20 @@ fn nothing_readable(findings: &Findings) -> String {
                 .map_or("", |d| &d.what)
         ),
     }
+}
+
+/// True if every record of `events` (sorted by first seq) is a Compacted
+/// record of version 6 or later (whose events are resolved), each after
+/// the one before it.
+fn all_resolved(bytes: &[u8], events: &[EventsRef]) -> bool {
+    !events.is_empty()
+        && events.iter().all(|e| {
+            e.tid == 0
+                && record_at(bytes, e.offset).is_some_and(|r| {
+                    r.header.kind == RecordKind::Compacted && r.header.version >= 6
+                })
+        })
+        && events.windows(2).all(|w| w[0].last_seq < w[1].first_seq)
 }
 
 /// For each index into `events` (sorted by first seq), the lowest file

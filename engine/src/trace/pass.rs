@@ -4,8 +4,9 @@
 use super::decode::{Run, ALLOC_SUM_TOO_LARGE};
 use super::merge::Merge;
 use super::{Problem, Trace};
-use crate::resolve::Resolver;
+use crate::resolve::{Resolver, UNKNOWN_STACK};
 use crate::snapshots::PeakFinder;
+use heapreplay_format::events::{Retired, LINK_RESOLVED};
 use heapreplay_format::{Event, EventKind};
 use rayon::prelude::*;
 
@@ -25,12 +26,21 @@ pub struct Pass {
 /// What a pass over one span of a trace hands on to the pass over the next
 /// span (follow mode, replaying a growing trace a part at a time): the live
 /// blocks, and where the next span starts.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Carry {
     /// Every event below this seq has been replayed.
     pub from: u64,
     resolver: Resolver,
     alloc_bytes: u64,
+    /// The live blocks are wanted after the pass (for the next span). If
+    /// not, a trace whose records are all resolved replays without them.
+    pub(crate) live_wanted: bool,
+}
+
+impl Default for Carry {
+    fn default() -> Self {
+        Self::at(0, Resolver::default(), 0)
+    }
 }
 
 impl Carry {
@@ -41,6 +51,7 @@ impl Carry {
             from,
             resolver,
             alloc_bytes,
+            live_wanted: true,
         }
     }
 
@@ -152,6 +163,9 @@ impl<E> Halt<E> {
 /// a watcher (with its checkpoints), and handed to the pass's caller.
 struct Sink<'w, F> {
     resolver: Resolver,
+    /// Resolved records' events are handed on as they are, with no live
+    /// blocks kept (nothing needs them: no watcher, no carry).
+    resolved: bool,
     watcher: Option<&'w mut dyn Watcher>,
     tally: Tally,
     /// The seq of the watcher's next checkpoint.
@@ -216,7 +230,15 @@ where
     /// The events of a compacted run, in sequence order, with their links
     /// (see `Run::links`): a paired allocation and its free bypass the live
     /// blocks; the others go through them.
-    fn linked(&mut self, events: &[Event], links: &[u32]) -> Result<(), Halt<E>> {
+    fn linked(
+        &mut self,
+        events: &[Event],
+        links: &[u32],
+        retired: &[Retired],
+    ) -> Result<(), Halt<E>> {
+        if self.resolved {
+            return self.resolved_run(events, links, retired);
+        }
         for (i, e) in events.iter().enumerate() {
             if e.seq >= self.wanted {
                 // Paired blocks allocated before `i`, freed at or after it.
@@ -232,18 +254,54 @@ where
                 self.checkpoint(e.seq, open);
             }
             let mut e = *e;
-            match links[i] as usize {
-                0 => {
+            match links[i] {
+                0 | LINK_RESOLVED => {
                     let retire = self.resolver.resolve(&mut e);
                     self.hand(retire, &e)?;
                 }
                 // A paired free frees its allocation's block.
                 back if e.kind == EventKind::Free => {
+                    let back = back as usize;
                     (e.size, e.stack) = (events[i - back].size, events[i - back].stack);
                     self.hand(None, &e)?;
                 }
                 _ => self.hand(None, &e)?,
             }
+        }
+        Ok(())
+    }
+
+    /// The events of a resolved compacted run (see [`Sink::linked`]), with
+    /// no live blocks: every free names its block or frees nothing live,
+    /// and every allocation over a live block names the block it retires.
+    fn resolved_run(
+        &mut self,
+        events: &[Event],
+        links: &[u32],
+        retired: &[Retired],
+    ) -> Result<(), Halt<E>> {
+        let mut retired = retired.iter().peekable();
+        for (i, e) in events.iter().enumerate() {
+            let mut e = *e;
+            let retire = retired
+                .next_if(|r| r.0 as usize == i)
+                .map(|&(_, (size, stack))| Event {
+                    kind: EventKind::Retire,
+                    size,
+                    stack,
+                    ..e
+                });
+            match links[i] {
+                LINK_RESOLVED => {}
+                0 if e.kind == EventKind::Free => (e.size, e.stack) = (0, UNKNOWN_STACK),
+                0 => {}
+                back if e.kind == EventKind::Free => {
+                    let back = back as usize;
+                    (e.size, e.stack) = (events[i - back].size, events[i - back].stack);
+                }
+                _ => {}
+            }
+            self.hand(retire, &e)?;
         }
         Ok(())
     }
@@ -275,7 +333,9 @@ impl Trace {
         pipeline: bool,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        let mut pass = self.for_each_event_in(pipeline, &mut self.beginning(), None, f)?;
+        let mut carry = self.beginning();
+        carry.live_wanted = false;
+        let mut pass = self.for_each_event_in(pipeline, &mut carry, None, f)?;
         pass.events += self.fold().map_or(0, |f| f.info.events);
         if pass.stopped {
             return Ok(pass);
@@ -371,11 +431,16 @@ impl Trace {
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
         let mut merge = Merge::default();
+        let resolved = self.resolved && watcher.is_none() && !carry.live_wanted;
         let mut sink = Sink {
             wanted: watcher.as_ref().map_or(u64::MAX, |w| w.wanted()),
             tally: watcher.as_ref().map(|w| w.start()).unwrap_or_default(),
             watcher,
-            resolver: carry.resolver.clone(),
+            resolver: match resolved {
+                true => Resolver::default(),
+                false => carry.resolver.clone(),
+            },
+            resolved,
             f,
         };
         // The first seq of the record after `records[i]`, if any.
@@ -417,7 +482,7 @@ impl Trace {
                 if let Some(first) = alone {
                     let drained = merge.drain_before(first, &mut |e| sink.each(e));
                     let replayed = drained.and_then(|()| match merge.pass_by(&run.events) {
-                        true => sink.linked(&run.events, &run.links),
+                        true => sink.linked(&run.events, &run.links, &run.retired),
                         false => {
                             merge.add(run.events, run.offset);
                             Ok(())
