@@ -325,6 +325,7 @@ pub const MUTATIONS: &[(&str, Mutation)] = &[
     ("bytes-flipped", Mutation::Flip),
     ("compacted", Mutation::Compacted),
     ("compacted-bytes-flipped", Mutation::CompactedFlip),
+    ("compacted-frees-lie", Mutation::CompactedLies),
 ];
 
 /// A structure-aware change to the base trace.
@@ -337,6 +338,9 @@ pub enum Mutation {
     Compacted,
     /// A compacted trace with a few bits flipped.
     CompactedFlip,
+    /// A compacted trace whose resolved frees name blocks far larger than
+    /// their stacks allocated (a reader without a map must not trust them).
+    CompactedLies,
     /// Records other than FileInfo shuffled (valid: readers sort).
     Reorder,
     /// One events record written twice.
@@ -665,11 +669,14 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
             return (bytes, Expect::Survive);
         }
         Mutation::Compacted => {
-            recs = compacted(recs, rng);
+            recs = compacted(recs, rng, false);
             exact(&recs)
         }
         Mutation::CompactedFlip => {
-            return apply(compacted(recs, rng), Mutation::Flip, rng);
+            return apply(compacted(recs, rng, false), Mutation::Flip, rng);
+        }
+        Mutation::CompactedLies => {
+            return (encode(&compacted(recs, rng, true)), Expect::Survive);
         }
         Mutation::Flip => {
             let mut bytes = encode(&recs);
@@ -685,8 +692,9 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
 
 /// `recs` with their events records replaced by Compacted records of a
 /// few hundred events each (where the first events record was) and a
-/// Threads record, as `heapreplay compact` writes them.
-fn compacted(recs: Vec<Rec>, rng: &mut Rng) -> Vec<Rec> {
+/// Threads record, as `heapreplay compact` writes them; with `lie`, each
+/// resolved free names a block 2^40 bytes larger than the one it frees.
+fn compacted(recs: Vec<Rec>, rng: &mut Rng, lie: bool) -> Vec<Rec> {
     let at = first_of(&recs, RecordKind::Events);
     let mut threads = std::collections::BTreeMap::new();
     let mut events = Vec::new();
@@ -707,7 +715,9 @@ fn compacted(recs: Vec<Rec>, rng: &mut Rng) -> Vec<Rec> {
         .iter()
         .map(|e| match e.kind {
             EventKind::Alloc => live.insert(e.addr, (e.size, e.stack)),
-            _ => live.remove(&e.addr),
+            _ => live
+                .remove(&e.addr)
+                .map(|(size, stack)| (if lie { size + (1 << 40) } else { size }, stack)),
         })
         .collect();
     let mut records = Vec::new();

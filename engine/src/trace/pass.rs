@@ -159,6 +159,27 @@ impl<E> Halt<E> {
     }
 }
 
+/// What a stack allocated and did not free yet, as resolved records say.
+#[derive(Debug, Clone, Copy, Default)]
+struct Allocated {
+    objects: u64,
+    bytes: u64,
+}
+
+/// The live blocks a pass starts with, per stack.
+fn allocated_by_stack(live: &Resolver) -> Vec<Allocated> {
+    let mut out: Vec<Allocated> = Vec::new();
+    for (_, size, stack) in live.blocks() {
+        let id = stack as usize;
+        if id >= out.len() {
+            out.resize(id + 1, Allocated::default());
+        }
+        out[id].objects += 1;
+        out[id].bytes += size;
+    }
+    out
+}
+
 /// Where merged events go: resolved against the live blocks, counted for
 /// a watcher (with its checkpoints), and handed to the pass's caller.
 struct Sink<'w, F> {
@@ -166,6 +187,12 @@ struct Sink<'w, F> {
     /// Resolved records' events are handed on as they are, with no live
     /// blocks kept (nothing needs them: no watcher, no carry).
     resolved: bool,
+    /// Per stack, what resolved records allocated and freed so far: a free
+    /// they name is taken only if its stack allocated that much.
+    allocated: Vec<Allocated>,
+    /// Frees a resolved record names that their stack never allocated,
+    /// and the first's record.
+    unallocated: Option<(u64, u64)>,
     watcher: Option<&'w mut dyn Watcher>,
     tally: Tally,
     /// The seq of the watcher's next checkpoint.
@@ -235,9 +262,10 @@ where
         events: &[Event],
         links: &[u32],
         retired: &[Retired],
+        offset: u64,
     ) -> Result<(), Halt<E>> {
         if self.resolved {
-            return self.resolved_run(events, links, retired);
+            return self.resolved_run(events, links, retired, offset);
         }
         for (i, e) in events.iter().enumerate() {
             if e.seq >= self.wanted {
@@ -279,11 +307,12 @@ where
         events: &[Event],
         links: &[u32],
         retired: &[Retired],
+        offset: u64,
     ) -> Result<(), Halt<E>> {
         let mut retired = retired.iter().peekable();
         for (i, e) in events.iter().enumerate() {
             let mut e = *e;
-            let retire = retired
+            let mut retire = retired
                 .next_if(|r| r.0 as usize == i)
                 .map(|&(_, (size, stack))| Event {
                     kind: EventKind::Retire,
@@ -292,18 +321,50 @@ where
                     ..e
                 });
             match links[i] {
-                LINK_RESOLVED => {}
+                LINK_RESOLVED => self.check_freed(&mut e, offset),
                 0 if e.kind == EventKind::Free => (e.size, e.stack) = (0, UNKNOWN_STACK),
-                0 => {}
-                back if e.kind == EventKind::Free => {
+                back if e.kind == EventKind::Free && back != 0 => {
                     let back = back as usize;
                     (e.size, e.stack) = (events[i - back].size, events[i - back].stack);
+                    self.check_freed(&mut e, offset);
                 }
                 _ => {}
+            }
+            if let Some(r) = retire.as_mut() {
+                self.check_freed(r, offset);
+            }
+            if e.kind == EventKind::Alloc {
+                let id = e.stack as usize;
+                if id >= self.allocated.len() {
+                    self.allocated.resize(id + 1, Allocated::default());
+                }
+                self.allocated[id].objects += 1;
+                self.allocated[id].bytes += e.size;
             }
             self.hand(retire, &e)?;
         }
         Ok(())
+    }
+
+    /// Takes a free (or retirement) a resolved record names only if its
+    /// stack allocated that much: what a crafted record claims beyond it
+    /// frees nothing, and is reported.
+    #[inline]
+    fn check_freed(&mut self, e: &mut Event, offset: u64) {
+        let taken = self
+            .allocated
+            .get_mut(e.stack as usize)
+            .filter(|a| a.objects > 0 && a.bytes >= e.size);
+        match taken {
+            Some(a) => {
+                a.objects -= 1;
+                a.bytes -= e.size;
+            }
+            None => {
+                (e.size, e.stack) = (0, UNKNOWN_STACK);
+                self.unallocated.get_or_insert((0, offset)).0 += 1;
+            }
+        }
     }
 }
 
@@ -441,6 +502,11 @@ impl Trace {
                 false => carry.resolver.clone(),
             },
             resolved,
+            allocated: match resolved {
+                true => allocated_by_stack(&carry.resolver),
+                false => Vec::new(),
+            },
+            unallocated: None,
             f,
         };
         // The first seq of the record after `records[i]`, if any.
@@ -482,7 +548,7 @@ impl Trace {
                 if let Some(first) = alone {
                     let drained = merge.drain_before(first, &mut |e| sink.each(e));
                     let replayed = drained.and_then(|()| match merge.pass_by(&run.events) {
-                        true => sink.linked(&run.events, &run.links, &run.retired),
+                        true => sink.linked(&run.events, &run.links, &run.retired, run.offset),
                         false => {
                             merge.add(run.events, run.offset);
                             Ok(())
@@ -510,6 +576,14 @@ impl Trace {
         }
         if let Some(w) = sink.watcher {
             w.end(&sink.tally);
+        }
+        if let Some((count, offset)) = sink.unallocated {
+            pass.problems.push(Problem {
+                offset,
+                what: format!(
+                    "frees naming a block their stack never allocated (a crafted or damaged record): {count}; they free nothing"
+                ),
+            });
         }
         if let Some((count, offset)) = undefined {
             pass.problems.push(Problem {
