@@ -22,7 +22,6 @@
 
 use crate::records::clock_and_markers_of;
 use heapreplay_engine::heap::Heap;
-use heapreplay_engine::index::peak_of;
 use heapreplay_engine::index::state;
 use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_engine::Trace;
@@ -84,7 +83,8 @@ pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, St
         members_len: members.len() as u64,
         events: state.events,
         alloc_bytes: state.alloc_bytes,
-        peak: state.peak.unwrap_or((0, 0)),
+        peak: state.peak.map_or((0, 0), |p| (p.0, p.1)),
+        peak_ns: state.peak.map_or(0, |p| p.2),
         ns: cut.ns,
     };
     let raw = info.encode(&state.bytes);
@@ -216,7 +216,8 @@ struct State {
     events: u64,
     alloc_bytes: u64,
     last_seq: u64,
-    peak: Option<(u64, u64)>,
+    /// Where in-use bytes peaked: seq, bytes, ns.
+    peak: Option<(u64, u64, u64)>,
 }
 
 /// Replays `trace` from its start (its fold) up to `seq`.
@@ -242,13 +243,22 @@ fn replay_to(trace: &Trace, seq: u64, pipeline: bool) -> Result<State, String> {
             p.what
         ));
     }
-    let before = fold.map(|f| f.info.peak).filter(|p| p.1 > 0);
+    let before = fold.and_then(|f| f.peak());
+    let mut clock = heapreplay_engine::clock::SeqClock::new(&trace.clock);
+    let window = finder
+        .peak()
+        .map(|(seq, bytes)| (seq, bytes, clock.ns_at(seq)));
     Ok(State {
         bytes: state::encode_raw(carry.live(), &heap),
         events,
         alloc_bytes: carry.alloc_bytes(),
         last_seq,
-        peak: peak_of([before, finder.peak()]),
+        // The first of the highest, as one pass over both finds it.
+        peak: match (before, window) {
+            (Some(b), Some(w)) if w.1 > b.1 => Some(w),
+            (Some(b), _) => Some(b),
+            (None, w) => w,
+        },
     })
 }
 

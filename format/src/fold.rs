@@ -28,6 +28,9 @@ pub struct FoldInfo {
     /// The peak of in-use bytes before the fold's seq: the seq of the
     /// event after which, and the bytes (`(0, 0)` if nothing was live).
     pub peak: (u64, u64),
+    /// Nanoseconds after the start of recording at that peak (the clock
+    /// samples that placed it are not kept).
+    pub peak_ns: u64,
     /// Nanoseconds after the start of recording at the fold's seq.
     pub ns: u64,
 }
@@ -44,6 +47,7 @@ impl FoldInfo {
             self.alloc_bytes,
             self.peak.0,
             self.peak.1,
+            self.peak_ns,
             self.ns,
         ] {
             varint::push(&mut out, v);
@@ -63,6 +67,7 @@ impl FoldInfo {
             events: r.u64().ok()?,
             alloc_bytes: r.u64().ok()?,
             peak: (r.u64().ok()?, r.u64().ok()?),
+            peak_ns: r.u64().ok()?,
             ns: r.u64().ok()?,
         };
         (info.replaces_from <= info.replaces_to).then_some(())?;
@@ -105,6 +110,7 @@ mod tests {
             events: 12_345_678,
             alloc_bytes: 1 << 40,
             peak: (99, 1 << 20),
+            peak_ns: 6_000_000_000,
             ns: 7_000_000_000,
         };
         let raw = info.encode(b"state");

@@ -114,18 +114,23 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         );
     }
     println!("stacks:     {} distinct", trace.stacks.len());
-    let before_kept = trace.fold().map(|f| f.info.peak).filter(|p| p.1 > 0);
-    match heapreplay_engine::index::peak_of([before_kept, peak.peak()]) {
-        Some((seq, peak)) => println!(
-            "peak:       {} in use at {}",
-            mib(peak),
-            seconds(clock.ns_at(seq))
-        ),
+    // A folded trace's peak may be before the part it keeps (its time is
+    // in the fold: the clock samples that placed it are not).
+    let before_kept = trace.fold().and_then(|f| f.peak());
+    let kept = peak
+        .peak()
+        .map(|(seq, bytes)| (seq, bytes, clock.ns_at(seq)));
+    let highest = match (before_kept, kept) {
+        (Some(b), Some(k)) if k.1 > b.1 => Some(k),
+        (Some(b), _) => Some(b),
+        (None, k) => k,
+    };
+    match highest {
+        Some((_, peak, ns)) => println!("peak:       {} in use at {}", mib(peak), seconds(ns)),
         None => println!("peak:       no allocations"),
     }
     if let Some(resident) = trace.resident_peak {
-        let heap = heapreplay_engine::index::peak_of([before_kept, peak.peak()])
-            .map_or(0, |(_, bytes)| bytes);
+        let heap = highest.map_or(0, |(_, bytes, _)| bytes);
         println!(
             "resident:   {} at most (sampled once a second){}",
             mib(resident),

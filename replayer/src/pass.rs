@@ -145,13 +145,13 @@ pub fn run_while(
         let mut progress = Progress::new(total, "finding the peak", quiet);
         let peak = seek.peak(pipeline, || progress.tick())?;
         progress.finish();
-        let folded = trace.fold().map(|f| f.info.peak).filter(|p| p.1 > 0);
-        if let Some((seq, bytes)) = folded.filter(|f| peak.is_none_or(|p| f.1 > p.1)) {
+        let folded = trace.fold().and_then(|f| f.peak());
+        if let Some((_, bytes, ns)) = folded.filter(|f| peak.is_none_or(|p| f.1 > p.1)) {
             if !quiet {
                 eprintln!(
                     "heapreplay: {}: the run peaked at {bytes} bytes in use at {}, before the part the trace keeps; the peak of that part is used",
                     trace.path.display(),
-                    seconds(SeqClock::new(&trace.clock).ns_at(seq))
+                    seconds(ns)
                 );
             }
         }

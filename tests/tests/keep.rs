@@ -251,6 +251,68 @@ fn a_damaged_folded_trace_is_said_damaged_never_misread() {
 }
 
 #[test]
+fn a_fold_of_many_threads_cuts_where_every_event_before_is_written() {
+    let work = Work::new("keep_threads");
+    let program = work.compile("threads.c", "threads", &["-O2"]);
+    // Four threads, and a marker every few milliseconds: each one makes the
+    // recorder write a Progress record, where a fold may cut, while other
+    // threads' records still hold events from before it.
+    let mut child = Command::new(&program)
+        .args(["4", "400000"])
+        .current_dir(work.path(""))
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("trace.zst"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // The recorder's handler is there once the trace is.
+    while !work.path("trace.zst").exists() && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while child.try_wait().unwrap().is_none() {
+        let _ = Command::new("kill")
+            .args(["-USR2", &child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(started.elapsed() < Duration::from_secs(60), "hung");
+    }
+    let marks = work.heapreplay_ok(&["info", "trace.zst"]).stdout;
+    let markers = marks.matches("SIGUSR2  (thread").count();
+    assert!(markers >= 4, "only {markers} markers:\n{marks}");
+    let expected: Vec<String> = ["top --at end", "leaks", "top --at peak"]
+        .iter()
+        .map(|a| {
+            let mut args: Vec<&str> = a.split(' ').collect();
+            args.insert(1, "trace.zst");
+            without_name_and_time(&work.heapreplay_ok(&args).stdout, "trace.zst")
+        })
+        .collect();
+    std::fs::copy(work.path("trace.zst"), work.path("folded.zst")).unwrap();
+    let len = std::fs::metadata(work.path("folded.zst")).unwrap().len();
+    let size = format!("{}KB", (len / 3 / 1024).max(1024));
+    work.heapreplay_ok(&["keep", "--max-size", &size, "folded.zst"]);
+    let info = work.heapreplay_ok(&["info", "folded.zst"]).stdout;
+    assert!(info.contains("kept:"), "not folded: {info}");
+    let got: Vec<String> = ["top --at end", "leaks", "top --at peak"]
+        .iter()
+        .map(|a| {
+            let mut args: Vec<&str> = a.split(' ').collect();
+            args.insert(1, "folded.zst");
+            without_name_and_time(&work.heapreplay_ok(&args).stdout, "folded.zst")
+        })
+        .collect();
+    assert_eq!(got[..2], expected[..2]);
+    // The run's peak, before the kept part, keeps its time.
+    let peak_line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("peak:"))
+            .map(str::to_string)
+    };
+    assert_eq!(peak_line(&info), peak_line(&marks));
+}
+
+#[test]
 fn what_cannot_be_kept_is_refused_in_one_line() {
     let work = Work::new("keep_refusals");
     let program = work.compile("longrun.c", "longrun", &[]);

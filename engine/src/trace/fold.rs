@@ -38,6 +38,14 @@ pub struct Fold {
 }
 
 impl Fold {
+    /// Where in-use bytes peaked before `seq`: (seq of the event after
+    /// which, bytes, ns since the start of recording); `None` if nothing
+    /// was ever live.
+    pub fn peak(&self) -> Option<(u64, u64, u64)> {
+        let (seq, bytes) = self.info.peak;
+        (bytes > 0).then_some((seq, bytes, self.info.peak_ns))
+    }
+
     /// The blocks live at `seq`.
     pub fn live_blocks(&self) -> Resolver {
         state::decode_raw(&self.state).map_or_else(Resolver::default, |(r, _)| r)
