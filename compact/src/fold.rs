@@ -25,14 +25,15 @@ use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::state;
 use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_engine::Trace;
-use heapreplay_format::fold::{gap_at, gap_prefix, FoldInfo, MAX_GAP_LEN};
+use heapreplay_format::fold::{gap_prefix, FoldInfo, MAX_GAP_LEN};
 use heapreplay_format::header::{set_record_flags, FLAG_FOLD_MEMBER, MAX_PAYLOAD_LEN};
 use heapreplay_format::info::{decode_clock, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
-use heapreplay_format::{ProgressInfo, RawRecord, RecordHeader, RecordKind, RECORD_PREFIX_LEN};
+use heapreplay_format::{ProgressInfo, RawRecord, RecordKind, RECORD_PREFIX_LEN};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 /// What a fold did.
@@ -53,7 +54,18 @@ pub struct Folded {
 /// if there is nothing to fold yet. `pipeline`: decode on the rayon pool.
 pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, String> {
     let shown = path.display();
+    let cannot_write = |e: std::io::Error| format!("{shown}: cannot write: {}", io_text(&e));
+    // The file read is the file written: a recording started anew at the
+    // same path in between is left alone.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(cannot_write)?;
     let trace = Trace::open(path).map_err(|e| e.to_string())?;
+    if identity(&file) != std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino())) {
+        return Ok(None);
+    }
     if trace.compacted().1 > 0 {
         return Err(format!(
             "{shown}: is compacted: a trace at rest is not folded"
@@ -64,6 +76,11 @@ pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, St
             "{shown}: damaged at offset {}: {}; not folded (a fold would hide it)",
             p.offset, p.what
         ));
+    }
+    // A fold whose writer stopped before its gaps were made: make them.
+    if let Some(f) = trace.fold() {
+        make_gaps(&file, f.info.replaces_from, f.info.replaces_to)
+            .map_err(|e| format!("{shown}: cannot give back its folded part: {e}"))?;
     }
     let records = trace.records();
     let Some(cut) = choose_cut(&trace, &records, keep) else {
@@ -103,17 +120,15 @@ pub fn fold(path: &Path, keep: u64, pipeline: bool) -> Result<Option<Folded>, St
     let mut group = encode_record(&mut compressor, header, &raw).map_err(|e| e.to_string())?;
     group.extend_from_slice(&members);
     let written = group.len() as u64;
-    let file = std::fs::OpenOptions::new()
+    // Appended through a descriptor of its own (O_APPEND: at the end, past
+    // whatever the recorder wrote meanwhile); gaps through the other.
+    let appending = std::fs::OpenOptions::new()
         .append(true)
-        .open(path)
-        .map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
-    append(&file, &group).map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(cannot_write)?;
+    append(&appending, &group).map_err(cannot_write)?;
+    drop(records);
     drop(trace);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
     make_gaps(&file, from, cut.offset)
         .map_err(|e| format!("{shown}: cannot give back its folded part: {e}"))?;
     Ok(Some(Folded {
@@ -200,7 +215,7 @@ fn choose_cut(trace: &Trace, records: &[RawRecord<'_>], keep: u64) -> Option<Cut
         .collect();
     let at = cuts
         .iter()
-        .position(|c| len - c.offset <= keep)
+        .position(|c| len.saturating_sub(c.offset) <= keep)
         .unwrap_or(cuts.len().checked_sub(1)?);
     cuts.into_iter().nth(at)
 }
@@ -276,24 +291,28 @@ fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Turns `from..to` (records and gaps, already replaced) into gaps of at
-/// most [`MAX_GAP_LEN`] bytes, then gives back their disk blocks.
+/// Turns `from..to` (everything in it replaced) into gaps of at most
+/// [`MAX_GAP_LEN`] bytes, one after the other, then gives back their disk
+/// blocks. What the gaps cover is never read, so they may start anywhere;
+/// the first is written last, so that a reader meanwhile sees either the
+/// bytes as they were (inside the replaced range, set aside) or the gaps.
+/// Done again on the same range, it changes nothing.
 fn make_gaps(file: &std::fs::File, from: u64, to: u64) -> Result<(), String> {
     let mut gaps = Vec::new();
     let mut start = from;
-    let mut at = from;
-    while at < to {
-        let next = at + item_len(file, at).map_err(|e| io_text(&e))?;
-        if next - start > MAX_GAP_LEN {
-            gaps.push((start, at));
-            start = at;
-        }
-        at = next;
+    while to - start > MAX_GAP_LEN {
+        // Leave at least a gap's prefix for the next one.
+        let len = if to - start - MAX_GAP_LEN < 8 {
+            MAX_GAP_LEN - 8
+        } else {
+            MAX_GAP_LEN
+        };
+        gaps.push((start, start + len));
+        start += len;
     }
-    if at != to {
-        return Err(format!("no record boundary at offset {to}"));
+    if to - start >= 8 {
+        gaps.push((start, to));
     }
-    gaps.push((start, to));
     for &(start, end) in gaps.iter().rev() {
         file.write_all_at(&gap_prefix(end - start), start)
             .map_err(|e| io_text(&e))?;
@@ -305,17 +324,9 @@ fn make_gaps(file: &std::fs::File, from: u64, to: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// The length of the record or gap at `at`.
-fn item_len(file: &std::fs::File, at: u64) -> std::io::Result<u64> {
-    let mut head = [0u8; RECORD_PREFIX_LEN];
-    file.read_exact_at(&mut head[..8], at)?;
-    if let Some(len) = gap_at(&head) {
-        return Ok(len);
-    }
-    file.read_exact_at(&mut head, at)?;
-    let header = RecordHeader::decode(&head)
-        .map_err(|_| std::io::Error::other(format!("no record at offset {at}")))?;
-    Ok((RECORD_PREFIX_LEN + header.payload_len as usize) as u64)
+/// The file's (device, inode).
+fn identity(file: &std::fs::File) -> Option<(u64, u64)> {
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Gives back the disk blocks wholly inside `from..to`.

@@ -51,18 +51,30 @@ pub fn disk_use(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }
 
-/// True if a recorder holds the trace at `path` (it keeps an exclusive
-/// lock on it while it records).
+/// True if a recorder holds the trace at `path`: it keeps an exclusive
+/// lock on it while it records. Read from `/proc/locks`, not by taking a
+/// lock, which a recorder claiming the path at that moment would find taken
+/// (and write elsewhere).
 fn recording(path: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(file) = std::fs::File::open(path) else {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
         return false;
     };
-    // SAFETY: flock on a descriptor we own; no memory is touched.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-        return false;
-    }
-    std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
+    let dev = meta.dev();
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.ino()
+    );
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+        locks.lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.contains(&"FLOCK")
+                && fields.contains(&"WRITE")
+                && fields.contains(&file.as_str())
+        })
+    })
 }
 
 /// Keeps the trace under the size until its recording ends.

@@ -208,6 +208,21 @@ fn a_fold_killed_at_any_point_or_cut_short_changes_nothing() {
             "cut after {cut}: {info}"
         );
     }
+    // Whole, but stopped before its gaps were made: the fold is the
+    // trace's start, and the next keeper makes the gaps.
+    let mut whole = before.clone();
+    whole.extend_from_slice(&group);
+    std::fs::write(work.path("whole.zst"), &whole).unwrap();
+    assert_eq!(replayed(&work, "whole.zst"), expected);
+    let info = work.heapreplay_ok(&["info", "whole.zst"]).stdout;
+    assert!(info.contains("kept:"), "{info}");
+    assert!(disk_use(&work.path("whole.zst")) > CAP);
+    work.heapreplay_ok(&["keep", "--max-size", "1MB", "whole.zst"]);
+    assert_eq!(replayed(&work, "whole.zst"), expected);
+    assert!(
+        disk_use(&work.path("whole.zst")) <= CAP,
+        "its gaps were not made"
+    );
 }
 
 #[test]

@@ -160,7 +160,11 @@ impl Index {
         places(&trace.path).into_iter().find_map(|path| {
             let opened = file::open(&path)?;
             let id = opened.table.identity;
-            let usable = id.matches(trace.file_bytes())
+            // An index written before the trace's fold describes events
+            // the trace no longer holds.
+            let after_fold = trace.fold().is_none_or(|f| id.covered_len > f.offset);
+            let usable = after_fold
+                && id.matches(trace.file_bytes())
                 && trace.problems.iter().all(|p| p.offset >= id.covered_len);
             let size = opened.file.metadata().ok()?.len();
             usable.then_some(Index { path, opened, size })

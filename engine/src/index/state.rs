@@ -96,7 +96,24 @@ pub fn decode_raw(raw: &[u8]) -> Option<(Resolver, Heap)> {
     if !r.is_empty() {
         return None;
     }
-    Some((Resolver::with_blocks(live), Heap::with_counters(counters)?))
+    // Every stack's live blocks are what its counters say is in use: a
+    // state that says otherwise (damaged, crafted) would free blocks of
+    // stacks that never allocated them.
+    let mut inuse = vec![(0u64, 0u64); counters.len()];
+    for &(_, size, stack) in &live {
+        let c = inuse.get_mut(stack as usize)?;
+        c.0 += 1;
+        c.1 = c.1.checked_add(size)?;
+    }
+    let heap = Heap::with_counters(counters)?;
+    let agrees = heap
+        .counters()
+        .iter()
+        .zip(&inuse)
+        .all(|(c, &(objects, bytes))| {
+            c.allocs - c.frees == objects && c.alloc_bytes - c.free_bytes == bytes
+        });
+    agrees.then(|| (Resolver::with_blocks(live), heap))
 }
 
 #[cfg(test)]

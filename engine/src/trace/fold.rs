@@ -184,6 +184,11 @@ fn read<'a>(
 ) -> Option<Candidate<'a>> {
     let raw = rec.decompress().ok()?;
     let (info, state_bytes) = FoldInfo::decode(&raw)?;
+    // It replaces a part of the file after the FileInfo record and before
+    // itself, or it is damaged.
+    if info.replaces_from == 0 || info.replaces_to > rec.offset {
+        return None;
+    }
     let (_, heap) = state::decode_raw(state_bytes)?;
     let first = rec.offset + (RECORD_PREFIX_LEN + rec.payload.len()) as u64;
     let end = first.checked_add(info.members_len)?;

@@ -303,11 +303,16 @@ impl Trace {
         (compacted.map(|r| u64::from(r.count)).sum(), records)
     }
 
-    /// Every record the trace is read from (events records included, as
-    /// far as the trace is read), as they are in the file, in file order.
+    /// Every record of the trace (events records included, those past a
+    /// live trace's limit too), as they are in the file, in file order.
     pub fn records(&self) -> Vec<heapreplay_format::RawRecord<'_>> {
         let mut offsets: Vec<u64> = self.other_offsets.clone();
-        offsets.extend(self.events.iter().map(|e| e.offset));
+        offsets.extend(
+            self.events
+                .iter()
+                .chain(&self.beyond_limit)
+                .map(|e| e.offset),
+        );
         offsets.sort_unstable();
         offsets
             .into_iter()
