@@ -295,29 +295,21 @@ fn a_fold_of_many_threads_cuts_where_every_event_before_is_written() {
     let marks = work.heapreplay_ok(&["info", "trace.zst"]).stdout;
     let markers = marks.matches("SIGUSR2  (thread").count();
     assert!(markers >= 4, "only {markers} markers:\n{marks}");
-    let expected: Vec<String> = ["top --at end", "leaks", "top --at peak"]
-        .iter()
-        .map(|a| {
-            let mut args: Vec<&str> = a.split(' ').collect();
-            args.insert(1, "trace.zst");
-            without_name_and_time(&work.heapreplay_ok(&args).stdout, "trace.zst")
-        })
-        .collect();
+    // What `top` at the end and `leaks` say of a trace.
+    let said = |trace: &str| -> Vec<String> {
+        [vec!["top", trace, "--at", "end"], vec!["leaks", trace]]
+            .iter()
+            .map(|args| without_name_and_time(&work.heapreplay_ok(args).stdout, trace))
+            .collect()
+    };
+    let expected = said("trace.zst");
     std::fs::copy(work.path("trace.zst"), work.path("folded.zst")).unwrap();
     let len = std::fs::metadata(work.path("folded.zst")).unwrap().len();
     let size = format!("{}KB", (len / 3 / 1024).max(1024));
     work.heapreplay_ok(&["keep", "--max-size", &size, "folded.zst"]);
     let info = work.heapreplay_ok(&["info", "folded.zst"]).stdout;
     assert!(info.contains("kept:"), "not folded: {info}");
-    let got: Vec<String> = ["top --at end", "leaks", "top --at peak"]
-        .iter()
-        .map(|a| {
-            let mut args: Vec<&str> = a.split(' ').collect();
-            args.insert(1, "folded.zst");
-            without_name_and_time(&work.heapreplay_ok(&args).stdout, "folded.zst")
-        })
-        .collect();
-    assert_eq!(got[..2], expected[..2]);
+    assert_eq!(said("folded.zst"), expected);
     // The run's peak, before the kept part, keeps its time.
     let peak_line = |text: &str| {
         text.lines()
