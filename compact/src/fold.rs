@@ -24,6 +24,7 @@ use crate::records::clock_and_markers_of;
 use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::state;
 use heapreplay_engine::snapshots::PeakFinder;
+use heapreplay_engine::trace::Fold;
 use heapreplay_engine::Trace;
 use heapreplay_format::fold::{gap_prefix, FoldInfo, MAX_GAP_LEN};
 use heapreplay_format::header::{set_record_flags, FLAG_FOLD_MEMBER, MAX_PAYLOAD_LEN};
@@ -258,7 +259,6 @@ fn replay_to(trace: &Trace, seq: u64, pipeline: bool) -> Result<State, String> {
             p.what
         ));
     }
-    let before = fold.and_then(|f| f.peak());
     let mut clock = heapreplay_engine::clock::SeqClock::new(&trace.clock);
     let window = finder
         .peak()
@@ -268,12 +268,7 @@ fn replay_to(trace: &Trace, seq: u64, pipeline: bool) -> Result<State, String> {
         events,
         alloc_bytes: carry.alloc_bytes(),
         last_seq,
-        // The first of the highest, as one pass over both finds it.
-        peak: match (before, window) {
-            (Some(b), Some(w)) if w.1 > b.1 => Some(w),
-            (Some(b), _) => Some(b),
-            (None, w) => w,
-        },
+        peak: Fold::run_peak(fold, window),
     })
 }
 
@@ -331,7 +326,6 @@ fn identity(file: &std::fs::File) -> Option<(u64, u64)> {
 
 /// Gives back the disk blocks wholly inside `from..to`.
 fn punch(file: &std::fs::File, from: u64, to: u64) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
     const BLOCK: u64 = 4096;
     let start = from.div_ceil(BLOCK) * BLOCK;
     let end = to / BLOCK * BLOCK;

@@ -116,15 +116,10 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     println!("stacks:     {} distinct", trace.stacks.len());
     // A folded trace's peak may be before the part it keeps (its time is
     // in the fold: the clock samples that placed it are not).
-    let before_kept = trace.fold().and_then(|f| f.peak());
     let kept = peak
         .peak()
         .map(|(seq, bytes)| (seq, bytes, clock.ns_at(seq)));
-    let highest = match (before_kept, kept) {
-        (Some(b), Some(k)) if k.1 > b.1 => Some(k),
-        (Some(b), _) => Some(b),
-        (None, k) => k,
-    };
+    let highest = heapreplay_engine::trace::Fold::run_peak(trace.fold(), kept);
     match highest {
         Some((_, peak, ns)) => println!("peak:       {} in use at {}", mib(peak), seconds(ns)),
         None => println!("peak:       no allocations"),

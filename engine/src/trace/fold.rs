@@ -46,6 +46,17 @@ impl Fold {
         (bytes > 0).then_some((seq, bytes, self.info.peak_ns))
     }
 
+    /// The run's peak, given `kept`, the peak of the part after `fold`
+    /// (seq, bytes, ns): the first of the highest, as one pass over the
+    /// whole run finds it.
+    pub fn run_peak(fold: Option<&Fold>, kept: Option<(u64, u64, u64)>) -> Option<(u64, u64, u64)> {
+        match (fold.and_then(Fold::peak), kept) {
+            (Some(before), Some(k)) if k.1 > before.1 => Some(k),
+            (Some(before), _) => Some(before),
+            (None, k) => k,
+        }
+    }
+
     /// The blocks live at `seq`.
     pub fn live_blocks(&self) -> Resolver {
         state::decode_raw(&self.state).map_or_else(Resolver::default, |(r, _)| r)

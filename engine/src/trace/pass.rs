@@ -166,16 +166,23 @@ struct Allocated {
     bytes: u64,
 }
 
+impl Allocated {
+    /// Counts a block of `size` allocated by `stack` in `per_stack`.
+    fn add(per_stack: &mut Vec<Allocated>, stack: u32, size: u64) {
+        let id = stack as usize;
+        if id >= per_stack.len() {
+            per_stack.resize(id + 1, Allocated::default());
+        }
+        per_stack[id].objects += 1;
+        per_stack[id].bytes += size;
+    }
+}
+
 /// The live blocks a pass starts with, per stack.
 fn allocated_by_stack(live: &Resolver) -> Vec<Allocated> {
-    let mut out: Vec<Allocated> = Vec::new();
+    let mut out = Vec::new();
     for (_, size, stack) in live.blocks() {
-        let id = stack as usize;
-        if id >= out.len() {
-            out.resize(id + 1, Allocated::default());
-        }
-        out[id].objects += 1;
-        out[id].bytes += size;
+        Allocated::add(&mut out, stack, size);
     }
     out
 }
@@ -334,12 +341,7 @@ where
                 self.check_freed(r, offset);
             }
             if e.kind == EventKind::Alloc {
-                let id = e.stack as usize;
-                if id >= self.allocated.len() {
-                    self.allocated.resize(id + 1, Allocated::default());
-                }
-                self.allocated[id].objects += 1;
-                self.allocated[id].bytes += e.size;
+                Allocated::add(&mut self.allocated, e.stack, e.size);
             }
             self.hand(retire, &e)?;
         }
