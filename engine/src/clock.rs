@@ -5,6 +5,7 @@
 use heapreplay_format::ClockSample;
 
 /// Answers "when did the event with this seq happen" for ascending seqs.
+#[derive(Clone)]
 pub struct SeqClock<'a> {
     samples: &'a [ClockSample],
     cursor: usize,

@@ -26,6 +26,14 @@ impl Counters {
     pub fn inuse_bytes(&self) -> u64 {
         self.alloc_bytes - self.free_bytes
     }
+
+    /// Adds `other` to these counters.
+    pub fn add(&mut self, other: &Counters) {
+        self.allocs += other.allocs;
+        self.alloc_bytes += other.alloc_bytes;
+        self.frees += other.frees;
+        self.free_bytes += other.free_bytes;
+    }
 }
 
 /// The replayed heap.
@@ -63,6 +71,19 @@ impl Heap {
                 }
             }
         }
+    }
+
+    /// Applies what a run of events did (see
+    /// [`crate::trace::RunSummary`]): each stack's change, and their sums.
+    pub fn apply_changes(&mut self, per_stack: &[(u32, Counters)], totals: &Counters) {
+        for &(stack, c) in per_stack {
+            let id = stack as usize;
+            if id >= self.per_stack.len() {
+                self.per_stack.resize(id + 1, Counters::default());
+            }
+            self.per_stack[id].add(&c);
+        }
+        self.totals.add(totals);
     }
 
     fn account_free(&mut self, size: u64, stack: u32) {

@@ -167,6 +167,32 @@ impl DumpRules {
         Some(reason)
     }
 
+    /// True if no rule fires at any event of a run that starts at `totals`,
+    /// changes them by `change`, raises in-use bytes by at most `rise`
+    /// above where they start, and ends at `last_ns`: every counter and the
+    /// time only grow within it, so its end (and its highest in-use point)
+    /// decide.
+    pub fn quiet_through(
+        &self,
+        totals: &Counters,
+        change: &Counters,
+        rise: u64,
+        last_ns: u64,
+    ) -> bool {
+        let t = &self.thresholds;
+        let crosses = |interval: u64, now: u64, last: u64| {
+            interval > 0 && now >= last.saturating_add(interval)
+        };
+        let alloc = totals.alloc_bytes.saturating_add(change.alloc_bytes);
+        let free = totals.free_bytes.saturating_add(change.free_bytes);
+        let high = totals.inuse_bytes().saturating_add(rise);
+        !(crosses(t.alloc_interval, alloc, self.last_dump_alloc)
+            || crosses(t.dealloc_interval, free, self.last_dump_free)
+            || (t.inuse_interval > 0
+                && high > self.high_water_mark.saturating_add(t.inuse_interval))
+            || crosses(t.time_interval_ns, last_ns, self.last_dump_ns))
+    }
+
     /// Counts time from `ns` (since the start of recording), as if a dump
     /// had been made then.
     pub fn timed_from(&mut self, ns: u64) {

@@ -7,6 +7,7 @@ use crate::heap::Heap;
 use crate::interval_rules::{DumpRules, Reason};
 use crate::plan::{marker_label, Plan};
 use crate::resolve::{freed_stack, resolve_all};
+use crate::trace::RunSummary;
 use heapreplay_format::{ClockSample, Event, EventKind, Marker};
 
 /// Why a snapshot was taken.
@@ -351,6 +352,42 @@ where
         Ok(())
     }
 
+    /// Takes a resolved run whole if no snapshot falls inside it (no
+    /// marker, time, peak or rule between its first and last event, nothing
+    /// waiting to be applied): the heap after it is then what its events
+    /// one by one would leave. False if its events are needed one by one.
+    pub fn take_run(&mut self, s: &RunSummary) -> bool {
+        if !self.retired.is_empty()
+            || self
+                .chosen
+                .get(self.next_marker)
+                .is_some_and(|m| m.seq < s.last_seq)
+            || self
+                .peak
+                .is_some_and(|(seq, _)| (s.first_seq..=s.last_seq).contains(&seq))
+        {
+            return false;
+        }
+        let mut times = self.times.clone();
+        let ns = if self.need_time {
+            times.ns_at(s.last_seq)
+        } else {
+            0
+        };
+        if self.at.get(self.next_at).is_some_and(|&t| t < ns)
+            || !self
+                .rules
+                .quiet_through(self.heap.totals(), &s.totals, s.rise, ns)
+        {
+            return false;
+        }
+        self.heap.apply_changes(&s.per_stack, &s.totals);
+        self.times = times;
+        self.out.end_ns = ns;
+        self.last_seq = s.last_seq;
+        true
+    }
+
     /// The heap as replayed so far.
     pub fn heap(&self) -> &Heap {
         &self.heap
@@ -502,4 +539,193 @@ pub fn run<E>(
         engine.event(e)?;
     }
     engine.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heap::Counters;
+    use crate::interval_rules::Thresholds;
+    use crate::plan::{MarkerFilter, TimePoint};
+    use heapreplay_format::MarkerSource;
+    use proptest::prelude::*;
+
+    /// What a part of resolved events does, summed up as the decoder sums
+    /// up a compacted run's part.
+    fn summary_of(events: &[Event]) -> RunSummary {
+        let mut per_stack = std::collections::BTreeMap::<u32, Counters>::new();
+        let (mut inuse, mut rise) = (0i128, 0i128);
+        for e in events {
+            match e.kind {
+                EventKind::Alloc => {
+                    let c = per_stack.entry(e.stack).or_default();
+                    c.allocs += 1;
+                    c.alloc_bytes += e.size;
+                    inuse += i128::from(e.size);
+                }
+                _ => {
+                    if let Some(stack) = freed_stack(e) {
+                        let c = per_stack.entry(stack).or_default();
+                        c.frees += 1;
+                        c.free_bytes += e.size;
+                        inuse -= i128::from(e.size);
+                    }
+                }
+            }
+            rise = rise.max(inuse);
+        }
+        let mut totals = Counters::default();
+        per_stack.values().for_each(|c| totals.add(c));
+        RunSummary {
+            first_seq: events[0].seq,
+            last_seq: events[events.len() - 1].seq,
+            events: events.len() as u64,
+            per_stack: per_stack.into_iter().collect(),
+            totals,
+            rise: rise as u64,
+            ..RunSummary::default()
+        }
+    }
+
+    type Seen = Vec<(u64, String, Vec<Counters>)>;
+
+    /// Replays `events` through a snapshotter, offering it parts of
+    /// `part` events whole (never splitting a retirement from its
+    /// allocation) when `part > 0`; what each snapshot saw, and how many
+    /// parts were taken whole of how many.
+    fn replay(
+        events: &[Event],
+        markers: &[Marker],
+        plan: &Plan,
+        part: usize,
+    ) -> (Seen, usize, usize) {
+        let last = events.last().map_or(0, |e| e.seq) + 1;
+        let clock = [
+            ClockSample { seq: 0, ns: 0 },
+            ClockSample {
+                seq: last,
+                ns: last * 1000,
+            },
+        ];
+        let ctx = Context {
+            markers,
+            clock: &clock,
+            start_unix_ns: 0,
+            clean_end: true,
+            fold: None,
+        };
+        let events = resolve_all(events);
+        let peak = find_peak(&events);
+        let mut seen = Vec::new();
+        let sink = |heap: &Heap, trigger: &Trigger, seq: u64| -> Result<(), ()> {
+            seen.push((seq, trigger.reason(), heap.counters().to_vec()));
+            Ok(())
+        };
+        let mut engine = Snapshotter::new(ctx, plan, peak, sink);
+        let (mut taken, mut parts) = (0, 0);
+        let mut i = 0;
+        while i < events.len() {
+            let mut end = (i + part.max(1)).min(events.len());
+            while end < events.len() && events[end - 1].kind == EventKind::Retire {
+                end += 1;
+            }
+            if part > 0 && engine.take_run(&summary_of(&events[i..end])) {
+                taken += 1;
+            } else {
+                for e in &events[i..end] {
+                    engine.event(e).unwrap();
+                }
+            }
+            i = end;
+            parts += 1;
+        }
+        engine.finish().unwrap();
+        (seen, taken, parts)
+    }
+
+    /// Random events (allocations over 16 slots, frees of them, frees of
+    /// nothing, allocations over a live slot) and markers.
+    fn build(ops: &[(u8, usize, u64)]) -> (Vec<Event>, Vec<Marker>) {
+        let (mut events, mut markers) = (Vec::new(), Vec::new());
+        for (seq, &(op, slot, size)) in ops.iter().enumerate() {
+            let seq = seq as u64 + 1;
+            let addr = 0x1000 + slot as u64 * 16;
+            match op {
+                0..=5 => events.push(Event {
+                    seq,
+                    addr,
+                    size,
+                    stack: 1 + (slot % 5) as u32,
+                    kind: EventKind::Alloc,
+                }),
+                6..=9 => events.push(Event {
+                    seq,
+                    addr,
+                    size: 0,
+                    stack: 0,
+                    kind: EventKind::Free,
+                }),
+                _ => markers.push(Marker {
+                    seq,
+                    ns: seq * 1000,
+                    tid: 1,
+                    source: MarkerSource::Signal(12),
+                }),
+            }
+        }
+        (events, markers)
+    }
+
+    proptest! {
+        #[test]
+        fn parts_taken_whole_snapshot_as_their_events_one_by_one(
+            ops in proptest::collection::vec((0u8..11, 0usize..16, 1u64..5000), 1..300),
+            intervals in (0u64..4, 0u64..4, 0u64..4, 0u64..4),
+            at in proptest::option::of(0u64..300_000),
+            peak: bool,
+            part in 1usize..40,
+        ) {
+            let (events, markers) = build(&ops);
+            prop_assume!(!events.is_empty());
+            let pick = |k: u64, unit: u64| if k == 0 { 0 } else { k * unit };
+            let plan = Plan {
+                thresholds: Thresholds {
+                    alloc_interval: pick(intervals.0, 20_000),
+                    dealloc_interval: pick(intervals.1, 15_000),
+                    inuse_interval: pick(intervals.2, 5_000),
+                    time_interval_ns: pick(intervals.3, 60_000),
+                },
+                markers: vec![MarkerFilter::Signal(12)],
+                at: at.map(TimePoint::Offset).into_iter().collect(),
+                peak,
+                exit: true,
+            };
+            let (one_by_one, ..) = replay(&events, &markers, &plan, 0);
+            let (in_parts, ..) = replay(&events, &markers, &plan, part);
+            prop_assert_eq!(one_by_one, in_parts);
+        }
+    }
+
+    #[test]
+    fn a_part_with_nothing_inside_is_taken_and_one_with_a_snapshot_is_not() {
+        let ops: Vec<(u8, usize, u64)> = (0..200).map(|i| ((i % 10) as u8, i % 16, 100)).collect();
+        let (events, markers) = build(&ops);
+        let quiet = Plan {
+            exit: true,
+            ..Plan::default()
+        };
+        let (_, taken, parts) = replay(&events, &markers, &quiet, 20);
+        assert!(parts >= 10);
+        assert_eq!(taken, parts);
+        // An allocation interval crossed in every part: none is taken.
+        let busy = Plan {
+            thresholds: Thresholds {
+                alloc_interval: 100,
+                ..Thresholds::default()
+            },
+            exit: true,
+            ..Plan::default()
+        };
+        assert_eq!(replay(&events, &markers, &busy, 20).1, 0);
+    }
 }

@@ -112,7 +112,7 @@ mod parquet {
                 }
                 snapshots.take(heap, trigger, seq)
             },
-            |_, e| {
+            Some(&mut |_, e| {
                 if e.kind == EventKind::Alloc {
                     let id = e.stack as usize;
                     if id >= used.len() {
@@ -125,7 +125,7 @@ mod parquet {
                         *failed.borrow_mut() = Some(message);
                     }
                 }
-            },
+            }),
         );
         if let Some(message) = failed.into_inner() {
             return Err(message);

@@ -58,7 +58,7 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     let (mut allocs, mut frees, mut bytes) = (before.allocs, before.frees, before.alloc_bytes);
     let mut peak = PeakFinder::starting_at(before.inuse_bytes());
     let heap_now = || heap.borrow().clone();
-    let pass = seek.pass(crate::threads::setup(None)?, start, &heap_now, |e| {
+    let pass = seek.pass(crate::threads::setup(None)?, start, &heap_now, None, |e| {
         heap.borrow_mut().apply(e);
         match e.kind {
             EventKind::Alloc => {

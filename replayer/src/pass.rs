@@ -11,7 +11,7 @@ use heapreplay_engine::interval_rules::Thresholds;
 use heapreplay_engine::maps::maps_at;
 use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
 use heapreplay_engine::snapshots::{snapshot_by, Context, Outcome, Snapshotter, Standing, Trigger};
-use heapreplay_engine::trace::{Carry, Pass};
+use heapreplay_engine::trace::{Carry, Pass, RunSummary, TakeRun};
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
 use heapreplay_outputs::profile::{Snapshot, SymbolizedStacks};
@@ -93,6 +93,9 @@ fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> 
     Ok(())
 }
 
+/// What a pass calls after every event, with the heap after it.
+pub type Each<'a> = &'a mut dyn FnMut(&Heap, &Event);
+
 /// Where a replaying pass may start.
 #[derive(Clone, Copy)]
 pub enum From<'a> {
@@ -107,7 +110,8 @@ pub enum From<'a> {
 }
 
 /// Replays `trace` under `plan`: `sink(heap, trigger, seq, progress)` at each
-/// snapshot point, `each(heap, event)` after every event. Returns what the pass
+/// snapshot point, `each(heap, event)` after every event (without it,
+/// stretches of events with no snapshot inside may be applied at once). Returns what the pass
 /// found and the exit status (damage gives [`EXIT_DAMAGED`]), having told the
 /// user about a missing end, `--at` points past the end, and damage.
 #[allow(clippy::too_many_arguments)]
@@ -118,7 +122,7 @@ pub fn run(
     quiet: bool,
     from: From<'_>,
     sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
-    each: impl FnMut(&Heap, &Event),
+    each: Option<Each<'_>>,
 ) -> Result<(Outcome, ExitCode), String> {
     run_while(trace, plan, pipeline, quiet, from, sink, each, || false)
 }
@@ -134,7 +138,7 @@ pub fn run_while(
     quiet: bool,
     from: From<'_>,
     mut sink: impl FnMut(&Heap, &Trigger, u64, &Progress) -> Result<(), String>,
-    mut each: impl FnMut(&Heap, &Event),
+    mut each: Option<Each<'_>>,
     enough: impl Fn() -> bool,
 ) -> Result<(Outcome, ExitCode), String> {
     check_markers(trace, plan, quiet)?;
@@ -181,7 +185,17 @@ pub fn run_while(
     // The index takes its checkpoints' counters from the engine's heap.
     let engine = RefCell::new(engine);
     let heap_now = || engine.borrow().heap().clone();
-    let pass = seek.pass(pipeline, start, &heap_now, |e| {
+    // With nothing to see between snapshots, a run with none inside is
+    // taken whole.
+    let mut take_run = |s: &RunSummary| {
+        if !engine.borrow_mut().take_run(s) {
+            return None;
+        }
+        progress.borrow_mut().add(s.events);
+        Some(!enough())
+    };
+    let take_run = each.is_none().then_some(&mut take_run as TakeRun);
+    let pass = seek.pass(pipeline, start, &heap_now, take_run, |e| {
         seen += 1;
         if seen == 1 << 16 {
             progress.borrow_mut().add(u64::from(seen));
@@ -189,7 +203,9 @@ pub fn run_while(
         }
         let mut engine = engine.borrow_mut();
         engine.event(e)?;
-        each(engine.heap(), e);
+        if let Some(each) = each.as_mut() {
+            each(engine.heap(), e);
+        }
         Ok::<bool, String>(!enough())
     })?;
     let engine = engine.into_inner();
@@ -574,7 +590,7 @@ pub fn capture(
             }
             Ok(())
         },
-        |_, _| {},
+        None,
         || missing.get() == 0,
     )?;
     let mut snapshots = Vec::new();

@@ -276,7 +276,7 @@ pub fn write(
                     }
                     Ok(())
                 },
-                |_, _| {},
+                None,
             )
             .map(Some),
         };

@@ -8,7 +8,7 @@
 use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::{peak_of, Builder, Index, Start, DEFAULT_SPACING};
 use heapreplay_engine::snapshots::PeakFinder;
-use heapreplay_engine::trace::Pass;
+use heapreplay_engine::trace::{Pass, TakeRun};
 use heapreplay_engine::Trace;
 use heapreplay_format::Event;
 use std::cell::RefCell;
@@ -69,12 +69,14 @@ impl<'t> Seek<'t> {
 
     /// A pass from `start` (see [`Trace::for_each_event_from`]) that takes
     /// checkpoints if it can, and writes them to the index; `heap` gives
-    /// the heap after every event handed to `f` so far.
+    /// the heap after every event handed to `f` so far. A pass that takes
+    /// no checkpoints offers `take_run` resolved runs whole.
     pub fn pass<E>(
         &mut self,
         pipeline: bool,
         mut start: Start,
         heap: &dyn Fn() -> Heap,
+        take_run: Option<TakeRun<'_>>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         // A pass too short for a checkpoint builds nothing (a crafted
@@ -105,6 +107,7 @@ impl<'t> Seek<'t> {
             pipeline,
             &mut start,
             builder.as_mut().map(|b| (b, heap)),
+            take_run,
             f,
         )?;
         if let Some(mut builder) = builder {
@@ -157,7 +160,7 @@ impl<'t> Seek<'t> {
         };
         let heap = RefCell::new(start.heap.clone());
         let heap_now = || heap.borrow().clone();
-        self.pass(pipeline, start, &heap_now, |e| {
+        self.pass(pipeline, start, &heap_now, None, |e| {
             heap.borrow_mut().apply(e);
             finder.push(e);
             tick();

@@ -115,7 +115,7 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
             timeline.borrow_mut().snapshot(ns, bytes, trigger.reason());
             Ok(())
         },
-        |heap, event| {
+        Some(&mut |heap, event| {
             let ns = event_clock.ns_at(event.seq);
             past.set(ns > to_ns);
             let mut timeline = timeline.borrow_mut();
@@ -125,7 +125,7 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
                 timeline.push(from_ns.saturating_sub(1), level_before(inuse, event));
             }
             timeline.push(ns, inuse);
-        },
+        }),
         || past.get(),
     )?;
     let timeline = timeline.into_inner();

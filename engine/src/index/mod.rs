@@ -23,7 +23,7 @@ pub mod state;
 pub use build::{Builder, DEFAULT_SPACING};
 
 use crate::heap::Heap;
-use crate::trace::{Carry, Pass, ScanCache};
+use crate::trace::{Carry, Pass, ScanCache, TakeRun};
 use crate::Trace;
 use heapreplay_format::Event;
 use std::path::{Path, PathBuf};
@@ -294,17 +294,23 @@ impl Trace {
     /// checkpoint) to the end of the trace, or until `f` returns false.
     /// A `builder` takes checkpoints as the pass goes, with the heap that
     /// `heap` gives: the counters after every event handed to `f` so far.
+    /// Without a builder, `take_run` is offered resolved runs whole.
     pub fn for_each_event_from<E>(
         &self,
         pipeline: bool,
         start: &mut Start,
         builder: Option<(&mut Builder, &dyn Fn() -> Heap)>,
+        take_run: Option<TakeRun<'_>>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         // The pass goes to the end: no span follows it.
         start.carry.live_wanted = false;
+        let mut watching = builder.map(|(builder, heap)| build::Watching { builder, heap });
+        let watcher = watching
+            .as_mut()
+            .map(|w| w as &mut dyn crate::trace::Watcher);
         let mut pass =
-            self.for_each_event_building(pipeline, &mut start.carry, None, builder, f)?;
+            self.for_each_event_watched(pipeline, &mut start.carry, None, watcher, take_run, f)?;
         pass.events += start.events;
         if !pass.stopped {
             return Ok(self.check_complete(pass));
@@ -326,6 +332,6 @@ impl Trace {
         let watcher = watching
             .as_mut()
             .map(|w| w as &mut dyn crate::trace::Watcher);
-        self.for_each_event_watched(pipeline, carry, until, watcher, f)
+        self.for_each_event_watched(pipeline, carry, until, watcher, None, f)
     }
 }

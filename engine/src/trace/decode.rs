@@ -2,6 +2,7 @@
 //! allocation sizes), ready for the merge.
 
 use super::pass::Span;
+use super::summary::{summarize, RunSummary};
 use super::{EventsRef, Problem, Trace};
 use heapreplay_format::events::{
     decode as decode_events, decode_compacted, Retired, LINK_RESOLVED,
@@ -30,6 +31,9 @@ pub(super) struct Run {
     /// Of a Compacted record: the allocations that retire a live block
     /// (never seen freed), by index in `events`, with that block.
     pub(super) retired: Vec<Retired>,
+    /// Of a resolved Compacted record, when the pass wants them: its
+    /// events summed up in parts, in order (see [`super::summary`]).
+    pub(super) parts: Vec<RunSummary>,
 }
 
 impl Trace {
@@ -90,7 +94,7 @@ impl Trace {
             0 => 0,
             from => events[..end].partition_point(|e| e.seq < from),
         };
-        if !links.is_empty() {
+        if !links.is_empty() && (begin > 0 || end < events.len()) {
             unlink_outside(&mut events, &mut links, begin, end);
             links.truncate(end);
             links.drain(..begin);
@@ -125,6 +129,10 @@ impl Trace {
         for (_, (_, stack)) in &mut retired {
             *stack = self.stack_ids.check(*stack);
         }
+        let parts = match span.summarize && !links.is_empty() {
+            true => summarize(&events, &links, &retired),
+            false => Vec::new(),
+        };
         Ok(Run {
             events,
             offset: r.offset,
@@ -132,6 +140,7 @@ impl Trace {
             undefined,
             links,
             retired,
+            parts,
         })
     }
 }

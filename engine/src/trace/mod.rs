@@ -7,7 +7,8 @@
 //! - `decode`: decoding one events record and checking it;
 //! - `merge`: the k-way merge of decoded records by sequence number;
 //! - `pass`: the pass itself, decoding in parallel batches;
-//! - `release`: letting go of the file's pages behind the pass.
+//! - `release`: letting go of the file's pages behind the pass;
+//! - `summary`: summing up a resolved compacted run, to apply at once.
 
 mod decode;
 mod fold;
@@ -15,11 +16,13 @@ mod merge;
 mod open;
 mod pass;
 mod release;
+mod summary;
 
 pub use fold::Fold;
 pub use open::io_text;
-pub use pass::{Carry, Pass};
+pub use pass::{Carry, Pass, TakeRun};
 pub(crate) use pass::{Tally, Watcher};
+pub use summary::RunSummary;
 
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;

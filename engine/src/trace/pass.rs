@@ -3,7 +3,9 @@
 
 use super::decode::{Run, ALLOC_SUM_TOO_LARGE};
 use super::merge::Merge;
+use super::summary::RunSummary;
 use super::{Problem, Trace};
+use crate::heap::Counters;
 use crate::resolve::{Resolver, UNKNOWN_STACK};
 use crate::snapshots::PeakFinder;
 use heapreplay_format::events::{Retired, LINK_RESOLVED};
@@ -105,11 +107,17 @@ impl Tally {
     }
 }
 
+/// Takes a resolved compacted run at once (see [`RunSummary`]): `None` if
+/// its events are wanted one by one instead, else whether the pass goes on.
+pub type TakeRun<'a> = &'a mut dyn FnMut(&RunSummary) -> Option<bool>;
+
 /// The events a pass replays: `from <= seq < until`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span {
     pub(super) from: u64,
     pub(super) until: Option<u64>,
+    /// Resolved compacted runs are summed up as they are decoded.
+    pub(super) summarize: bool,
 }
 
 /// Records decoded per batch, at most: enough to keep every core busy.
@@ -176,6 +184,18 @@ impl Allocated {
         per_stack[id].objects += 1;
         per_stack[id].bytes += size;
     }
+
+    /// Counts what a run did to `stack` (see [`RunSummary`]): its
+    /// allocations, less its frees.
+    fn add_change(per_stack: &mut Vec<Allocated>, stack: u32, c: &Counters) {
+        let id = stack as usize;
+        if id >= per_stack.len() {
+            per_stack.resize(id + 1, Allocated::default());
+        }
+        let a = &mut per_stack[id];
+        a.objects = a.objects + c.allocs - c.frees;
+        a.bytes = a.bytes + c.alloc_bytes - c.free_bytes;
+    }
 }
 
 /// The live blocks a pass starts with, per stack.
@@ -189,7 +209,7 @@ fn allocated_by_stack(live: &Resolver) -> Vec<Allocated> {
 
 /// Where merged events go: resolved against the live blocks, counted for
 /// a watcher (with its checkpoints), and handed to the pass's caller.
-struct Sink<'w, F> {
+struct Sink<'w, 't, F> {
     resolver: Resolver,
     /// Resolved records' events are handed on as they are, with no live
     /// blocks kept (nothing needs them: no watcher, no carry).
@@ -201,13 +221,15 @@ struct Sink<'w, F> {
     /// and the first's record.
     unallocated: Option<(u64, u64)>,
     watcher: Option<&'w mut dyn Watcher>,
+    /// Takes resolved runs whole, when nothing happens inside them.
+    take_run: Option<TakeRun<'t>>,
     tally: Tally,
     /// The seq of the watcher's next checkpoint.
     wanted: u64,
     f: F,
 }
 
-impl<F, E> Sink<'_, F>
+impl<F, E> Sink<'_, '_, F>
 where
     F: FnMut(&Event) -> Result<bool, E>,
 {
@@ -264,15 +286,10 @@ where
     /// The events of a compacted run, in sequence order, with their links
     /// (see `Run::links`): a paired allocation and its free bypass the live
     /// blocks; the others go through them.
-    fn linked(
-        &mut self,
-        events: &[Event],
-        links: &[u32],
-        retired: &[Retired],
-        offset: u64,
-    ) -> Result<(), Halt<E>> {
+    fn linked(&mut self, run: &Run) -> Result<(), Halt<E>> {
+        let (events, links) = (&run.events[..], &run.links[..]);
         if self.resolved {
-            return self.resolved_run(events, links, retired, offset);
+            return self.resolved_run(run);
         }
         for (i, e) in events.iter().enumerate() {
             if e.seq >= self.wanted {
@@ -309,16 +326,40 @@ where
     /// The events of a resolved compacted run (see [`Sink::linked`]), with
     /// no live blocks: every free names its block or frees nothing live,
     /// and every allocation over a live block names the block it retires.
-    fn resolved_run(
+    /// A part of the run with nothing to do inside is taken whole.
+    fn resolved_run(&mut self, run: &Run) -> Result<(), Halt<E>> {
+        let mut retired = run.retired.iter().peekable();
+        if run.parts.is_empty() {
+            return self.resolved_events(run, 0..run.events.len(), &mut retired);
+        }
+        for part in &run.parts {
+            match self.take_whole(part) {
+                Some(go_on) => {
+                    while retired
+                        .next_if(|r| (r.0 as usize) < part.range.end)
+                        .is_some()
+                    {}
+                    if !go_on {
+                        return Err(Halt::Enough);
+                    }
+                }
+                None => self.resolved_events(run, part.range.clone(), &mut retired)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The events of a resolved run in `range`, one by one (see
+    /// [`Sink::resolved_run`]), with `retired` from there on.
+    fn resolved_events<'r>(
         &mut self,
-        events: &[Event],
-        links: &[u32],
-        retired: &[Retired],
-        offset: u64,
+        run: &Run,
+        range: std::ops::Range<usize>,
+        retired: &mut std::iter::Peekable<impl Iterator<Item = &'r Retired>>,
     ) -> Result<(), Halt<E>> {
-        let mut retired = retired.iter().peekable();
-        for (i, e) in events.iter().enumerate() {
-            let mut e = *e;
+        let (events, links, offset) = (&run.events, &run.links, run.offset);
+        for i in range {
+            let mut e = events[i];
             let mut retire = retired
                 .next_if(|r| r.0 as usize == i)
                 .map(|&(_, (size, stack))| Event {
@@ -346,6 +387,27 @@ where
             self.hand(retire, &e)?;
         }
         Ok(())
+    }
+
+    /// Hands on a part of a resolved run whole if the caller takes it so
+    /// and every block it frees from before it was allocated (else it goes
+    /// event by event, where such frees are damage). `None` if not taken,
+    /// else whether the pass goes on.
+    fn take_whole(&mut self, s: &RunSummary) -> Option<bool> {
+        let take = self.take_run.as_deref_mut()?;
+        let covered = s.earlier.iter().all(|&(stack, objects, bytes)| {
+            self.allocated
+                .get(stack as usize)
+                .is_some_and(|a| a.objects >= objects && a.bytes >= bytes)
+        });
+        if !covered {
+            return None;
+        }
+        let go_on = take(s)?;
+        for &(stack, c) in &s.per_stack {
+            Allocated::add_change(&mut self.allocated, stack, &c);
+        }
+        Some(go_on)
     }
 
     /// Takes a free (or retirement) a resolved record names only if its
@@ -419,22 +481,25 @@ impl Trace {
         until: Option<u64>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
-        self.for_each_event_watched(pipeline, carry, until, None, f)
+        self.for_each_event_watched(pipeline, carry, until, None, None, f)
     }
 
     /// [`for_each_event_in`](Self::for_each_event_in), showing `watcher`
-    /// every resolved event and the live blocks where it wants them.
+    /// every resolved event and the live blocks where it wants them, and
+    /// offering `take_run` resolved runs whole.
     pub(crate) fn for_each_event_watched<E>(
         &self,
         pipeline: bool,
         carry: &mut Carry,
         until: Option<u64>,
         watcher: Option<&mut dyn Watcher>,
+        take_run: Option<TakeRun<'_>>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let span = Span {
             from: carry.from,
             until,
+            summarize: take_run.is_some() && self.replays_resolved(carry, watcher.is_some()),
         };
         // Indices (in first-seq order) of the records with events in the span.
         let records: Vec<usize> = (0..self.events.len())
@@ -464,7 +529,15 @@ impl Trace {
             })
         };
         if !pipeline {
-            return self.replay_batches(decoded(false), records, carry, until, watcher, f);
+            return self.replay_batches(
+                decoded(false),
+                records,
+                carry,
+                until,
+                watcher,
+                take_run,
+                f,
+            );
         }
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -475,7 +548,7 @@ impl Trace {
                     }
                 }
             });
-            self.replay_batches(rx.into_iter(), records, carry, until, watcher, f)
+            self.replay_batches(rx.into_iter(), records, carry, until, watcher, take_run, f)
         })
     }
 
@@ -483,6 +556,7 @@ impl Trace {
     /// decoded so far) into sequence order, resolves the events and calls
     /// `f` on each. A compacted run that nothing overlaps bypasses the
     /// merge, and its paired events bypass the live blocks.
+    #[allow(clippy::too_many_arguments)]
     fn replay_batches<E>(
         &self,
         batches: impl Iterator<Item = (usize, Vec<Result<Run, Problem>>)>,
@@ -490,11 +564,12 @@ impl Trace {
         carry: &mut Carry,
         until: Option<u64>,
         watcher: Option<&mut dyn Watcher>,
+        take_run: Option<TakeRun<'_>>,
         f: impl FnMut(&Event) -> Result<bool, E>,
     ) -> Result<Pass, E> {
         let mut pass = Pass::default();
         let mut merge = Merge::default();
-        let resolved = self.resolved && watcher.is_none() && !carry.live_wanted;
+        let resolved = self.replays_resolved(carry, watcher.is_some());
         let mut sink = Sink {
             wanted: watcher.as_ref().map_or(u64::MAX, |w| w.wanted()),
             tally: watcher.as_ref().map(|w| w.start()).unwrap_or_default(),
@@ -504,6 +579,7 @@ impl Trace {
                 false => carry.resolver.clone(),
             },
             resolved,
+            take_run,
             allocated: match resolved {
                 true => allocated_by_stack(&carry.resolver),
                 false => Vec::new(),
@@ -550,7 +626,7 @@ impl Trace {
                 if let Some(first) = alone {
                     let drained = merge.drain_before(first, &mut |e| sink.each(e));
                     let replayed = drained.and_then(|()| match merge.pass_by(&run.events) {
-                        true => sink.linked(&run.events, &run.links, &run.retired, run.offset),
+                        true => sink.linked(&run),
                         false => {
                             merge.add(run.events, run.offset);
                             Ok(())
@@ -613,6 +689,12 @@ impl Trace {
             carry.from = until;
         }
         Ok(pass)
+    }
+
+    /// True if a pass from `carry` replays resolved records without live
+    /// blocks: nothing needs them (no watcher, no span after it).
+    fn replays_resolved(&self, carry: &Carry, watched: bool) -> bool {
+        self.resolved && !watched && !carry.live_wanted
     }
 
     /// Adds a problem if the end record counts more events than `pass`
