@@ -16,11 +16,15 @@ pub fn put(out: &mut [u8], mut pos: usize, mut value: u64) -> usize {
     pos + 1
 }
 
-/// Appends `value` as LEB128 to a growable vector.
-pub fn push(out: &mut Vec<u8>, value: u64) {
-    let mut buf = [0u8; MAX_VARINT_LEN];
-    let n = put(&mut buf, 0, value);
-    out.extend_from_slice(&buf[..n]);
+/// Appends `value` as LEB128 to a growable vector (a byte at a time: a
+/// copy of a few bytes of unknown length would call `memcpy` for each).
+#[inline]
+pub fn push(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// Maps a signed value to an unsigned one so that small magnitudes stay small.
