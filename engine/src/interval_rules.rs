@@ -135,21 +135,24 @@ impl DumpRules {
     pub fn check(&mut self, totals: &Counters, now_ns: u64) -> Option<Reason> {
         let t = &self.thresholds;
         let inuse_bytes = totals.inuse_bytes();
+        // Saturating: an interval near 2^64 is never crossed.
         let reason = if t.alloc_interval > 0
-            && totals.alloc_bytes >= self.last_dump_alloc + t.alloc_interval
+            && totals.alloc_bytes >= self.last_dump_alloc.saturating_add(t.alloc_interval)
         {
             Reason::Allocated {
                 alloc_bytes: totals.alloc_bytes,
                 inuse_bytes,
             }
         } else if t.dealloc_interval > 0
-            && totals.free_bytes >= self.last_dump_free + t.dealloc_interval
+            && totals.free_bytes >= self.last_dump_free.saturating_add(t.dealloc_interval)
         {
             Reason::Freed {
                 free_bytes: totals.free_bytes,
                 inuse_bytes,
             }
-        } else if t.inuse_interval > 0 && inuse_bytes > self.high_water_mark + t.inuse_interval {
+        } else if t.inuse_interval > 0
+            && inuse_bytes > self.high_water_mark.saturating_add(t.inuse_interval)
+        {
             Reason::InUse { inuse_bytes }
         } else if t.time_interval_ns > 0
             && now_ns.saturating_sub(self.last_dump_ns) >= t.time_interval_ns

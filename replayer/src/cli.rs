@@ -267,8 +267,8 @@ pub struct RuleArgs {
 /// Options every replaying command takes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommonArgs {
-    /// Threads: 1 decodes and replays in turn; N decodes on N-1 threads while
-    /// one replays [default: all cores].
+    /// Threads: 1 decodes and replays in turn; N decode while one more
+    /// replays, whichever waits for the other [default: all cores].
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub threads: Option<usize>,
 

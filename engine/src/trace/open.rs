@@ -107,6 +107,13 @@ impl Trace {
             }
         }
         events.shrink_to_fit();
+        // Time never goes back: a sample before the one ahead of it (a
+        // crafted or damaged clock) is taken as at that one.
+        let mut latest = 0;
+        for c in &mut meta.clock {
+            latest = latest.max(c.ns);
+            c.ns = latest;
+        }
         let cacheable_until = match (&live, meta.progress) {
             _ if !problems.is_empty() || findings.another_trace_at.is_some() => None,
             (None, _) => Some(bytes.len() as u64),

@@ -123,18 +123,19 @@ pub(super) struct Span {
 /// Records decoded per batch, at most: enough to keep every core busy.
 const BATCH_RECORDS: usize = 64;
 
-/// Events decoded per batch, at most (unless one record holds more): 64
-/// compacted records, of 2^18 events each, would otherwise take 512 MiB.
-const BATCH_EVENTS: u64 = 1 << 19;
+/// Events decoded per batch and decoding thread, at most (unless one record
+/// holds more): a compacted record's worth for each, where 64 compacted
+/// records, of 2^18 events each, would take 512 MiB.
+const BATCH_EVENTS_PER_THREAD: u64 = 1 << 18;
 
 /// Where each batch of records ends, given the records' event counts in
-/// order: at most [`BATCH_RECORDS`] records and [`BATCH_EVENTS`] events
-/// each, and at least one record.
-fn batch_ends(counts: impl Iterator<Item = u32>) -> Vec<usize> {
+/// order: at most [`BATCH_RECORDS`] records and `max_events` events each,
+/// and at least one record.
+fn batch_ends(counts: impl Iterator<Item = u32>, max_events: u64) -> Vec<usize> {
     let mut ends = Vec::new();
     let (mut records, mut events) = (0, 0u64);
     for (i, count) in counts.enumerate() {
-        if records > 0 && (records == BATCH_RECORDS || events + u64::from(count) > BATCH_EVENTS) {
+        if records > 0 && (records == BATCH_RECORDS || events + u64::from(count) > max_events) {
             ends.push(i);
             (records, events) = (0, 0);
         }
@@ -515,7 +516,11 @@ impl Trace {
         // count of records decoded so far, letting go of the pages behind.
         let decoded = move |parallel: bool| {
             let (mut start, mut released) = (0, 0);
-            let ends = batch_ends(records.iter().map(|&i| self.events[i].count));
+            let threads = rayon::current_num_threads().max(2) as u64;
+            let ends = batch_ends(
+                records.iter().map(|&i| self.events[i].count),
+                threads * BATCH_EVENTS_PER_THREAD,
+            );
             ends.into_iter().map(move |end| {
                 let batch = &records[start..end];
                 let decode = |&r: &usize| self.decode_record(&self.events[r], span);
@@ -724,14 +729,15 @@ mod tests {
     #[test]
     fn batches_hold_few_events_and_at_least_one_record() {
         // Small records: 64 to a batch.
+        let max = 2 * BATCH_EVENTS_PER_THREAD;
         assert_eq!(
-            batch_ends(std::iter::repeat_n(100, 130)),
+            batch_ends(std::iter::repeat_n(100, 130), max),
             vec![64, 128, 130]
         );
         // Compacted records: as many as fit, and one alone past the bound.
         let big = 1 << 18;
-        assert_eq!(batch_ends([big, big, big, 5].into_iter()), vec![2, 4]);
-        assert_eq!(batch_ends([4 << 20, 1].into_iter()), vec![1, 2]);
-        assert_eq!(batch_ends(std::iter::empty()), Vec::<usize>::new());
+        assert_eq!(batch_ends([big, big, big, 5].into_iter(), max), vec![2, 4]);
+        assert_eq!(batch_ends([4 << 20, 1].into_iter(), max), vec![1, 2]);
+        assert_eq!(batch_ends(std::iter::empty(), max), Vec::<usize>::new());
     }
 }

@@ -9,6 +9,7 @@
 use crate::heap::Counters;
 use heapreplay_format::events::{Retired, LINK_RESOLVED};
 use heapreplay_format::{Event, EventKind};
+use std::cell::RefCell;
 use std::ops::Range;
 
 /// Stack ids above this are not summarized (they are dense and small in
@@ -72,7 +73,24 @@ struct Table {
     pending: Vec<u64>,
 }
 
+thread_local! {
+    /// Each decoding thread's table, kept from one record to the next (it
+    /// is as long as the largest stack id seen).
+    static TABLE: RefCell<Table> = RefCell::new(Table {
+        shares: Vec::new(),
+        touched: Vec::new(),
+        pending: vec![0; PART],
+    });
+}
+
 impl Table {
+    /// Forgets the part being summed up.
+    fn clear(&mut self) {
+        for id in self.touched.drain(..) {
+            self.shares[id as usize] = Share::default();
+        }
+    }
+
     /// The share of `stack`; `None` if its id is out of bounds.
     fn share(&mut self, stack: u32) -> Option<&mut Share> {
         if stack > MAX_STACK {
@@ -92,25 +110,35 @@ impl Table {
 
 /// Sums up a resolved compacted run in parts of [`PART`] events: `events`
 /// with their `links` and the blocks `retired` names, as [`super::pass`]
-/// replays them without live blocks. Empty if a stack id is out of bounds
-/// or a byte count overflows (the run then goes event by event, where such
-/// ids and sizes are damage).
+/// replays them without live blocks. Empty if a stack id is past
+/// [`MAX_STACK`] or a byte count overflows (the run then goes event by
+/// event).
 pub(super) fn summarize(events: &[Event], links: &[u32], retired: &[Retired]) -> Vec<RunSummary> {
-    let mut table = Table {
-        shares: Vec::new(),
-        touched: Vec::new(),
-        pending: vec![0; PART],
-    };
-    let mut retired = retired.iter().peekable();
-    let mut parts = Vec::with_capacity(events.len().div_ceil(PART));
-    for begin in (0..events.len()).step_by(PART) {
-        let range = begin..(begin + PART).min(events.len());
-        match summarize_part(events, links, &mut retired, range, &mut table) {
-            Some(part) => parts.push(part),
-            None => return Vec::new(),
+    summarize_by(events, links, retired, PART)
+}
+
+/// [`summarize`] in parts of `part` events (at most [`PART`]).
+fn summarize_by(
+    events: &[Event],
+    links: &[u32],
+    retired: &[Retired],
+    part: usize,
+) -> Vec<RunSummary> {
+    TABLE.with_borrow_mut(|table| {
+        let mut retired = retired.iter().peekable();
+        let mut parts = Vec::with_capacity(events.len().div_ceil(part));
+        for begin in (0..events.len()).step_by(part) {
+            let range = begin..(begin + part).min(events.len());
+            match summarize_part(events, links, &mut retired, range, table) {
+                Some(part) => parts.push(part),
+                None => {
+                    table.clear();
+                    return Vec::new();
+                }
+            }
         }
-    }
-    parts
+        parts
+    })
 }
 
 /// Sums up `events[range]` (see [`summarize`]), with `table` empty.
@@ -192,6 +220,139 @@ fn summarize_part<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resolve::{resolve_all, UNKNOWN_STACK};
+    use heapreplay_format::events::{decode_compacted, encode_compacted, Block};
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    /// Recorded events from ops over 12 addresses: allocations (over a live
+    /// block too, as a realloc in place that the recorder missed would be),
+    /// frees (of a block not live too).
+    fn recorded(ops: &[(bool, usize, u64)]) -> Vec<Event> {
+        ops.iter()
+            .enumerate()
+            .map(|(i, &(alloc, slot, size))| Event {
+                seq: i as u64 + 1,
+                addr: 0x1000 + slot as u64 * 16,
+                size: if alloc { size } else { 0 },
+                stack: if alloc { 1 + (size % 4) as u32 } else { 0 },
+                kind: if alloc {
+                    EventKind::Alloc
+                } else {
+                    EventKind::Free
+                },
+            })
+            .collect()
+    }
+
+    /// What one part of recorded events does, from the resolved events (as
+    /// the replay resolves them through live blocks): per-stack counters,
+    /// the highest rise of in-use bytes, and per stack the blocks freed or
+    /// retired that the part did not allocate.
+    type Expected = (Vec<(u32, Counters)>, u64, Vec<(u32, u64, u64)>);
+
+    fn expected(resolved: &[Event], part: usize) -> Vec<Expected> {
+        let mut out = Vec::new();
+        let (mut per_stack, mut earlier) = (BTreeMap::new(), BTreeMap::new());
+        let (mut inuse, mut rise) = (0i128, 0i128);
+        // Where each live address was allocated (recorded index).
+        let mut born: HashMap<u64, usize> = HashMap::new();
+        let mut index = 0;
+        let mut start = 0;
+        for e in resolved {
+            let c: &mut Counters = per_stack.entry(e.stack).or_default();
+            match e.kind {
+                EventKind::Alloc => {
+                    c.allocs += 1;
+                    c.alloc_bytes += e.size;
+                    inuse += i128::from(e.size);
+                    born.insert(e.addr, index);
+                }
+                _ if e.stack == UNKNOWN_STACK => {}
+                _ => {
+                    c.frees += 1;
+                    c.free_bytes += e.size;
+                    inuse -= i128::from(e.size);
+                    if born.remove(&e.addr).is_none_or(|at| at < start) {
+                        let x: &mut (u64, u64) = earlier.entry(e.stack).or_default();
+                        *x = (x.0 + 1, x.1 + e.size);
+                    }
+                }
+            }
+            if e.kind == EventKind::Retire {
+                continue;
+            }
+            rise = rise.max(inuse);
+            index += 1;
+            if index % part == 0
+                || index
+                    == resolved
+                        .iter()
+                        .filter(|e| e.kind != EventKind::Retire)
+                        .count()
+            {
+                per_stack.retain(|_, c: &mut Counters| c.allocs + c.frees > 0);
+                out.push((
+                    std::mem::take(&mut per_stack).into_iter().collect(),
+                    rise as u64,
+                    std::mem::take(&mut earlier)
+                        .into_iter()
+                        .map(|(s, (o, b))| (s, o, b))
+                        .collect(),
+                ));
+                (inuse, rise, start) = (0, 0, index);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn parts_of_an_encoded_record_sum_what_its_resolved_events_do(
+            ops in proptest::collection::vec((any::<bool>(), 0usize..12, 1u64..1000), 1..200),
+            part in 1usize..40,
+        ) {
+            let events = recorded(&ops);
+            let resolved = resolve_all(&events);
+            // The blocks a compacted record names, as compaction finds them.
+            let (mut blocks, mut retiring) = (Vec::<Option<Block>>::new(), None);
+            for e in &resolved {
+                match e.kind {
+                    EventKind::Retire => retiring = Some((e.size, e.stack)),
+                    EventKind::Alloc => blocks.push(retiring.take()),
+                    EventKind::Free => {
+                        blocks.push((e.stack != UNKNOWN_STACK).then_some((e.size, e.stack)))
+                    }
+                }
+            }
+            let payload = encode_compacted(&events, |i| blocks[i]);
+            let (mut decoded, mut links, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+            let last = events.len() as u64;
+            decode_compacted(&payload, 1, last, last as u32, &mut decoded, &mut links, &mut retired)
+                .unwrap();
+            let parts = summarize_by(&decoded, &links, &retired, part);
+            let want = expected(&resolved, part);
+            prop_assert_eq!(parts.len(), want.len());
+            for (p, (per_stack, rise, earlier)) in parts.iter().zip(want) {
+                let mut got = p.per_stack.clone();
+                got.sort_by_key(|s| s.0);
+                prop_assert_eq!(&got, &per_stack);
+                prop_assert_eq!(p.rise, rise);
+                // What a part frees from before it is counted so, and
+                // perhaps more (a retirement or a free of a block that
+                // retired one is counted so even within the part): never
+                // more than the part frees.
+                let of = |list: &[(u32, u64, u64)], stack: u32| {
+                    list.iter().find(|e| e.0 == stack).map_or((0, 0), |e| (e.1, e.2))
+                };
+                for &(stack, c) in &per_stack {
+                    let (want, got) = (of(&earlier, stack), of(&p.earlier, stack));
+                    prop_assert!(want.0 <= got.0 && want.1 <= got.1, "stack {}", stack);
+                    prop_assert!(got.0 <= c.frees && got.1 <= c.free_bytes, "stack {}", stack);
+                }
+            }
+        }
+    }
 
     fn ev(seq: u64, kind: EventKind, size: u64, stack: u32) -> Event {
         Event {
