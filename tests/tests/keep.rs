@@ -281,9 +281,25 @@ fn a_fold_of_many_threads_cuts_where_every_event_before_is_written() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    // The recorder's handler is there once the trace is.
-    while !work.path("trace.zst").exists() && child.try_wait().unwrap().is_none() {
+    // Signals only once the recorder's handler is there (the trace file is
+    // claimed before it is installed): SIGUSR2 would end the program.
+    let pid = child.id();
+    let catches_usr2 = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+        status.ok().is_some_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & (1 << (libc::SIGUSR2 - 1)) != 0)
+        })
+    };
+    while !catches_usr2() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before catching SIGUSR2"
+        );
         std::thread::sleep(Duration::from_millis(1));
+        assert!(started.elapsed() < Duration::from_secs(60), "no handler");
     }
     while child.try_wait().unwrap().is_none() {
         let _ = Command::new("kill")
