@@ -13,6 +13,7 @@ pub mod header;
 pub mod info;
 pub mod markers;
 pub mod reader;
+pub mod settings;
 pub mod signals;
 pub mod stacks;
 pub mod synth;

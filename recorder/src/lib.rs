@@ -11,6 +11,9 @@
 //! signals recorded as markers (default `usr2`; `none` for none);
 //! `HEAPREPLAY_MAX_SIZE` is the disk cap `heapreplay keep` holds the trace
 //! under: past four times it, nothing is folding it, and recording stops.
+//! gperftools' `HEAPPROFILE` (and its rule variables, kept in the trace)
+//! names the trace `PREFIX.trace.zst` unless `HEAPREPLAY_OUT` is set, and
+//! `HEAPPROFILESIGNAL` adds a marker signal.
 
 #![cfg_attr(test, allow(dead_code))]
 
@@ -33,6 +36,7 @@ pub mod thread;
 pub mod unwind;
 pub mod writer;
 
+use heapreplay_format::settings::Settings;
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -110,19 +114,50 @@ unsafe impl GlobalAlloc for RealAllocator {
 #[global_allocator]
 static GLOBAL: RealAllocator = RealAllocator;
 
-/// The trace path template: `HEAPREPLAY_OUT` (default `heapreplay.%p.zst`),
-/// read once at start so a forked child uses the same one.
+/// The trace path template: `HEAPREPLAY_OUT`, else beside gperftools'
+/// `HEAPPROFILE` (`PREFIX.trace.zst`), else `heapreplay.%p.zst`; read once
+/// at start so a forked child uses the same one.
 static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
-/// The trace path for `pid`: the template with `%p` replaced by the pid.
-fn output_path(pid: u32) -> String {
+/// The settings the program started with, read once at start.
+static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+/// The profiling settings this process started with.
+pub(crate) fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| Settings::from_lookup(|name| std::env::var(name).ok()))
+}
+
+/// The trace path for this process (`child`: a forked child of a recorded
+/// one): the template with `%p` replaced by the pid. Under `HEAPPROFILE`,
+/// the trace is named as this process's profiles are.
+fn output_path(child: bool) -> String {
     let template = TEMPLATE.get_or_init(|| {
-        std::env::var("HEAPREPLAY_OUT")
+        let ours = std::env::var("HEAPREPLAY_OUT")
             .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "heapreplay.%p.zst".to_string())
+            .filter(|s| !s.is_empty());
+        ours.unwrap_or_else(|| match settings().get("HEAPPROFILE") {
+            Some(p) if !p.is_empty() => "%h.trace.zst".to_string(),
+            _ => "heapreplay.%p.zst".to_string(),
+        })
     });
-    template.replace("%p", &pid.to_string())
+    let prefix = profile_prefix(settings(), std::process::id(), child);
+    template
+        .replace("%h", prefix.as_deref().unwrap_or("heapreplay"))
+        .replace("%p", &std::process::id().to_string())
+}
+
+/// The prefix gperftools would give this process's profiles: `HEAPPROFILE`,
+/// with `_PID` after it in a child of a profiled process or with
+/// `HEAPPROFILE_USE_PID` true (its first letter one of `tTyY1`, or empty).
+fn profile_prefix(settings: &Settings, pid: u32, child: bool) -> Option<String> {
+    let prefix = settings.get("HEAPPROFILE").filter(|p| !p.is_empty())?;
+    let use_pid = settings
+        .get("HEAPPROFILE_USE_PID")
+        .is_some_and(|v| v.is_empty() || v.starts_with(['t', 'T', 'y', 'Y', '1']));
+    Some(match use_pid || child {
+        true => format!("{prefix}_{pid}"),
+        false => prefix.to_string(),
+    })
 }
 
 /// Takes the recorder out of `LD_PRELOAD`, so that programs this one starts
@@ -145,6 +180,22 @@ fn stop_following_exec() {
             std::env::set_var("LD_PRELOAD", kept.join(":"));
         }
     }
+}
+
+/// What describes this process in its trace's first record (`child`: a
+/// forked child of a recorded process, or one whose trace was moved aside),
+/// with the settings it runs with; `HEAPPROFILE` there is the prefix its
+/// profiles take.
+fn first_record(child: bool) -> output::FirstRecord {
+    let mut settings = settings().clone();
+    if let Some(prefix) = profile_prefix(&settings, std::process::id(), child) {
+        for (name, value) in &mut settings.vars {
+            if name == "HEAPPROFILE" {
+                *value = prefix.clone();
+            }
+        }
+    }
+    (file_info(), settings)
 }
 
 /// What describes this process in its trace's first record.
@@ -262,8 +313,8 @@ extern "C" fn after_fork_in_child() {
     locks.1.restart_in_child();
     locks.2.restart_in_child();
     locks.3.restart_in_child();
-    let path = output_path(std::process::id());
-    let ok = locks.0.restart_in_child(&path, file_info());
+    let path = output_path(true);
+    let ok = locks.0.restart_in_child(&path, &|_| first_record(true));
     drop(locks);
     if !ok || !writer::start() {
         ACTIVE.store(false, Ordering::SeqCst);
@@ -283,8 +334,10 @@ extern "C" fn init() {
     if std::env::var("HEAPREPLAY_FOLLOW_EXEC").is_ok_and(|v| v == "0") {
         stop_following_exec();
     }
-    let path = output_path(std::process::id());
-    let Some(path) = writer::open(&path, file_info()) else {
+    let wanted = output_path(false);
+    // Moved aside (another process records to the path, an exec'd child of
+    // it, say): its profiles take their own prefix too.
+    let Some(path) = writer::open(&wanted, &|claimed| first_record(claimed != wanted)) else {
         return;
     };
     ACTIVE.store(true, Ordering::SeqCst);

@@ -7,10 +7,15 @@ use crate::clock;
 use crate::queue::Chunk;
 use heapreplay_format::info::{encode_clock, to_bytes};
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
+use heapreplay_format::settings::{encode_file_info, Settings};
 use heapreplay_format::{
     ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RecordHeader, RecordKind,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a trace's first record says: the process, and the profiling
+/// settings it runs with (made once the trace's path is claimed).
+pub type FirstRecord = (FileInfo, Settings);
 
 /// zstd level for records: fast, and the writer runs beside the program.
 const ZSTD_LEVEL: i32 = 1;
@@ -56,7 +61,7 @@ impl Output {
     /// file info, the memory maps and a clock sample at `seq`). On failure,
     /// says why on stderr once and returns `None`: the program then runs
     /// unrecorded.
-    pub fn start(path: &str, info: FileInfo, seq: u64) -> Option<Output> {
+    pub fn start(path: &str, first: &dyn Fn(&str) -> FirstRecord, seq: u64) -> Option<Output> {
         let (fd, path) = match claim(path) {
             Ok(claimed) => claimed,
             Err(err) => {
@@ -73,7 +78,9 @@ impl Output {
             unsafe { libc::close(fd) };
             return None;
         };
-        clock::set_start(info.start_mono_ns);
+        // What the first record says may depend on the path claimed.
+        let info = first(&path);
+        clock::set_start(info.0.start_mono_ns);
         let mut out = Output {
             fd,
             identity: identity(fd).unwrap_or((0, 0)),
@@ -83,7 +90,7 @@ impl Output {
             clock: Vec::new(),
             disk_limit: disk_limit(),
         };
-        let result = to_bytes(&info)
+        let result = encode_file_info(&info.0, &info.1)
             .map_err(|_| libc::EINVAL)
             .and_then(|info| out.record(blank_header(RecordKind::FileInfo), &info))
             .and_then(|_| out.maps(&crate::maps::read(), seq));

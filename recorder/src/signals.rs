@@ -190,11 +190,20 @@ fn crash(sig: i32, info: *mut libc::siginfo_t) {
     // the process with the same signal.
 }
 
-/// Parses `HEAPREPLAY_MARKER_SIGNALS` and installs the handlers (unknown
-/// names are reported once and skipped), and watches the crash signals the
-/// program leaves at their default.
+/// Parses `HEAPREPLAY_MARKER_SIGNALS` (and gperftools' `HEAPPROFILESIGNAL`)
+/// and installs the handlers (unknown names are reported once and skipped),
+/// and watches the crash signals the program leaves at their default.
 pub fn init() {
-    let spec = std::env::var("HEAPREPLAY_MARKER_SIGNALS").unwrap_or_else(|_| "usr2".into());
+    let mut spec = std::env::var("HEAPREPLAY_MARKER_SIGNALS").unwrap_or_else(|_| "usr2".into());
+    if let Some(sig) = crate::settings().get("HEAPPROFILESIGNAL") {
+        // gperftools reads the number as strtol does: its leading digits.
+        let digits: String = sig
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        spec = format!("{spec},{digits}");
+    }
     let Some(real) = real_sigaction() else { return };
     for name in spec
         .split(',')
@@ -208,6 +217,9 @@ pub fn init() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || (sig as usize) >= NSIG {
             crate::say!("HEAPREPLAY_MARKER_SIGNALS: signal '{name}' cannot be caught, ignored");
             continue;
+        }
+        if MARKED[sig as usize].load(Ordering::Acquire) {
+            continue; // named twice: installing again would chain to itself
         }
         // SAFETY: sigaction is plain data; all-zero is valid.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };

@@ -11,10 +11,10 @@
 //! sequence counter and checks whether libraries were loaded (then it
 //! records the memory maps again).
 
+use crate::output::FirstRecord;
 use crate::output::Output;
 use crate::queue;
 use crate::{maps, markers, stacks, thread, ACTIVE, SEQ};
-use heapreplay_format::FileInfo;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -60,8 +60,8 @@ pub fn flush_before_crash(limit: Duration) {
 /// Opens the trace file and writes its first records; returns its path.
 /// On failure, says why on stderr once and returns `None`: the program then
 /// runs unrecorded.
-pub fn open(path: &str, info: FileInfo) -> Option<String> {
-    let out = Output::start(path, info, SEQ.load(Ordering::SeqCst))?;
+pub fn open(path: &str, first: &dyn Fn(&str) -> FirstRecord) -> Option<String> {
+    let out = Output::start(path, first, SEQ.load(Ordering::SeqCst))?;
     let path = out.path().to_string();
     *output() = Some(out);
     Some(path)
@@ -270,13 +270,13 @@ impl ForkLock {
     /// In the child: the parent's trace stays the parent's; the child opens
     /// its own trace at `path` (`%p` expanded by the caller) and writes its
     /// first records. False if it cannot.
-    pub fn restart_in_child(&mut self, path: &str, info: FileInfo) -> bool {
+    pub fn restart_in_child(&mut self, path: &str, first: &dyn Fn(&str) -> FirstRecord) -> bool {
         if let Some(old) = self.0.take() {
             old.close();
         }
         drop(markers::drain());
         FINISHED.store(false, Ordering::SeqCst);
-        match Output::start(path, info, SEQ.load(Ordering::SeqCst)) {
+        match Output::start(path, first, SEQ.load(Ordering::SeqCst)) {
             Some(out) => {
                 *self.0 = Some(out);
                 true

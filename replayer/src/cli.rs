@@ -144,15 +144,11 @@ cannot be run under the recorder (not found, statically linked, set-user-ID).
 
 Then: heapreplay --interval 10MB TRACE, heapreplay info TRACE, heapreplay top TRACE")]
 pub struct RecordArgs {
-    /// Trace file to write; `%p` becomes the process id.
-    #[arg(
-        short,
-        long,
-        alias = "out",
-        value_name = "PATH",
-        default_value = "heapreplay.%p.zst"
-    )]
-    pub output: String,
+    /// Trace file to write; `%p` becomes the process id [default:
+    /// heapreplay.%p.zst; with gperftools' HEAPPROFILE set, PREFIX.trace.zst,
+    /// and the profiles gperftools would write appear as the program runs].
+    #[arg(short, long, alias = "out", value_name = "PATH")]
+    pub output: Option<String>,
 
     /// Keep the trace under SIZE on disk, however long the program runs,
     /// folding its oldest part (see `heapreplay keep --help`) [default:

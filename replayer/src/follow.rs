@@ -18,7 +18,7 @@
 
 use crate::cli::ReplayArgs;
 use crate::pass::{self, Followed};
-use crate::replay::{write, Span};
+use crate::replay::{write, Rules, Span};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
                 .into(),
         );
     }
-    let plan = pass::plan(&args.rules);
+    let mut rules = None;
     let quiet = args.common.quiet;
     let pipeline = crate::threads::setup(args.common.threads)?;
     catch_interrupt();
@@ -65,12 +65,13 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let mut said = false;
     loop {
         let trace = pass::open_trace(path)?;
+        let rules = rules.get_or_insert_with(|| Rules::of(args, &trace.settings));
         let Some(live) = trace.live else {
             // Finished: the rest, the end-of-trace snapshot and the report.
             let span = Span::Rest {
                 followed: &mut followed,
             };
-            let done = write(&trace, &plan, args, pipeline, span)?;
+            let done = write(&trace, rules, args, pipeline, span)?;
             if !quiet {
                 eprintln!(
                     "heapreplay: {}: the trace is finished; {} snapshots in all",
@@ -93,7 +94,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
                 until: live.timed_below,
                 followed: &mut followed,
             };
-            write(&trace, &plan, args, pipeline, span)?;
+            write(&trace, rules, args, pipeline, span)?;
         }
         drop(trace);
         if INTERRUPTED.load(Ordering::SeqCst) {

@@ -8,6 +8,7 @@ mod diff;
 mod elf;
 mod export;
 mod follow;
+mod gperftools;
 mod info;
 mod keep;
 mod pass;

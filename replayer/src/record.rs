@@ -1,7 +1,8 @@
 //! `heapreplay record`: runs a program with the recorder preloaded.
 
-use crate::cli::RecordArgs;
+use crate::cli::{CommonArgs, Format, RecordArgs, ReplayArgs, RuleArgs};
 use crate::keep::Keeper;
+use heapreplay_outputs::profile::SampleKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -29,6 +30,30 @@ fn recorder_library() -> Result<PathBuf, String> {
     ))
 }
 
+/// Replays the trace of `child` in follow mode as it grows, with the rules
+/// it was recorded under, until the program ends (or Ctrl-C).
+fn follow_beside(child: &mut std::process::Child, trace: &Path) -> std::io::Result<()> {
+    while !trace.exists() {
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let args = ReplayArgs {
+        trace: Some(trace.to_path_buf()),
+        rules: RuleArgs::default(),
+        output: None,
+        format: Format::Heap,
+        sample: SampleKind::default(),
+        follow: true,
+        common: CommonArgs::default(),
+    };
+    if let Err(e) = crate::follow::run(&args) {
+        eprintln!("heapreplay: {e}");
+    }
+    Ok(())
+}
+
 /// Runs the program under the recorder and exits as it did.
 pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
     let lib = recorder_library()?;
@@ -51,11 +76,19 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         None => crate::cli::max_size_from_env()?,
     };
     let mut keeper = max_size.map(Keeper::new).transpose()?;
+    // gperftools' recipe: the recorder names the trace after HEAPPROFILE
+    // (and a forked child's after its own profiles).
+    let heapprofile = std::env::var("HEAPPROFILE").ok().filter(|p| !p.is_empty());
+    let output = match (&args.output, &heapprofile) {
+        (Some(output), _) => output.clone(),
+        (None, Some(prefix)) => format!("{prefix}.trace.zst"),
+        (None, None) => "heapreplay.%p.zst".to_string(),
+    };
     let mut command = Command::new(program);
-    command
-        .args(rest)
-        .env("LD_PRELOAD", preload)
-        .env("HEAPREPLAY_OUT", &args.output);
+    command.args(rest).env("LD_PRELOAD", preload);
+    if args.output.is_some() || heapprofile.is_none() {
+        command.env("HEAPREPLAY_OUT", &output);
+    }
     // The recorder stops if the trace outgrows the size many times over
     // (should folding fail here).
     if let Some(size) = max_size {
@@ -65,9 +98,14 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pid = child.id();
-    let trace = args.output.replace("%p", &pid.to_string());
+    let trace = output.replace("%p", &pid.to_string());
     let lost = |e: std::io::Error| format!("lost track of {program}: {e}");
     let status = match keeper.as_mut() {
+        // The profiles gperftools would write, as the program runs.
+        None if heapprofile.is_some() => {
+            follow_beside(&mut child, Path::new(&trace)).map_err(lost)?;
+            child.wait().map_err(lost)?
+        }
         None => child.wait().map_err(lost)?,
         // Beside the program, never inside it: the trace is folded here.
         Some(keeper) => loop {
@@ -83,7 +121,10 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         },
     };
     if std::path::Path::new(&trace).exists() {
-        eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}");
+        match &heapprofile {
+            Some(_) => eprintln!("heapreplay: trace written to {trace}; its profiles are written as gperftools names them; for others: heapreplay --interval 10MB {trace}"),
+            None => eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}"),
+        }
     }
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {

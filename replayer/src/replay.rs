@@ -148,8 +148,8 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     }
     let path = args.trace.as_deref().ok_or("no trace given")?;
     let (trace, pipeline) = pass::open(path, &args.common)?;
-    let plan = pass::plan(&args.rules);
-    let Written { outcome, code, .. } = write(&trace, &plan, args, pipeline, Span::Whole)?;
+    let rules = Rules::of(args, &trace.settings);
+    let Written { outcome, code, .. } = write(&trace, &rules, args, pipeline, Span::Whole)?;
     let outcome = outcome.unwrap_or_default();
     if outcome.snapshots == 0 && !args.common.quiet {
         eprintln!(
@@ -185,17 +185,47 @@ pub struct Written {
     pub code: ExitCode,
 }
 
-/// Replays `span` of `trace` under `plan`, one file per snapshot.
+/// The snapshot plan of a replay, and how its files are named.
+pub struct Rules {
+    /// When to take snapshots.
+    pub plan: heapreplay_engine::plan::Plan,
+    /// Files and reasons as gperftools names them (`PREFIX.0001.heap`, a
+    /// signal's dump logged as `signal`), under this default prefix.
+    pub gperftools: Option<PathBuf>,
+}
+
+impl Rules {
+    /// The rules `args` asks for; with none, those the trace was recorded
+    /// under (gperftools' variables), if any.
+    pub fn of(args: &ReplayArgs, settings: &heapreplay_format::settings::Settings) -> Self {
+        match crate::gperftools::from_settings(settings, &args.rules) {
+            Some(g) => Rules {
+                plan: g.plan,
+                gperftools: Some(g.prefix),
+            },
+            None => Rules {
+                plan: pass::plan(&args.rules),
+                gperftools: None,
+            },
+        }
+    }
+}
+
+/// Replays `span` of `trace` under `rules`, one file per snapshot.
 pub fn write(
     trace: &Trace,
-    plan: &heapreplay_engine::plan::Plan,
+    rules: &Rules,
     args: &ReplayArgs,
     pipeline: bool,
     span: Span<'_>,
 ) -> Result<Written, String> {
     let path = args.trace.as_deref().ok_or("no trace given")?;
     let quiet = args.common.quiet;
-    let prefix = args.output.clone().unwrap_or_else(|| default_prefix(path));
+    let plan = &rules.plan;
+    let prefix = match (&args.output, &rules.gperftools) {
+        (Some(prefix), _) | (None, Some(prefix)) => prefix.clone(),
+        (None, None) => default_prefix(path),
+    };
     let ext = extension(args.format);
     // Snapshots are numbered from the first: a resumed pass goes on from
     // where it stands.
@@ -223,22 +253,27 @@ pub fn write(
         let mut job = |heap: &heapreplay_engine::heap::Heap,
                        trigger: &heapreplay_engine::snapshots::Trigger,
                        seq: u64|
-         -> Result<Option<String>, String> {
+         -> Result<String, String> {
             count += 1;
-            let name = match trigger.tag() {
+            let (tag, reason) = match rules.gperftools {
+                Some(_) => (None, crate::gperftools::reason(trigger)),
+                None => (trigger.tag(), trigger.reason()),
+            };
+            let name = match tag {
                 None => format!("{}.{count:04}.{ext}", prefix.display()),
                 Some(tag) => format!("{}.{count:04}.{tag}.{ext}", prefix.display()),
             };
-            let snapshot = Snapshot::take(heap, trigger.reason(), clock.ns_at(seq));
+            let said = format!("Dumping heap profile to {name} ({reason})");
+            let snapshot = Snapshot::take(heap, reason, clock.ns_at(seq));
             // A closed queue means the writer stopped on an error: it
             // says which once joined.
             jobs.send(Job {
-                name: name.clone(),
+                name,
                 seq,
                 snapshot,
             })
             .map_err(|_| String::new())?;
-            Ok(Some(name))
+            Ok(said)
         };
         let replayed = match span {
             Span::Until { until, followed } => pass::run_until(
@@ -266,13 +301,9 @@ pub fn write(
                 quiet,
                 pass::From::BeforeSnapshots,
                 |heap, trigger, seq, progress| {
-                    if let Some(name) = job(heap, trigger, seq)? {
-                        if !quiet && follow.is_none() {
-                            progress.say(&format!(
-                                "Dumping heap profile to {name} ({})",
-                                trigger.reason()
-                            ));
-                        }
+                    let said = job(heap, trigger, seq)?;
+                    if !quiet && follow.is_none() {
+                        progress.say(&said);
                     }
                     Ok(())
                 },

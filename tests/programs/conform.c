@@ -1,9 +1,12 @@
 /* A deterministic allocation mix for comparing against gperftools' own heap
  * profiler: several sites, varied sizes, interleaved frees, no realloc.
- * Usage: conform ROUNDS [SIGNAL_EVERY]: with SIGNAL_EVERY, the program
- * raises SIGUSR2 every that many rounds. */
+ * Usage: conform ROUNDS [SIGNAL_EVERY [wait]]: with SIGNAL_EVERY, the
+ * program raises SIGUSR2 every that many rounds; with `wait`, it prints
+ * "ready" there instead and waits for a SIGUSR2 from outside (`kill`). */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SLOTS 4096
 static void *slots[SLOTS];
@@ -24,8 +27,22 @@ __attribute__((noinline)) void release(void *p) { free(p); sink = 0; }
 int main(int argc, char **argv) {
     long rounds = argc > 1 ? atol(argv[1]) : 50000;
     long signal_every = argc > 2 ? atol(argv[2]) : 0;
+    int wait = argc > 3 && strcmp(argv[3], "wait") == 0;
+    /* Blocked, so that a signal sent while it allocates waits for it. */
+    sigset_t usr2, before;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    if (wait) sigprocmask(SIG_BLOCK, &usr2, &before);
     for (long i = 0; i < rounds; i++) {
-        if (signal_every && i % signal_every == signal_every - 1) raise(SIGUSR2);
+        if (signal_every && i % signal_every == signal_every - 1) {
+            if (wait) {
+                printf("ready\n");
+                fflush(stdout);
+                sigsuspend(&before);
+            } else {
+                raise(SIGUSR2);
+            }
+        }
         unsigned long r = next();
         int slot = r % SLOTS;
         if (slots[slot]) release(slots[slot]);

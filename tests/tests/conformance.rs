@@ -225,3 +225,161 @@ fn signal_and_interval_together_match_gperftools() {
         &["--interval", &n, "--at-marker", "usr2", "--at-exit"],
     );
 }
+
+/// How a recipe run's program gets its SIGUSR2s.
+#[derive(Clone, Copy, PartialEq)]
+enum Signals {
+    /// It raises them itself, or there are none.
+    Own,
+    /// It waits for each from outside, and the test sends it with `kill`
+    /// (after `pause` each).
+    Killed(std::time::Duration),
+}
+
+/// Runs `exe args` with `LD_PRELOAD=preload`, `HEAPPROFILE=prefix` and
+/// `env`, sending SIGUSR2s as `signals` says; returns its stderr.
+fn run_recipe(
+    work: &Work,
+    exe: &std::path::Path,
+    args: &[&str],
+    preload: &std::path::Path,
+    prefix: &str,
+    env: &[(&str, &str)],
+    signals: Signals,
+) -> String {
+    use std::io::BufRead;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", preload)
+        .env("HEAPPROFILE", work.path(prefix))
+        .envs(env.iter().copied());
+    let Signals::Killed(pause) = signals else {
+        let ran = run(&mut cmd);
+        assert_eq!(ran.code, 0, "{prefix}: {}", ran.stderr);
+        return ran.stderr;
+    };
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        assert_eq!(line.unwrap(), "ready");
+        std::thread::sleep(pause);
+        // SAFETY: kill with a valid pid and signal.
+        unsafe { libc::kill(child.id() as i32, libc::SIGUSR2) };
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{prefix}: {stderr}");
+    stderr
+}
+
+/// gperftools' recipe as it is: `conform args` with `HEAPPROFILE` and `env`
+/// under libtcmalloc, and under our recorder alone (`LD_PRELOAD`, the same
+/// variables), whose trace is replayed with no flag at all. The same file
+/// names, as many, with the same headers and in-use bytes per function,
+/// for the same reasons. Returns our reasons.
+fn recipe(name: &str, args: &[&str], env: &[(&str, &str)], signals: Signals) -> Vec<String> {
+    let work = Work::new(name);
+    let mut flags = vec!["-O2"];
+    flags.extend_from_slice(GO_PPROF_FLAGS);
+    let exe = work.compile("conform.c", "conform", &flags);
+    let tcmalloc = std::path::Path::new(TCMALLOC);
+    let theirs_log = run_recipe(&work, &exe, args, tcmalloc, "gperf", env, signals);
+    let recorded = run_recipe(&work, &exe, args, &librecord(), "ours", env, signals);
+    assert!(
+        recorded.contains("ours.trace.zst"),
+        "the trace goes beside the profiles: {recorded}"
+    );
+    // No rule, no -o: the rules and the prefix are the recorded ones.
+    let replay = work.heapreplay(&["ours.trace.zst"]);
+    assert_eq!(replay.code, 0, "{}", replay.stderr);
+    let (theirs, mine) = (profiles(&work.path("gperf")), profiles(&work.path("ours")));
+    let names = |files: &[std::path::PathBuf], prefix: &str| -> Vec<String> {
+        let names = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned());
+        names.map(|n| n.replacen(prefix, "PREFIX", 1)).collect()
+    };
+    assert_eq!(
+        names(&mine, "ours"),
+        names(&theirs, "gperf"),
+        "{name}: files\nours:\n{}\ntheirs:\n{theirs_log}",
+        replay.stderr
+    );
+    for (n, (t, o)) in theirs.iter().zip(&mine).enumerate() {
+        assert_eq!(header(o), header(t), "{name}: header of dump {}", n + 1);
+        assert_eq!(
+            in_use_by_function(&exe, o),
+            in_use_by_function(&exe, t),
+            "{name}: in-use bytes per function in dump {}",
+            n + 1
+        );
+    }
+    let ours = reasons(&replay.stderr);
+    assert_eq!(ours, reasons(&theirs_log), "{name}: reasons");
+    ours
+}
+
+#[test]
+fn the_recipe_with_three_intervals_writes_what_gperftools_writes() {
+    let (a, d, i) = (
+        (16 * MB).to_string(),
+        (20 * MB).to_string(),
+        (12 * MB).to_string(),
+    );
+    let env = [
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", a.as_str()),
+        ("HEAP_PROFILE_DEALLOCATION_INTERVAL", d.as_str()),
+        ("HEAP_PROFILE_INUSE_INTERVAL", i.as_str()),
+    ];
+    let r = recipe("recipe_intervals", &["40000"], &env, Signals::Own);
+    assert!(r.iter().any(|l| l.contains("allocated cumulatively")));
+    assert!(r.iter().any(|l| l.contains("freed cumulatively")));
+    assert!(r.len() >= 10, "{r:?}");
+}
+
+#[test]
+fn the_recipe_with_heapprofilesignal_and_kill_writes_what_gperftools_writes() {
+    // gperftools' defaults for the intervals (1 GiB allocated, 100 MiB in
+    // use): only the signals and the exit dump.
+    let env = [("HEAPPROFILESIGNAL", "12")];
+    let pause = std::time::Duration::from_millis(20);
+    let args = ["40000", "5000", "wait"];
+    let r = recipe("recipe_kill", &args, &env, Signals::Killed(pause));
+    assert_eq!(r.iter().filter(|r| *r == "signal").count(), 8, "{r:?}");
+    assert_eq!(r.len(), 9, "{r:?}");
+}
+
+#[test]
+fn the_time_interval_of_the_recipe_dumps_under_gperftools_names() {
+    // gperftools 2.10 counts its first time interval from the Unix epoch
+    // (a dump at the first allocation); ours counts from the start, so the
+    // dumps are compared with the rule, not with gperftools' files.
+    let work = Work::new("recipe_time");
+    let exe = work.compile("conform.c", "conform", &["-O2"]);
+    let env = [
+        ("HEAP_PROFILE_TIME_INTERVAL", "1"),
+        ("HEAPPROFILESIGNAL", "12"),
+    ];
+    let pause = std::time::Duration::from_millis(1100);
+    let args = ["4000", "1000", "wait"];
+    let (preload, killed) = (librecord(), Signals::Killed(pause));
+    run_recipe(&work, &exe, &args, &preload, "ours", &env, killed);
+    let replay = work.heapreplay_ok(&["ours.trace.zst"]);
+    let r = reasons(&replay.stderr);
+    // Each pause of 1.1 s ends with a signal, then the next allocation
+    // finds a second gone since the last dump.
+    let timed = r.iter().filter(|r| r.ends_with("sec since the last dump"));
+    assert_eq!(timed.count(), 4, "{r:?}");
+    assert_eq!(r.iter().filter(|r| *r == "signal").count(), 4, "{r:?}");
+    let files = profiles(&work.path("ours"));
+    assert_eq!(files.len(), r.len());
+    for (n, f) in files.iter().enumerate() {
+        let expected = format!("ours.{:04}.heap", n + 1);
+        assert_eq!(f.file_name().unwrap().to_string_lossy(), expected);
+    }
+}

@@ -109,3 +109,37 @@ fn exec_is_followed_unless_told_not_to() {
         );
     }
 }
+
+#[test]
+fn under_heapprofile_children_are_named_as_gperftools_names_them() {
+    let work = Work::new("fork_heapprofile");
+    let exe = work.compile("forker.c", "forker", &["-O2"]);
+    let ran = run(Command::new(&exe)
+        .arg("3")
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPPROFILE", work.path("app")));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // The parent's trace is PREFIX.trace.zst, each child's PREFIX_PID.trace.zst.
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir(&work.dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("app_")
+            .and_then(|n| n.strip_suffix(".trace.zst"))
+        {
+            children.push(pid.to_string());
+        }
+    }
+    assert_eq!(children.len(), 3, "{}", ran.stderr);
+    // A plain replay writes each process's profiles under its own prefix.
+    work.heapreplay_ok(&["app.trace.zst"]);
+    assert!(work.path("app.0001.heap").exists());
+    for pid in &children {
+        work.heapreplay_ok(&[&format!("app_{pid}.trace.zst")]);
+        assert!(
+            work.path(&format!("app_{pid}.0001.heap")).exists(),
+            "child {pid}"
+        );
+    }
+}

@@ -81,3 +81,39 @@ fn an_installed_heapreplay_finds_its_recorder() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(work.path("inst.zst").exists(), "{}", r.stderr);
 }
+
+#[test]
+fn record_under_heapprofile_writes_the_profiles_gperftools_would_as_it_runs() {
+    let work = Work::new("record_heapprofile");
+    let exe = work.compile("conform.c", "conform", &["-O2"]);
+    let env = [
+        ("HEAPPROFILE", "app"),
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", "16777216"),
+        ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
+    ];
+    let ran = work.heapreplay_env(&env, &["record", exe.to_str().unwrap(), "40000"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(work.path("app.trace.zst").exists(), "{}", ran.stderr);
+    let written = profiles(&work.path("app"));
+    assert!(written.len() >= 10, "{}", ran.stderr);
+    // The same files a replay of the finished trace writes, byte for byte.
+    work.heapreplay_ok(&["app.trace.zst", "-o", "again"]);
+    let again = profiles(&work.path("again"));
+    assert_eq!(again.len(), written.len());
+    for (a, b) in written.iter().zip(&again) {
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{a:?}"
+        );
+    }
+    let last = ran
+        .stderr
+        .lines()
+        .rfind(|l| l.starts_with("Dumping heap profile"));
+    assert!(
+        last.is_some_and(|l| l.contains("app.00") && l.contains("(Exiting, ")),
+        "{}",
+        ran.stderr
+    );
+}

@@ -27,6 +27,7 @@ pub use summary::RunSummary;
 use crate::compressed::Compressed;
 use crate::stack_ids::StackIds;
 use crate::stack_table::StackTable;
+use heapreplay_format::settings::Settings;
 use heapreplay_format::{ClockSample, EndInfo, FileInfo, Marker};
 use std::fmt;
 use std::path::PathBuf;
@@ -145,6 +146,8 @@ pub struct Trace {
     pub path: PathBuf,
     /// The recorded process.
     pub info: FileInfo,
+    /// The profiling settings it ran with (gperftools' variables).
+    pub settings: Settings,
     /// The defined stacks: id to return addresses (frame 0 first).
     pub stacks: StackTable,
     /// Maps records in sequence order.

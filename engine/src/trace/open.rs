@@ -10,6 +10,7 @@ use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, decode_threads, from_bytes};
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{scan_from, Findings};
+use heapreplay_format::settings::{decode_settings, Settings};
 use heapreplay_format::RecordHeader;
 use heapreplay_format::{
     progress_resident, ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind,
@@ -136,6 +137,7 @@ impl Trace {
         Ok(Trace {
             path: path.to_path_buf(),
             info,
+            settings: meta.settings,
             stacks: meta.stacks,
             maps: meta.maps,
             clock: meta.clock,
@@ -363,6 +365,8 @@ fn low_water(events: &[EventsRef]) -> Vec<usize> {
 #[derive(Default)]
 struct Metadata {
     info: Option<FileInfo>,
+    /// The profiling settings the FileInfo record carries.
+    settings: Settings,
     stacks: StackTable,
     maps: Vec<MapsRecord>,
     clock: Vec<ClockSample>,
@@ -428,6 +432,7 @@ impl Metadata {
         match rec.header.kind {
             RecordKind::FileInfo => match from_bytes::<FileInfo>(&raw) {
                 Some(i) if self.info.is_none() => {
+                    self.settings = decode_settings(&raw, &i);
                     self.info = Some(i);
                     self.version = rec.header.version;
                 }

@@ -1,0 +1,124 @@
+//! The profiling settings a recorded program ran with: gperftools' heap
+//! profiler variables (`HEAPPROFILE`, `HEAP_PROFILE_*_INTERVAL`,
+//! `HEAPPROFILESIGNAL`, ...). A FileInfo record carries them after its
+//! fields, so that a replay can write the profiles gperftools would have
+//! written without being told the rules again.
+
+use crate::info::{from_bytes, to_bytes};
+use crate::FileInfo;
+use serde::{Deserialize, Serialize};
+
+/// The variables a recorder keeps, when they are set.
+pub const NAMES: [&str; 8] = [
+    "HEAPPROFILE",
+    "HEAP_PROFILE_ALLOCATION_INTERVAL",
+    "HEAP_PROFILE_DEALLOCATION_INTERVAL",
+    "HEAP_PROFILE_INUSE_INTERVAL",
+    "HEAP_PROFILE_TIME_INTERVAL",
+    "HEAPPROFILESIGNAL",
+    "HEAP_PROFILE_MMAP",
+    "HEAPPROFILE_USE_PID",
+];
+
+/// Longest value kept, in bytes; longer values are cut.
+pub const MAX_VALUE_LEN: usize = 4096;
+
+/// Variables and their values, in the order of [`NAMES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// (name, value) pairs.
+    pub vars: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// The settings among `lookup`'s variables (the environment, say).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let vars = NAMES
+            .iter()
+            .filter_map(|&name| {
+                let mut value = lookup(name)?;
+                if value.len() > MAX_VALUE_LEN {
+                    let mut cut = MAX_VALUE_LEN;
+                    while !value.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    value.truncate(cut);
+                }
+                Some((name.to_string(), value))
+            })
+            .collect();
+        Self { vars }
+    }
+
+    /// The value of `name`, if it was set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True if no variable was set.
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+}
+
+/// A FileInfo record's payload: `info`, then `settings` unless empty.
+pub fn encode_file_info(info: &FileInfo, settings: &Settings) -> std::io::Result<Vec<u8>> {
+    let mut out = to_bytes(info)?;
+    if !settings.is_empty() {
+        out.extend(to_bytes(settings)?);
+    }
+    Ok(out)
+}
+
+/// The settings a FileInfo record's payload carries after `info` (decoded
+/// from it); none if there are no bytes after it or they do not decode.
+pub fn decode_settings(payload: &[u8], info: &FileInfo) -> Settings {
+    let Ok(len) = bincode::serialized_size(info) else {
+        return Settings::default();
+    };
+    let rest = usize::try_from(len)
+        .ok()
+        .and_then(|len| payload.get(len..))
+        .unwrap_or_default();
+    if rest.is_empty() {
+        return Settings::default();
+    }
+    from_bytes::<Settings>(rest)
+        .filter(|s| s.vars.len() <= NAMES.len())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_ride_after_the_file_info_and_older_readers_ignore_them() {
+        let info = FileInfo {
+            pid: 7,
+            cmdline: "app".into(),
+            ..FileInfo::default()
+        };
+        let settings = Settings::from_lookup(|name| match name {
+            "HEAPPROFILE" => Some("/tmp/app".into()),
+            "HEAPPROFILESIGNAL" => Some("12".into()),
+            _ => None,
+        });
+        let payload = encode_file_info(&info, &settings).unwrap();
+        // A reader that knows only FileInfo reads it as before.
+        assert_eq!(from_bytes::<FileInfo>(&payload), Some(info.clone()));
+        assert_eq!(decode_settings(&payload, &info), settings);
+        assert_eq!(settings.get("HEAPPROFILESIGNAL"), Some("12"));
+        // Without settings, the payload is FileInfo's alone.
+        let bare = encode_file_info(&info, &Settings::default()).unwrap();
+        assert_eq!(bare, to_bytes(&info).unwrap());
+        assert!(decode_settings(&bare, &info).is_empty());
+        // Bytes after it that are not settings are none.
+        let mut junk = bare.clone();
+        junk.extend([0xff; 9]);
+        assert!(decode_settings(&junk, &info).is_empty());
+    }
+}
