@@ -14,6 +14,9 @@ pub enum MarkerFilter {
     Signal(i32),
     /// Markers placed by `heapreplay_marker(name)` with this name.
     Named(String),
+    /// Every named marker (gperftools' `HeapProfilerDump(reason)` places
+    /// one).
+    AnyNamed,
 }
 
 impl MarkerFilter {
@@ -48,6 +51,7 @@ impl MarkerFilter {
             (Self::All, _) => true,
             (Self::Signal(n), MarkerSource::Signal(s)) => n == s,
             (Self::Named(n), MarkerSource::Named(s)) => n == s,
+            (Self::AnyNamed, MarkerSource::Named(_)) => true,
             _ => false,
         }
     }
@@ -58,6 +62,7 @@ impl MarkerFilter {
             Self::All => "all markers".into(),
             Self::Signal(n) => signal_name(*n),
             Self::Named(n) => format!("'{n}'"),
+            Self::AnyNamed => "named markers".into(),
         }
     }
 }

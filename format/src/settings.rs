@@ -62,6 +62,51 @@ impl Settings {
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }
+
+    /// The prefix gperftools gives the profiles of process `pid` (`child`:
+    /// one started by a profiled process): `HEAPPROFILE`, with `_PID` after
+    /// it for a child or with `HEAPPROFILE_USE_PID` true (its first letter
+    /// one of `tTyY1`, or empty). `None` without `HEAPPROFILE`.
+    pub fn profile_prefix(&self, pid: u32, child: bool) -> Option<String> {
+        let prefix = self.get("HEAPPROFILE").filter(|p| !p.is_empty())?;
+        let use_pid = self
+            .get("HEAPPROFILE_USE_PID")
+            .is_some_and(|v| v.is_empty() || v.starts_with(['t', 'T', 'y', 'Y', '1']));
+        Some(match use_pid || child {
+            true => format!("{prefix}_{pid}"),
+            false => prefix.to_string(),
+        })
+    }
+
+    /// The signal `HEAPPROFILESIGNAL` names, if `HEAPPROFILE` is set too
+    /// (gperftools ignores it otherwise) and it is one (1 to 64).
+    pub fn profile_signal(&self) -> Option<i32> {
+        self.get("HEAPPROFILE").filter(|p| !p.is_empty())?;
+        let n = env_to_int(self.get("HEAPPROFILESIGNAL")?);
+        (1..=64).contains(&n).then_some(n as i32)
+    }
+}
+
+/// A number as gperftools reads one from the environment (`strtoll` in
+/// base 10): leading blanks, a sign, then digits up to the first other
+/// character; 0 if there are none. Saturates past the range.
+pub fn env_to_int(text: &str) -> i64 {
+    let t = text.trim_start();
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut value: i64 = 0;
+    for d in digits.bytes().take_while(u8::is_ascii_digit) {
+        let d = i64::from(d - b'0');
+        value = value.saturating_mul(10).saturating_add(d);
+    }
+    if negative {
+        -value
+    } else {
+        value
+    }
 }
 
 /// A FileInfo record's payload: `info`, then `settings` unless empty.
@@ -94,6 +139,47 @@ pub fn decode_settings(payload: &[u8], info: &FileInfo) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_strtoll_reads_them() {
+        assert_eq!(env_to_int("10000000"), 10_000_000);
+        assert_eq!(env_to_int("  12abc"), 12);
+        assert_eq!(env_to_int("+12"), 12);
+        assert_eq!(env_to_int("10MB"), 10);
+        assert_eq!(env_to_int("-5"), -5);
+        assert_eq!(env_to_int("x"), 0);
+        assert_eq!(env_to_int(""), 0);
+        assert_eq!(env_to_int("99999999999999999999999"), i64::MAX);
+    }
+
+    #[test]
+    fn profiles_are_named_as_gperftools_names_them() {
+        let with = |vars: &[(&str, &str)]| Settings {
+            vars: vars
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        let plain = with(&[("HEAPPROFILE", "/tmp/app"), ("HEAPPROFILESIGNAL", "+12")]);
+        assert_eq!(plain.profile_prefix(7, false).as_deref(), Some("/tmp/app"));
+        assert_eq!(plain.profile_prefix(7, true).as_deref(), Some("/tmp/app_7"));
+        assert_eq!(plain.profile_signal(), Some(12));
+        let use_pid = with(&[("HEAPPROFILE", "/tmp/app"), ("HEAPPROFILE_USE_PID", "yes")]);
+        assert_eq!(
+            use_pid.profile_prefix(7, false).as_deref(),
+            Some("/tmp/app_7")
+        );
+        let no_pid = with(&[("HEAPPROFILE", "/tmp/app"), ("HEAPPROFILE_USE_PID", "0")]);
+        assert_eq!(no_pid.profile_prefix(7, false).as_deref(), Some("/tmp/app"));
+        // Without HEAPPROFILE, gperftools ignores the signal.
+        let signal_only = with(&[("HEAPPROFILESIGNAL", "12")]);
+        assert_eq!(signal_only.profile_prefix(7, false), None);
+        assert_eq!(signal_only.profile_signal(), None);
+        assert_eq!(
+            with(&[("HEAPPROFILE", "a"), ("HEAPPROFILESIGNAL", "0")]).profile_signal(),
+            None
+        );
+    }
 
     #[test]
     fn settings_ride_after_the_file_info_and_older_readers_ignore_them() {

@@ -205,23 +205,40 @@ pub fn write_leaks(
     snapshot: &Snapshot,
     stacks: &mut SymbolizedStacks<'_>,
     n: Option<usize>,
-) -> io::Result<()> {
-    let t = snapshot.totals;
+    ignore: &[String],
+) -> io::Result<Leaked> {
     let mut live: Vec<NamedStack> = by_frames(snapshot, stacks)
         .into_iter()
         .filter(|(_, c)| c.inuse_objects() > 0)
         .collect();
+    let before = live.len();
+    // A stack with a frame whose text holds a pattern is not counted.
+    live.retain(|(frames, _)| {
+        !frames
+            .iter()
+            .any(|f| ignore.iter().any(|p| frame_text(f).contains(p.as_str())))
+    });
     live.sort_by(|a, b| {
         b.1.inuse_bytes()
             .cmp(&a.1.inuse_bytes())
             .then(a.0.cmp(&b.0))
     });
+    let leaked = Leaked {
+        bytes: live.iter().map(|(_, c)| c.inuse_bytes()).sum(),
+        objects: live.iter().map(|(_, c)| c.inuse_objects()).sum(),
+        stacks: live.len(),
+        ignored: before - live.len(),
+    };
+    let ignored = match leaked.ignored {
+        0 => String::new(),
+        k => format!(" ({} ignored)", counted(k as u64, "stack")),
+    };
     writeln!(
         out,
-        "{title}: {} bytes ({}) in {} never freed, from {}",
-        grouped(t.inuse_bytes()),
-        human(t.inuse_bytes()),
-        counted(t.inuse_objects(), "object"),
+        "{title}: {} bytes ({}) in {} never freed, from {}{ignored}",
+        grouped(leaked.bytes),
+        human(leaked.bytes),
+        counted(leaked.objects, "object"),
         counted(live.len() as u64, "stack")
     )?;
     let shown = n.unwrap_or(live.len()).min(live.len());
@@ -243,7 +260,20 @@ pub fn write_leaks(
             live.len() - shown
         )?;
     }
-    Ok(())
+    Ok(leaked)
+}
+
+/// What a leak report counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaked {
+    /// Bytes never freed, in the stacks counted.
+    pub bytes: u64,
+    /// Objects never freed, in the stacks counted.
+    pub objects: u64,
+    /// Stacks counted.
+    pub stacks: usize,
+    /// Stacks left out by an ignore pattern.
+    pub ignored: usize,
 }
 
 /// A stack's counters at two points.

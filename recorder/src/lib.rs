@@ -25,6 +25,9 @@ pub mod hooks;
 pub mod maps;
 pub mod markers;
 pub mod output;
+// Exported C symbols: not in a unit-test harness.
+#[cfg(not(test))]
+pub mod profiler_api;
 pub mod queue;
 pub mod real;
 pub mod signals;
@@ -114,10 +117,9 @@ unsafe impl GlobalAlloc for RealAllocator {
 #[global_allocator]
 static GLOBAL: RealAllocator = RealAllocator;
 
-/// The trace path template: `HEAPREPLAY_OUT`, else beside gperftools'
-/// `HEAPPROFILE` (`PREFIX.trace.zst`), else `heapreplay.%p.zst`; read once
-/// at start so a forked child uses the same one.
-static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// `HEAPREPLAY_OUT`, the trace path template (`%p` becomes the pid), read
+/// once at start so a forked child uses the same one.
+static TEMPLATE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 /// The settings the program started with, read once at start.
 static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
@@ -128,36 +130,21 @@ pub(crate) fn settings() -> &'static Settings {
 }
 
 /// The trace path for this process (`child`: a forked child of a recorded
-/// one): the template with `%p` replaced by the pid. Under `HEAPPROFILE`,
-/// the trace is named as this process's profiles are.
+/// one): `HEAPREPLAY_OUT` with `%p` replaced by the pid; else, under
+/// gperftools' `HEAPPROFILE`, named as this process's profiles are
+/// (`PREFIX.trace.zst`); else `heapreplay.PID.zst`.
 fn output_path(child: bool) -> String {
+    let pid = std::process::id();
     let template = TEMPLATE.get_or_init(|| {
-        let ours = std::env::var("HEAPREPLAY_OUT")
+        std::env::var("HEAPREPLAY_OUT")
             .ok()
-            .filter(|s| !s.is_empty());
-        ours.unwrap_or_else(|| match settings().get("HEAPPROFILE") {
-            Some(p) if !p.is_empty() => "%h.trace.zst".to_string(),
-            _ => "heapreplay.%p.zst".to_string(),
-        })
+            .filter(|s| !s.is_empty())
     });
-    let prefix = profile_prefix(settings(), std::process::id(), child);
-    template
-        .replace("%h", prefix.as_deref().unwrap_or("heapreplay"))
-        .replace("%p", &std::process::id().to_string())
-}
-
-/// The prefix gperftools would give this process's profiles: `HEAPPROFILE`,
-/// with `_PID` after it in a child of a profiled process or with
-/// `HEAPPROFILE_USE_PID` true (its first letter one of `tTyY1`, or empty).
-fn profile_prefix(settings: &Settings, pid: u32, child: bool) -> Option<String> {
-    let prefix = settings.get("HEAPPROFILE").filter(|p| !p.is_empty())?;
-    let use_pid = settings
-        .get("HEAPPROFILE_USE_PID")
-        .is_some_and(|v| v.is_empty() || v.starts_with(['t', 'T', 'y', 'Y', '1']));
-    Some(match use_pid || child {
-        true => format!("{prefix}_{pid}"),
-        false => prefix.to_string(),
-    })
+    match (template, settings().profile_prefix(pid, child)) {
+        (Some(template), _) => template.replace("%p", &pid.to_string()),
+        (None, Some(prefix)) => format!("{prefix}.trace.zst"),
+        (None, None) => format!("heapreplay.{pid}.zst"),
+    }
 }
 
 /// Takes the recorder out of `LD_PRELOAD`, so that programs this one starts
@@ -188,7 +175,7 @@ fn stop_following_exec() {
 /// profiles take.
 fn first_record(child: bool) -> output::FirstRecord {
     let mut settings = settings().clone();
-    if let Some(prefix) = profile_prefix(&settings, std::process::id(), child) {
+    if let Some(prefix) = settings.profile_prefix(std::process::id(), child) {
         for (name, value) in &mut settings.vars {
             if name == "HEAPPROFILE" {
                 *value = prefix.clone();

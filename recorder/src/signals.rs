@@ -195,14 +195,9 @@ fn crash(sig: i32, info: *mut libc::siginfo_t) {
 /// and watches the crash signals the program leaves at their default.
 pub fn init() {
     let mut spec = std::env::var("HEAPREPLAY_MARKER_SIGNALS").unwrap_or_else(|_| "usr2".into());
-    if let Some(sig) = crate::settings().get("HEAPPROFILESIGNAL") {
-        // gperftools reads the number as strtol does: its leading digits.
-        let digits: String = sig
-            .trim_start()
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        spec = format!("{spec},{digits}");
+    // gperftools' signal, read as gperftools reads it (with HEAPPROFILE only).
+    if let Some(sig) = crate::settings().profile_signal() {
+        spec = format!("{spec},{sig}");
     }
     let Some(real) = real_sigaction() else { return };
     for name in spec

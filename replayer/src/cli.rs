@@ -315,6 +315,21 @@ pub struct LeaksArgs {
     #[arg(short = 'n', long, value_name = "N", allow_hyphen_values = true)]
     pub count: Option<usize>,
 
+    /// A gate for CI: exit 1 if more than --max bytes were never freed at
+    /// exit (or the process did not exit), 0 otherwise.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Leave out every stack with a frame whose function or file:line
+    /// contains PATTERN (repeat for more): memory a program keeps on
+    /// purpose until exit.
+    #[arg(long, value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+
+    /// With --check: bytes that may stay unfreed [default: 0].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, requires = "check")]
+    pub max: Option<u64>,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -7,7 +7,7 @@ use crate::cli::RuleArgs;
 use heapreplay_engine::interval_rules::Thresholds;
 use heapreplay_engine::plan::{MarkerFilter, Plan};
 use heapreplay_engine::snapshots::Trigger;
-use heapreplay_format::settings::Settings;
+use heapreplay_format::settings::{env_to_int, Settings};
 use std::path::PathBuf;
 
 /// gperftools' defaults: a dump every 1 GiB allocated, and whenever in-use
@@ -35,10 +35,7 @@ pub fn from_settings(settings: &Settings, rules: &RuleArgs) -> Option<AsGperftoo
         value.max(0) as u64
     };
     let seconds = interval("HEAP_PROFILE_TIME_INTERVAL", 0);
-    let signal = settings
-        .get("HEAPPROFILESIGNAL")
-        .map(env_to_int)
-        .filter(|&n| (1..=64).contains(&n));
+    let signal = settings.profile_signal();
     Some(AsGperftools {
         plan: Plan {
             thresholds: Thresholds {
@@ -47,9 +44,11 @@ pub fn from_settings(settings: &Settings, rules: &RuleArgs) -> Option<AsGperftoo
                 inuse_interval: interval("HEAP_PROFILE_INUSE_INTERVAL", INUSE_INTERVAL),
                 time_interval_ns: seconds.saturating_mul(1_000_000_000),
             },
+            // HeapProfilerDump(reason) calls are named markers.
             markers: signal
-                .map(|n| MarkerFilter::Signal(n as i32))
+                .map(MarkerFilter::Signal)
                 .into_iter()
+                .chain([MarkerFilter::AnyNamed])
                 .collect(),
             at: Vec::new(),
             peak: false,
@@ -71,28 +70,6 @@ fn asks_anything(rules: &RuleArgs) -> bool {
         || rules.at_exit
 }
 
-/// A number as gperftools reads one from the environment (`strtoll` in
-/// base 10): leading blanks, a sign, then digits up to the first other
-/// character; 0 if there are none. Saturates past the range.
-pub fn env_to_int(text: &str) -> i64 {
-    let t = text.trim_start();
-    let (negative, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let mut value: i64 = 0;
-    for d in digits.bytes().take_while(u8::is_ascii_digit) {
-        let d = i64::from(d - b'0');
-        value = value.saturating_mul(10).saturating_add(d);
-    }
-    if negative {
-        -value
-    } else {
-        value
-    }
-}
-
 /// The reason gperftools logs for a dump: a signal's dump is `signal`, one
 /// of `HeapProfilerDump(reason)` its reason; its own rules and the exit as
 /// ours.
@@ -111,17 +88,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_read_as_strtoll_reads_them() {
-        assert_eq!(env_to_int("10000000"), 10_000_000);
-        assert_eq!(env_to_int("  12abc"), 12);
-        assert_eq!(env_to_int("10MB"), 10);
-        assert_eq!(env_to_int("-5"), -5);
-        assert_eq!(env_to_int("x"), 0);
-        assert_eq!(env_to_int(""), 0);
-        assert_eq!(env_to_int("99999999999999999999999"), i64::MAX);
-    }
-
-    #[test]
     fn the_recorded_variables_make_gperftools_plan_and_names() {
         let settings = Settings::from_lookup(|name| match name {
             "HEAPPROFILE" => Some("/tmp/app".into()),
@@ -137,7 +103,10 @@ mod tests {
         assert_eq!(t.inuse_interval, 100 << 20, "gperftools' default");
         assert_eq!(t.dealloc_interval, 0);
         assert_eq!(t.time_interval_ns, 2_000_000_000);
-        assert_eq!(g.plan.markers, vec![MarkerFilter::Signal(12)]);
+        assert_eq!(
+            g.plan.markers,
+            vec![MarkerFilter::Signal(12), MarkerFilter::AnyNamed]
+        );
         assert!(g.plan.exit);
         // A rule of our own on the command line: ours, not the recorded ones.
         let ours = RuleArgs {

@@ -82,6 +82,8 @@ fn check_markers(trace: &Trace, plan: &Plan, quiet: bool) -> Result<(), String> 
                     f.describe()
                 ))
             }
+            // gperftools' dumps from code: a program need not make any.
+            MarkerFilter::AnyNamed => {}
             _ if !quiet => eprintln!(
                 "heapreplay: {}: no {} marker in this trace (markers in this trace: {present})",
                 trace.path.display(),

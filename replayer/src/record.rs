@@ -2,6 +2,7 @@
 
 use crate::cli::{CommonArgs, Format, RecordArgs, ReplayArgs, RuleArgs};
 use crate::keep::Keeper;
+use heapreplay_format::settings::Settings;
 use heapreplay_outputs::profile::SampleKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,28 +31,86 @@ fn recorder_library() -> Result<PathBuf, String> {
     ))
 }
 
-/// Replays the trace of `child` in follow mode as it grows, with the rules
-/// it was recorded under, until the program ends (or Ctrl-C).
-fn follow_beside(child: &mut std::process::Child, trace: &Path) -> std::io::Result<()> {
-    while !trace.exists() {
-        if child.try_wait()?.is_some() {
-            return Ok(());
+/// The trace `child` writes under gperftools' `HEAPPROFILE` (named after
+/// its profiles' prefix; or moved aside to `PATH.PID`, when another
+/// process holds the path): the first of those whose first record is the
+/// child's. `None` once the child has ended without one.
+fn trace_of(
+    child: &mut std::process::Child,
+    paths: &[PathBuf],
+) -> std::io::Result<Option<PathBuf>> {
+    loop {
+        let ended = child.try_wait()?.is_some();
+        for path in paths {
+            if first_pid(path) == Some(child.id()) {
+                return Ok(Some(path.clone()));
+            }
+        }
+        if ended {
+            return Ok(None);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let args = ReplayArgs {
+}
+
+/// The pid the trace at `path` names in its first record, if it has one
+/// (a trace being created has none yet; an older one names another).
+fn first_pid(path: &Path) -> Option<u32> {
+    use heapreplay_format::header::RECORD_PREFIX_LEN;
+    use heapreplay_format::{FileInfo, RawRecord, RecordHeader, RecordKind};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut prefix = [0u8; RECORD_PREFIX_LEN];
+    file.read_exact(&mut prefix).ok()?;
+    let header = RecordHeader::decode(&prefix).ok()?;
+    if header.kind != RecordKind::FileInfo || header.payload_len > 1 << 20 {
+        return None;
+    }
+    let mut payload = vec![0u8; header.payload_len as usize];
+    file.read_exact(&mut payload).ok()?;
+    let record = RawRecord {
+        header,
+        offset: 0,
+        payload: &payload,
+    };
+    let raw = record.decompress().ok()?;
+    heapreplay_format::info::from_bytes::<FileInfo>(&raw).map(|info| info.pid)
+}
+
+/// The replay of `trace` with the rules it was recorded under.
+fn replay_args(trace: &Path, follow: bool) -> ReplayArgs {
+    ReplayArgs {
         trace: Some(trace.to_path_buf()),
         rules: RuleArgs::default(),
         output: None,
         format: Format::Heap,
         sample: SampleKind::default(),
-        follow: true,
+        follow,
         common: CommonArgs::default(),
-    };
-    if let Err(e) = crate::follow::run(&args) {
-        eprintln!("heapreplay: {e}");
     }
-    Ok(())
+}
+
+/// Writes the profiles gperftools would write for `child`'s trace as it
+/// grows (follow mode), until the program ends; then, if following failed
+/// or was stopped, once more from the finished trace. Returns the trace.
+fn profiles_beside(
+    child: &mut std::process::Child,
+    paths: &[PathBuf],
+) -> std::io::Result<Option<PathBuf>> {
+    let Some(trace) = trace_of(child, paths)? else {
+        return Ok(None);
+    };
+    let followed = crate::follow::run(&replay_args(&trace, true));
+    child.wait()?;
+    if !matches!(&followed, Ok(code) if *code == ExitCode::SUCCESS) {
+        if let Err(e) = &followed {
+            eprintln!("heapreplay: {e}; replaying the finished trace");
+        }
+        if let Err(e) = crate::replay::run(&replay_args(&trace, false)) {
+            eprintln!("heapreplay: {e}");
+        }
+    }
+    Ok(Some(trace))
 }
 
 /// Runs the program under the recorder and exits as it did.
@@ -88,6 +147,10 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
     command.args(rest).env("LD_PRELOAD", preload);
     if args.output.is_some() || heapprofile.is_none() {
         command.env("HEAPREPLAY_OUT", &output);
+    } else {
+        // The recorder names the trace after HEAPPROFILE: not after a
+        // HEAPREPLAY_OUT left in the environment.
+        command.env_remove("HEAPREPLAY_OUT");
     }
     // The recorder stops if the trace outgrows the size many times over
     // (should folding fail here).
@@ -98,12 +161,20 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pid = child.id();
-    let trace = output.replace("%p", &pid.to_string());
+    let mut trace = output.replace("%p", &pid.to_string());
     let lost = |e: std::io::Error| format!("lost track of {program}: {e}");
+    // The profiles gperftools would write, as the program runs.
+    let follow = heapprofile.is_some() && args.output.is_none() && keeper.is_none();
     let status = match keeper.as_mut() {
-        // The profiles gperftools would write, as the program runs.
-        None if heapprofile.is_some() => {
-            follow_beside(&mut child, Path::new(&trace)).map_err(lost)?;
+        None if follow => {
+            let settings = Settings::from_lookup(|name| std::env::var(name).ok());
+            let prefix = settings.profile_prefix(pid, false).unwrap_or_default();
+            let named = PathBuf::from(format!("{prefix}.trace.zst"));
+            let aside = PathBuf::from(format!("{prefix}.trace.zst.{pid}"));
+            let found = profiles_beside(&mut child, &[named, aside]).map_err(lost)?;
+            if let Some(found) = found {
+                trace = found.display().to_string();
+            }
             child.wait().map_err(lost)?
         }
         None => child.wait().map_err(lost)?,
@@ -121,9 +192,9 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         },
     };
     if std::path::Path::new(&trace).exists() {
-        match &heapprofile {
-            Some(_) => eprintln!("heapreplay: trace written to {trace}; its profiles are written as gperftools names them; for others: heapreplay --interval 10MB {trace}"),
-            None => eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}"),
+        match follow {
+            true => eprintln!("heapreplay: trace written to {trace}, its profiles as gperftools names them; other rules: heapreplay --interval 10MB {trace}"),
+            false => eprintln!("heapreplay: trace written to {trace}; replay it with: heapreplay --interval 10MB {trace}"),
         }
     }
     use std::os::unix::process::ExitStatusExt;

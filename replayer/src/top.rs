@@ -51,7 +51,47 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
         "at the end of the trace (the process did not exit: some of this may still have been freed)"
     };
     let title = format!("{} {how}", trace.path.display());
-    print(|out| report::write_leaks(out, &title, &snapshots[0], &mut stacks, args.count))?;
+    let mut leaked = None;
+    print(|out| {
+        let n = args.count;
+        leaked = Some(report::write_leaks(
+            out,
+            &title,
+            &snapshots[0],
+            &mut stacks,
+            n,
+            &args.ignore,
+        )?);
+        Ok(())
+    })?;
     crate::symbol_hint::say(&stacks, args.common.quiet);
+    if !args.check {
+        return Ok(code);
+    }
+    let leaked = leaked.unwrap_or(report::Leaked {
+        bytes: 0,
+        objects: 0,
+        stacks: 0,
+        ignored: 0,
+    });
+    let max = args.max.unwrap_or(0);
+    let shown = trace.path.display();
+    if trace.end.is_none() {
+        eprintln!("heapreplay: {shown}: leak check failed: the process did not exit normally, so what it still held is not known to be leaked");
+        return Ok(ExitCode::FAILURE);
+    }
+    if leaked.bytes > max {
+        eprintln!(
+            "heapreplay: {shown}: leak check failed: {} bytes in {} objects from {} stacks never freed (at most {max} allowed)",
+            leaked.bytes, leaked.objects, leaked.stacks
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !args.common.quiet {
+        eprintln!(
+            "heapreplay: {shown}: leak check passed: {} bytes never freed (at most {max} allowed)",
+            leaked.bytes
+        );
+    }
     Ok(code)
 }

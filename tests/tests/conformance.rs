@@ -383,3 +383,54 @@ fn the_time_interval_of_the_recipe_dumps_under_gperftools_names() {
         assert_eq!(f.file_name().unwrap().to_string_lossy(), expected);
     }
 }
+
+#[test]
+fn heapprofilerdump_from_cpp_writes_what_gperftools_writes() {
+    // A C++ program that dumps from its own code (HeapProfilerDump), with
+    // libtcmalloc preloaded, then with the recorder preloaded instead.
+    let work = Work::new("recipe_dump");
+    let mut flags = vec!["-O2"];
+    flags.extend_from_slice(GO_PPROF_FLAGS);
+    let exe = work.compile("dumper.cpp", "dumper", &flags);
+    let env = [
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", "0"),
+        ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
+    ];
+    let tcmalloc = std::path::Path::new(TCMALLOC);
+    let theirs_log = run_recipe(&work, &exe, &["4"], tcmalloc, "gperf", &env, Signals::Own);
+    run_recipe(
+        &work,
+        &exe,
+        &["4"],
+        &librecord(),
+        "ours",
+        &env,
+        Signals::Own,
+    );
+    let replay = work.heapreplay_ok(&["ours.trace.zst"]);
+    let ours = reasons(&replay.stderr);
+    assert_eq!(ours, reasons(&theirs_log));
+    assert_eq!(&ours[..2], ["after phase 1", "after phase 2"]);
+    assert_eq!(ours.len(), 5, "{ours:?}");
+    let (theirs, mine) = (profiles(&work.path("gperf")), profiles(&work.path("ours")));
+    assert_eq!(mine.len(), theirs.len());
+    for (n, (t, o)) in theirs.iter().zip(&mine).enumerate() {
+        // Objects the program's own site holds (with what it calls):
+        // google-pprof names C++ functions here, go tool pprof does not.
+        let site = |p: &std::path::Path| -> Option<i64> {
+            let rows = google_pprof("--inuse_objects", &exe, p);
+            rows.get("phase_site").map(|r| r.cum as i64)
+        };
+        assert_eq!(site(o), site(t), "dump {}", n + 1);
+        assert!(
+            site(o).is_some_and(|b| b > 0),
+            "dump {}: no phase_site",
+            n + 1
+        );
+        // The same headers, but at exit: gperftools' GetHeapProfile text
+        // is a larger allocation than ours.
+        if n + 1 < mine.len() {
+            assert_eq!(header(o), header(t), "dump {}", n + 1);
+        }
+    }
+}

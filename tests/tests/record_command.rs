@@ -116,4 +116,17 @@ fn record_under_heapprofile_writes_the_profiles_gperftools_would_as_it_runs() {
         "{}",
         ran.stderr
     );
+    // Again, shorter, over the first run's trace: this run's profiles, not
+    // the old trace's.
+    let ran = work.heapreplay_env(&env, &["record", exe.to_str().unwrap(), "20000"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let said = |stderr: &str| stderr.lines().filter(|l| l.starts_with("Dumping")).count();
+    let shorter = said(&ran.stderr);
+    assert!(shorter > 0 && shorter < written.len(), "{}", ran.stderr);
+    let replayed = work.heapreplay_ok(&["app.trace.zst", "-o", "third"]);
+    assert_eq!(said(&replayed.stderr), shorter);
+    assert_eq!(
+        std::fs::read(work.path(&format!("app.{shorter:04}.heap"))).unwrap(),
+        std::fs::read(work.path(&format!("third.{shorter:04}.heap"))).unwrap()
+    );
 }

@@ -1,0 +1,69 @@
+//! gperftools' heap-profiler API (`gperftools/heap-profiler.h`), so that a
+//! program written against it runs unchanged under the recorder in place of
+//! a preloaded libtcmalloc (the preloaded definitions come first):
+//!
+//! - `HeapProfilerDump(reason)` places a marker named by the reason; a
+//!   replay following gperftools' variables writes a profile there, logged
+//!   with that reason, as gperftools does.
+//! - `HeapProfilerStart` and `HeapProfilerStop` do nothing: the recorder
+//!   records the whole run, and a replay chooses what to look at.
+//! - `IsHeapProfilerRunning` says whether the recorder is recording.
+//! - `GetHeapProfile` returns a profile with no samples: the recorder keeps
+//!   no map of live blocks inside the program (that work belongs beside it),
+//!   so it cannot say what is in use there. A `HeapProfilerDump` (or a
+//!   `heapreplay_marker`) at that point gives the replay the real profile.
+//!
+//! None of them takes a lock or allocates, but `GetHeapProfile`, whose
+//! caller frees the text it returns.
+
+use std::ffi::c_char;
+use std::sync::atomic::Ordering;
+
+/// The header of a profile with no samples, and its (empty) maps section.
+const EMPTY_PROFILE: &[u8] =
+    b"heap profile:      0:        0 [     0:        0] @ heapprofile\n\nMAPPED_LIBRARIES:\n\0";
+
+/// `void HeapProfilerStart(const char* prefix)`: recording already runs.
+#[no_mangle]
+pub extern "C" fn HeapProfilerStart(_prefix: *const c_char) {}
+
+/// `void HeapProfilerStop(void)`: the recording goes on to the end.
+#[no_mangle]
+pub extern "C" fn HeapProfilerStop() {}
+
+/// `int IsHeapProfilerRunning(void)`: 1 while the recorder records.
+#[no_mangle]
+pub extern "C" fn IsHeapProfilerRunning() -> libc::c_int {
+    libc::c_int::from(crate::ACTIVE.load(Ordering::Relaxed))
+}
+
+/// `void HeapProfilerDump(const char* reason)`: a marker named `reason`.
+///
+/// # Safety
+/// `reason` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn HeapProfilerDump(reason: *const c_char) {
+    let reason = match reason.is_null() {
+        true => c"HeapProfilerDump".as_ptr(),
+        false => reason,
+    };
+    // SAFETY: a NUL-terminated string, as above.
+    unsafe { crate::markers::heapreplay_marker(reason) };
+}
+
+/// `char* GetHeapProfile(void)`: a profile with no samples, in memory from
+/// `malloc` that the caller frees (see the module header); NULL if there is
+/// none.
+#[no_mangle]
+pub extern "C" fn GetHeapProfile() -> *mut c_char {
+    // Through the program's malloc (this library's), so that its free is
+    // the program's like any other.
+    // SAFETY: malloc of a fixed size; the copy stays within it.
+    unsafe {
+        let text = libc::malloc(EMPTY_PROFILE.len()).cast::<u8>();
+        if !text.is_null() {
+            std::ptr::copy_nonoverlapping(EMPTY_PROFILE.as_ptr(), text, EMPTY_PROFILE.len());
+        }
+        text.cast()
+    }
+}
