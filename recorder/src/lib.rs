@@ -13,7 +13,8 @@
 //! under: past four times it, nothing is folding it, and recording stops.
 //! gperftools' `HEAPPROFILE` (and its rule variables, kept in the trace)
 //! names the trace `PREFIX.trace.zst` unless `HEAPREPLAY_OUT` is set, and
-//! `HEAPPROFILESIGNAL` adds a marker signal.
+//! `HEAPPROFILESIGNAL` adds a marker signal. `PERFTOOLS_VERBOSE` above 0
+//! (or `HEAPREPLAY_VERBOSE`) makes the recorder say what it does.
 
 #![cfg_attr(test, allow(dead_code))]
 
@@ -123,6 +124,44 @@ static TEMPLATE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new(
 
 /// The settings the program started with, read once at start.
 static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+/// True if the recorder says what it does: `PERFTOOLS_VERBOSE` above 0
+/// (gperftools' variable) or `HEAPREPLAY_VERBOSE` set; read once at start.
+pub(crate) fn verbose() -> bool {
+    static VERBOSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VERBOSE.get_or_init(|| {
+        let perftools = std::env::var("PERFTOOLS_VERBOSE")
+            .is_ok_and(|v| heapreplay_format::settings::env_to_int(&v) > 0);
+        perftools || std::env::var_os("HEAPREPLAY_VERBOSE").is_some_and(|v| !v.is_empty())
+    })
+}
+
+/// Says, when verbose, which allocator the hooks forward to.
+fn say_allocator() {
+    let Some(real) = real::real() else { return };
+    // SAFETY: dladdr fills `info` for an address; the names it gives are
+    // NUL-terminated and live as long as the object is loaded.
+    let library = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let found = libc::dladdr(real.malloc as *const libc::c_void, &mut info) != 0;
+        match found && !info.dli_fname.is_null() {
+            true => std::ffi::CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned(),
+            false => "an unknown object".to_string(),
+        }
+    };
+    say!("hooks in place (malloc, free, calloc, realloc, memalign and the rest); the allocator underneath is {library}");
+    let settings = settings();
+    if !settings.is_empty() {
+        let vars: Vec<String> = settings
+            .vars
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        say!("gperftools settings kept in the trace: {}", vars.join(" "));
+    }
+}
 
 /// The profiling settings this process started with.
 pub(crate) fn settings() -> &'static Settings {
@@ -334,6 +373,9 @@ extern "C" fn init() {
         return;
     }
     signals::init();
+    if verbose() {
+        say_allocator();
+    }
     // SAFETY: registering plain extern "C" functions.
     unsafe {
         libc::atexit(at_exit);

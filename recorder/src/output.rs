@@ -269,6 +269,19 @@ impl Output {
         }
     }
 
+    /// Events written so far, and the trace's size in bytes.
+    pub fn written(&self) -> (u64, u64) {
+        // SAFETY: fstat writes only `st`.
+        let size = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            match libc::fstat(self.fd, &mut st) {
+                0 => st.st_size as u64,
+                _ => 0,
+            }
+        };
+        (self.events, size)
+    }
+
     /// Writes the end record: the next seq, and what was written.
     pub fn end(&mut self, next_seq: u64, markers_dropped: u64) -> Result<(), i32> {
         let end = EndInfo {

@@ -249,6 +249,12 @@ pub fn finish() {
             markers::DROPPED.load(Ordering::Relaxed),
         )
     });
+    if crate::verbose() {
+        if let Some(out) = output().as_ref() {
+            let (events, size) = out.written();
+            crate::say!("wrote {events} events in {size} bytes to {}", out.path());
+        }
+    }
 }
 
 /// True once the final flush has run.

@@ -130,3 +130,51 @@ fn record_under_heapprofile_writes_the_profiles_gperftools_would_as_it_runs() {
         std::fs::read(work.path(&format!("third.{shorter:04}.heap"))).unwrap()
     );
 }
+
+#[test]
+fn perftools_verbose_makes_the_recorder_say_what_it_does() {
+    let work = Work::new("record_verbose");
+    let exe = work.compile("conform.c", "conform", &["-O2"]);
+    let ran = |verbose: bool| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("2000")
+            .current_dir(&work.dir)
+            .env("LD_PRELOAD", librecord())
+            .env("HEAPPROFILE", work.path("app"));
+        if verbose {
+            cmd.env("PERFTOOLS_VERBOSE", "100");
+        }
+        run(&mut cmd)
+    };
+    let quiet = ran(false);
+    assert_eq!(quiet.code, 0);
+    assert_eq!(quiet.stderr.lines().count(), 1, "{}", quiet.stderr);
+    let said = ran(true);
+    assert_eq!(said.code, 0);
+    for expected in [
+        "the allocator underneath is ",
+        "libc.so.6",
+        "gperftools settings kept in the trace: HEAPPROFILE=",
+        "recording to ",
+        " events in ",
+    ] {
+        assert!(
+            said.stderr.contains(expected),
+            "{expected}: {}",
+            said.stderr
+        );
+    }
+    // The count it says is the trace's.
+    let info = work.heapreplay_ok(&["info", "app.trace.zst"]).stdout;
+    let events = said
+        .stderr
+        .split("wrote ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        info.contains(&format!("events:     {events} (")),
+        "{events}: {info}"
+    );
+}
