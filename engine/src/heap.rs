@@ -55,11 +55,7 @@ impl Heap {
     pub fn apply(&mut self, e: &Event) {
         match e.kind {
             EventKind::Alloc => {
-                let id = e.stack as usize;
-                if id >= self.per_stack.len() {
-                    self.per_stack.resize(id + 1, Counters::default());
-                }
-                let c = &mut self.per_stack[id];
+                let c = self.stack_mut(e.stack);
                 c.allocs += 1;
                 c.alloc_bytes += e.size;
                 self.totals.allocs += 1;
@@ -76,14 +72,20 @@ impl Heap {
     /// Applies what a run of events did (see
     /// [`crate::trace::RunSummary`]): each stack's change, and their sums.
     pub fn apply_changes(&mut self, per_stack: &[(u32, Counters)], totals: &Counters) {
-        for &(stack, c) in per_stack {
-            let id = stack as usize;
-            if id >= self.per_stack.len() {
-                self.per_stack.resize(id + 1, Counters::default());
-            }
-            self.per_stack[id].add(&c);
+        for (stack, c) in per_stack {
+            self.stack_mut(*stack).add(c);
         }
         self.totals.add(totals);
+    }
+
+    /// The counters of `stack`, made if it has none yet.
+    #[inline]
+    fn stack_mut(&mut self, stack: u32) -> &mut Counters {
+        let id = stack as usize;
+        if id >= self.per_stack.len() {
+            self.per_stack.resize(id + 1, Counters::default());
+        }
+        &mut self.per_stack[id]
     }
 
     fn account_free(&mut self, size: u64, stack: u32) {

@@ -105,6 +105,19 @@ impl Reason {
     }
 }
 
+/// True if `now` has reached `interval` (on) past `last`: the allocation,
+/// deallocation and time rules. Saturating: an interval near 2^64 is never
+/// crossed.
+fn crosses(interval: u64, now: u64, last: u64) -> bool {
+    interval > 0 && now >= last.saturating_add(interval)
+}
+
+/// True if in-use bytes `inuse` are over `interval` (on) past the
+/// high-water mark `high`: the in-use rule.
+fn rises_past(interval: u64, inuse: u64, high: u64) -> bool {
+    interval > 0 && inuse > high.saturating_add(interval)
+}
+
 /// The dump state gperftools keeps between checks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DumpRules {
@@ -135,24 +148,17 @@ impl DumpRules {
     pub fn check(&mut self, totals: &Counters, now_ns: u64) -> Option<Reason> {
         let t = &self.thresholds;
         let inuse_bytes = totals.inuse_bytes();
-        // Saturating: an interval near 2^64 is never crossed.
-        let reason = if t.alloc_interval > 0
-            && totals.alloc_bytes >= self.last_dump_alloc.saturating_add(t.alloc_interval)
-        {
+        let reason = if crosses(t.alloc_interval, totals.alloc_bytes, self.last_dump_alloc) {
             Reason::Allocated {
                 alloc_bytes: totals.alloc_bytes,
                 inuse_bytes,
             }
-        } else if t.dealloc_interval > 0
-            && totals.free_bytes >= self.last_dump_free.saturating_add(t.dealloc_interval)
-        {
+        } else if crosses(t.dealloc_interval, totals.free_bytes, self.last_dump_free) {
             Reason::Freed {
                 free_bytes: totals.free_bytes,
                 inuse_bytes,
             }
-        } else if t.inuse_interval > 0
-            && inuse_bytes > self.high_water_mark.saturating_add(t.inuse_interval)
-        {
+        } else if rises_past(t.inuse_interval, inuse_bytes, self.high_water_mark) {
             Reason::InUse { inuse_bytes }
         } else if t.time_interval_ns > 0
             && now_ns.saturating_sub(self.last_dump_ns) >= t.time_interval_ns
@@ -183,16 +189,12 @@ impl DumpRules {
         last_ns: u64,
     ) -> bool {
         let t = &self.thresholds;
-        let crosses = |interval: u64, now: u64, last: u64| {
-            interval > 0 && now >= last.saturating_add(interval)
-        };
         let alloc = totals.alloc_bytes.saturating_add(change.alloc_bytes);
         let free = totals.free_bytes.saturating_add(change.free_bytes);
         let high = totals.inuse_bytes().saturating_add(rise);
         !(crosses(t.alloc_interval, alloc, self.last_dump_alloc)
             || crosses(t.dealloc_interval, free, self.last_dump_free)
-            || (t.inuse_interval > 0
-                && high > self.high_water_mark.saturating_add(t.inuse_interval))
+            || rises_past(t.inuse_interval, high, self.high_water_mark)
             || crosses(t.time_interval_ns, last_ns, self.last_dump_ns))
     }
 

@@ -579,7 +579,7 @@ mod tests {
         RunSummary {
             first_seq: events[0].seq,
             last_seq: events[events.len() - 1].seq,
-            events: events.len() as u64,
+            range: 0..events.len(),
             per_stack: per_stack.into_iter().collect(),
             totals,
             rise: rise as u64,

@@ -10,18 +10,14 @@ use std::io::{self, Write};
 /// only in return addresses on the same lines are merged.
 pub type NamedStack = (Vec<Frame>, Counters);
 
-fn add(a: &mut Counters, b: &Counters) {
-    a.allocs += b.allocs;
-    a.alloc_bytes += b.alloc_bytes;
-    a.frees += b.frees;
-    a.free_bytes += b.free_bytes;
-}
-
 /// The stacks of `snapshot` by name.
 pub fn by_frames(snapshot: &Snapshot, stacks: &mut SymbolizedStacks<'_>) -> Vec<NamedStack> {
     let mut merged: HashMap<Vec<Frame>, Counters> = HashMap::new();
     for (id, c) in &snapshot.stacks {
-        add(merged.entry(stacks.frames(*id).to_vec()).or_default(), c);
+        merged
+            .entry(stacks.frames(*id).to_vec())
+            .or_default()
+            .add(c);
     }
     merged.into_iter().collect()
 }
@@ -304,10 +300,10 @@ impl Change {
 pub fn changes(before: Vec<NamedStack>, after: Vec<NamedStack>) -> Vec<Change> {
     let mut map: HashMap<Vec<Frame>, (Counters, Counters)> = HashMap::new();
     for (f, c) in before {
-        add(&mut map.entry(f).or_default().0, &c);
+        map.entry(f).or_default().0.add(&c);
     }
     for (f, c) in after {
-        add(&mut map.entry(f).or_default().1, &c);
+        map.entry(f).or_default().1.add(&c);
     }
     let mut out: Vec<Change> = map
         .into_iter()

@@ -193,7 +193,7 @@ pub fn run_while(
         if !engine.borrow_mut().take_run(s) {
             return None;
         }
-        progress.borrow_mut().add(s.events);
+        progress.borrow_mut().add(s.events());
         Some(!enough())
     };
     let take_run = each.is_none().then_some(&mut take_run as TakeRun);

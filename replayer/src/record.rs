@@ -135,23 +135,19 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         None => crate::cli::max_size_from_env()?,
     };
     let mut keeper = max_size.map(Keeper::new).transpose()?;
-    // gperftools' recipe: the recorder names the trace after HEAPPROFILE
-    // (and a forked child's after its own profiles).
-    let heapprofile = std::env::var("HEAPPROFILE").ok().filter(|p| !p.is_empty());
-    let output = match (&args.output, &heapprofile) {
-        (Some(output), _) => output.clone(),
-        (None, Some(prefix)) => format!("{prefix}.trace.zst"),
-        (None, None) => "heapreplay.%p.zst".to_string(),
-    };
+    // gperftools' recipe: without -o, the recorder names the trace after
+    // HEAPPROFILE, as the program's profiles are named.
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok());
+    let by_heapprofile =
+        args.output.is_none() && settings.get("HEAPPROFILE").is_some_and(|p| !p.is_empty());
+    let output = args.output.as_deref().unwrap_or("heapreplay.%p.zst");
     let mut command = Command::new(program);
     command.args(rest).env("LD_PRELOAD", preload);
-    if args.output.is_some() || heapprofile.is_none() {
-        command.env("HEAPREPLAY_OUT", &output);
-    } else {
-        // The recorder names the trace after HEAPPROFILE: not after a
-        // HEAPREPLAY_OUT left in the environment.
-        command.env_remove("HEAPREPLAY_OUT");
-    }
+    match by_heapprofile {
+        // Not after a HEAPREPLAY_OUT left in the environment.
+        true => command.env_remove("HEAPREPLAY_OUT"),
+        false => command.env("HEAPREPLAY_OUT", output),
+    };
     // The recorder stops if the trace outgrows the size many times over
     // (should folding fail here).
     if let Some(size) = max_size {
@@ -161,16 +157,17 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let pid = child.id();
-    let mut trace = output.replace("%p", &pid.to_string());
+    let mut trace = match settings.profile_prefix(pid, false) {
+        Some(prefix) if by_heapprofile => format!("{prefix}.trace.zst"),
+        _ => output.replace("%p", &pid.to_string()),
+    };
     let lost = |e: std::io::Error| format!("lost track of {program}: {e}");
     // The profiles gperftools would write, as the program runs.
-    let follow = heapprofile.is_some() && args.output.is_none() && keeper.is_none();
+    let follow = by_heapprofile && keeper.is_none();
     let status = match keeper.as_mut() {
         None if follow => {
-            let settings = Settings::from_lookup(|name| std::env::var(name).ok());
-            let prefix = settings.profile_prefix(pid, false).unwrap_or_default();
-            let named = PathBuf::from(format!("{prefix}.trace.zst"));
-            let aside = PathBuf::from(format!("{prefix}.trace.zst.{pid}"));
+            let named = PathBuf::from(&trace);
+            let aside = PathBuf::from(format!("{trace}.{pid}"));
             let found = profiles_beside(&mut child, &[named, aside]).map_err(lost)?;
             if let Some(found) = found {
                 trace = found.display().to_string();

@@ -7,13 +7,13 @@ use heapreplay_outputs::report;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Writes a text report to standard output.
-pub fn print(
-    write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<()>,
-) -> Result<(), String> {
+/// Writes a text report to standard output; what `write` returns.
+pub fn print<T>(
+    write: impl FnOnce(&mut std::io::StdoutLock<'_>) -> std::io::Result<T>,
+) -> Result<T, String> {
     let mut out = std::io::stdout().lock();
     write(&mut out)
-        .and_then(|_| out.flush())
+        .and_then(|value| out.flush().map(|()| value))
         .map_err(|e| format!("cannot write the report: {e}"))
 }
 
@@ -51,29 +51,13 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
         "at the end of the trace (the process did not exit: some of this may still have been freed)"
     };
     let title = format!("{} {how}", trace.path.display());
-    let mut leaked = None;
-    print(|out| {
-        let n = args.count;
-        leaked = Some(report::write_leaks(
-            out,
-            &title,
-            &snapshots[0],
-            &mut stacks,
-            n,
-            &args.ignore,
-        )?);
-        Ok(())
-    })?;
+    let (snapshot, n) = (&snapshots[0], args.count);
+    let leaked =
+        print(|out| report::write_leaks(out, &title, snapshot, &mut stacks, n, &args.ignore))?;
     crate::symbol_hint::say(&stacks, args.common.quiet);
     if !args.check {
         return Ok(code);
     }
-    let leaked = leaked.unwrap_or(report::Leaked {
-        bytes: 0,
-        objects: 0,
-        stacks: 0,
-        ignored: 0,
-    });
     let max = args.max.unwrap_or(0);
     let shown = trace.path.display();
     if trace.end.is_none() {

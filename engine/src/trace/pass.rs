@@ -176,24 +176,26 @@ struct Allocated {
 }
 
 impl Allocated {
-    /// Counts a block of `size` allocated by `stack` in `per_stack`.
-    fn add(per_stack: &mut Vec<Allocated>, stack: u32, size: u64) {
+    /// What `stack` holds in `per_stack`, made if it has nothing yet.
+    fn of(per_stack: &mut Vec<Allocated>, stack: u32) -> &mut Allocated {
         let id = stack as usize;
         if id >= per_stack.len() {
             per_stack.resize(id + 1, Allocated::default());
         }
-        per_stack[id].objects += 1;
-        per_stack[id].bytes += size;
+        &mut per_stack[id]
+    }
+
+    /// Counts a block of `size` allocated by `stack` in `per_stack`.
+    fn add(per_stack: &mut Vec<Allocated>, stack: u32, size: u64) {
+        let a = Self::of(per_stack, stack);
+        a.objects += 1;
+        a.bytes += size;
     }
 
     /// Counts what a run did to `stack` (see [`RunSummary`]): its
     /// allocations, less its frees.
     fn add_change(per_stack: &mut Vec<Allocated>, stack: u32, c: &Counters) {
-        let id = stack as usize;
-        if id >= per_stack.len() {
-            per_stack.resize(id + 1, Allocated::default());
-        }
-        let a = &mut per_stack[id];
+        let a = Self::of(per_stack, stack);
         a.objects = a.objects + c.allocs - c.frees;
         a.bytes = a.bytes + c.alloc_bytes - c.free_bytes;
     }

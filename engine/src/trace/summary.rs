@@ -23,8 +23,6 @@ pub struct RunSummary {
     pub first_seq: u64,
     /// The seq of its last event.
     pub last_seq: u64,
-    /// Its events.
-    pub events: u64,
     /// Per stack: how its counters change.
     pub per_stack: Vec<(u32, Counters)>,
     /// The sums of `per_stack`.
@@ -37,6 +35,13 @@ pub struct RunSummary {
     pub(crate) earlier: Vec<(u32, u64, u64)>,
     /// Where its events are in their run.
     pub(crate) range: Range<usize>,
+}
+
+impl RunSummary {
+    /// Its events.
+    pub fn events(&self) -> u64 {
+        self.range.len() as u64
+    }
 }
 
 /// One stack's share of a run, while it is summed up.
@@ -194,7 +199,6 @@ fn summarize_part<'a>(
     let mut summary = RunSummary {
         first_seq: events[range.start].seq,
         last_seq: events[range.end - 1].seq,
-        events: range.len() as u64,
         rise: rise as u64,
         range,
         ..RunSummary::default()
@@ -381,7 +385,7 @@ mod tests {
         let parts = summarize(&events, &links, &retired);
         assert_eq!(parts.len(), 1);
         let s = &parts[0];
-        assert_eq!((s.first_seq, s.last_seq, s.events), (1, 7, 7));
+        assert_eq!((s.first_seq, s.last_seq, s.events()), (1, 7, 7));
         assert_eq!(s.range, 0..7);
         let mut per_stack = s.per_stack.clone();
         per_stack.sort_by_key(|p| p.0);
