@@ -19,6 +19,25 @@ fn in_use_by_function(exe: &std::path::Path, profile: &std::path::Path) -> Vec<(
     rows
 }
 
+/// Asserts that each of our dumps has the header and the in-use bytes per
+/// function of gperftools' dump of the same number.
+fn same_dumps(
+    name: &str,
+    exe: &std::path::Path,
+    theirs: &[std::path::PathBuf],
+    mine: &[std::path::PathBuf],
+) {
+    for (n, (t, o)) in theirs.iter().zip(mine).enumerate() {
+        assert_eq!(header(o), header(t), "{name}: header of dump {}", n + 1);
+        assert_eq!(
+            in_use_by_function(exe, o),
+            in_use_by_function(exe, t),
+            "{name}: in-use bytes per function in dump {}",
+            n + 1
+        );
+    }
+}
+
 /// The reasons logged, file names aside.
 fn reasons(log: &str) -> Vec<String> {
     log.lines()
@@ -86,20 +105,7 @@ fn compare(name: &str, args: &[&str], env: &[(&str, String)], ours: &[&str]) -> 
         r.stderr,
         gp.stderr
     );
-    for (n, (t, o)) in theirs.iter().zip(&mine).enumerate() {
-        assert_eq!(
-            header(o),
-            header(t),
-            "{name}: header totals of dump {}",
-            n + 1
-        );
-        assert_eq!(
-            in_use_by_function(&exe, o),
-            in_use_by_function(&exe, t),
-            "{name}: in-use bytes per function in dump {}",
-            n + 1
-        );
-    }
+    same_dumps(name, &exe, &theirs, &mine);
     let last = theirs.len() - 1;
     let g_theirs = google_pprof("--inuse_objects", &exe, &theirs[last]);
     let g_ours = google_pprof("--inuse_objects", &exe, &mine[last]);
@@ -310,15 +316,7 @@ fn recipe(name: &str, args: &[&str], env: &[(&str, &str)], signals: Signals) -> 
         "{name}: files\nours:\n{}\ntheirs:\n{theirs_log}",
         replay.stderr
     );
-    for (n, (t, o)) in theirs.iter().zip(&mine).enumerate() {
-        assert_eq!(header(o), header(t), "{name}: header of dump {}", n + 1);
-        assert_eq!(
-            in_use_by_function(&exe, o),
-            in_use_by_function(&exe, t),
-            "{name}: in-use bytes per function in dump {}",
-            n + 1
-        );
-    }
+    same_dumps(name, &exe, &theirs, &mine);
     let ours = reasons(&replay.stderr);
     assert_eq!(ours, reasons(&theirs_log), "{name}: reasons");
     ours
