@@ -4,6 +4,7 @@
 
 use heapreplay_engine::Trace;
 use heapreplay_format::info::{encode_clock, encode_threads};
+use heapreplay_format::mappings::encode_mappings;
 use heapreplay_format::markers::encode_markers;
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
 use heapreplay_format::stacks::encode_stack;
@@ -37,10 +38,22 @@ pub fn split(trace: &Trace) -> (Vec<RawRecord<'_>>, Vec<RawRecord<'_>>) {
     (head, tail)
 }
 
-/// The Clock record of every sample the trace read, and the Markers record
-/// of its markers (each if there are any).
+/// The Clock record of every sample the trace read, the Markers record
+/// of its markers, and the Mappings record of its mapping calls (each if
+/// there are any; their stacks as the replay numbers them).
 pub fn clock_and_markers(trace: &Trace) -> std::io::Result<Vec<Vec<u8>>> {
-    clock_and_markers_of(&trace.clock, &trace.markers)
+    let mut out = clock_and_markers_of(&trace.clock, &trace.markers)?;
+    let mut compressor = record_compressor(super::events::LEVEL)?;
+    // A million mappings take at most 56 MB raw: under the payload limit.
+    for part in trace.mappings.chunks(1 << 20) {
+        let mut header = blank_header(RecordKind::Mappings);
+        header.first_seq = part[0].seq;
+        header.last_seq = part[part.len() - 1].seq;
+        header.count = part.len() as u32;
+        let payload = encode_mappings(header.first_seq, part);
+        out.push(encode_record(&mut compressor, header, &payload)?);
+    }
+    Ok(out)
 }
 
 /// One Clock record of `clock` (in order), and one Markers record of

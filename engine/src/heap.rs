@@ -17,14 +17,16 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Objects in use.
+    /// Objects in use. Never below 0: mapped memory counts one free per
+    /// region a removal cuts, so cutting a mapping in pieces and removing
+    /// them one by one counts more frees than maps (as in gperftools).
     pub fn inuse_objects(&self) -> u64 {
-        self.allocs - self.frees
+        self.allocs.saturating_sub(self.frees)
     }
 
     /// Bytes in use.
     pub fn inuse_bytes(&self) -> u64 {
-        self.alloc_bytes - self.free_bytes
+        self.alloc_bytes.saturating_sub(self.free_bytes)
     }
 
     /// Adds `other` to these counters.

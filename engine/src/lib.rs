@@ -5,7 +5,8 @@
 //!
 //! Stages, in the order events flow through them: [`trace`] (open, decode,
 //! merge), [`resolve`], [`heap`], [`snapshots`] (with [`interval_rules`] and
-//! the user's [`plan`]). Beside them: [`stack_table`] and [`stack_ids`] (the
+//! the user's [`plan`]). Beside them: [`mapped`] (the memory the program
+//! mapped itself, replayed apart from the heap), [`stack_table`] and [`stack_ids`] (the
 //! recorded stacks), [`maps`] (which memory maps apply at a point), [`clock`]
 //! (sequence numbers to times). [`index`] keeps checkpoints of the heap's
 //! state beside a trace, so that a point is replayed from the checkpoint
@@ -16,6 +17,7 @@ pub mod compressed;
 pub mod heap;
 pub mod index;
 pub mod interval_rules;
+pub mod mapped;
 pub mod maps;
 pub mod plan;
 pub mod resolve;

@@ -4,7 +4,7 @@
 /// one back to [`OLDEST_READ_VERSION`]; older versions (1: events as rows;
 /// 2: columns without back-references) and newer ones are refused with
 /// their own messages.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 
 /// The oldest version this crate reads (3: no Progress records).
 pub const OLDEST_READ_VERSION: u16 = 3;
@@ -62,6 +62,9 @@ pub enum RecordKind {
     /// the file before it ([`crate::fold::FoldInfo`]), followed by copies
     /// of what in that range is still needed. Version 6 on.
     Folded = 11,
+    /// Memory-mapping calls (`mmap`, `munmap`, `mremap`, `sbrk`, `brk`)
+    /// with their stacks ([`crate::Mapping`]). Version 7 on.
+    Mappings = 12,
 }
 
 impl RecordKind {
@@ -79,6 +82,7 @@ impl RecordKind {
             9 => Self::Compacted,
             10 => Self::Threads,
             11 => Self::Folded,
+            12 => Self::Mappings,
             _ => return None,
         })
     }
@@ -90,6 +94,7 @@ impl RecordKind {
             Self::Progress => 4,
             Self::Compacted | Self::Threads => 5,
             Self::Folded => 6,
+            Self::Mappings => 7,
             _ => 3,
         }
     }
@@ -266,6 +271,7 @@ mod tests {
             (RecordKind::Compacted, 9),
             (RecordKind::Threads, 10),
             (RecordKind::Folded, 11),
+            (RecordKind::Mappings, 12),
         ] {
             let mut h = sample();
             h.kind = kind;

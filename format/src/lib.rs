@@ -11,6 +11,7 @@ pub mod fold;
 pub mod hash;
 pub mod header;
 pub mod info;
+pub mod mappings;
 pub mod markers;
 pub mod reader;
 pub mod settings;
@@ -25,5 +26,6 @@ pub use header::{
     RecordHeader, RecordKind, FORMAT_VERSION, HEADER_LEN, OLDEST_READ_VERSION, RECORD_PREFIX_LEN,
 };
 pub use info::{progress_resident, ClockSample, EndInfo, FileInfo, ProgressInfo};
+pub use mappings::{Mapping, MappingOp};
 pub use markers::{Marker, MarkerSource};
 pub use reader::{Damage, RawRecord, Scan};

@@ -69,13 +69,18 @@ impl Settings {
     /// one of `tTyY1`, or empty). `None` without `HEAPPROFILE`.
     pub fn profile_prefix(&self, pid: u32, child: bool) -> Option<String> {
         let prefix = self.get("HEAPPROFILE").filter(|p| !p.is_empty())?;
-        let use_pid = self
-            .get("HEAPPROFILE_USE_PID")
-            .is_some_and(|v| v.is_empty() || v.starts_with(['t', 'T', 'y', 'Y', '1']));
+        let use_pid = self.get("HEAPPROFILE_USE_PID").is_some_and(flag);
         Some(match use_pid || child {
             true => format!("{prefix}_{pid}"),
             false => prefix.to_string(),
         })
+    }
+
+    /// Whether `HEAP_PROFILE_MMAP` asks for mapping calls to be recorded:
+    /// true as gperftools reads a flag (its first letter one of `tTyY1`,
+    /// or empty).
+    pub fn mmap_profile(&self) -> bool {
+        self.get("HEAP_PROFILE_MMAP").is_some_and(flag)
     }
 
     /// The signal `HEAPPROFILESIGNAL` names, if `HEAPPROFILE` is set too
@@ -85,6 +90,12 @@ impl Settings {
         let n = env_to_int(self.get("HEAPPROFILESIGNAL")?);
         (1..=64).contains(&n).then_some(n as i32)
     }
+}
+
+/// A boolean as gperftools reads one from the environment: true if its
+/// first letter is one of `tTyY1`, or if it is empty.
+fn flag(value: &str) -> bool {
+    value.is_empty() || value.starts_with(['t', 'T', 'y', 'Y', '1'])
 }
 
 /// A number as gperftools reads one from the environment (`strtoll` in

@@ -74,6 +74,14 @@ fn read_all(bytes: &[u8]) -> usize {
             RecordKind::Folded => {
                 let _ = heapreplay_format::fold::FoldInfo::decode(&raw);
             }
+            RecordKind::Mappings => {
+                let _ = heapreplay_format::mappings::decode_mappings(
+                    &raw,
+                    h.first_seq,
+                    h.last_seq,
+                    h.count,
+                );
+            }
             RecordKind::Maps => {}
         }
     }

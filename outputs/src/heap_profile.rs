@@ -87,28 +87,40 @@ impl<'a> StackText<'a> {
     }
 }
 
-/// Writes a complete profile: header, one line per stack that has allocated
-/// (largest in-use bytes first), and the maps.
+/// The heap's part and the mapped part of a profile, per stack.
+pub struct Buckets<'s> {
+    /// The heap's totals: the header line counts the heap alone.
+    pub totals: &'s Counters,
+    /// Memory the program mapped itself (`HEAP_PROFILE_MMAP`), per stack.
+    pub mapped: &'s mut [(u32, Counters)],
+    /// The heap, per stack.
+    pub stacks: &'s mut [(u32, Counters)],
+}
+
+/// Writes a complete profile: the header, the mapped memory's lines, one
+/// line per stack that has allocated, each part largest in-use bytes first
+/// (gperftools writes its mmap lines first too), and the maps.
 pub fn write(
     out: &mut impl Write,
-    totals: &Counters,
-    stacks: &mut [(u32, Counters)],
+    buckets: Buckets<'_>,
     text: &mut StackText<'_>,
     maps: &str,
 ) -> io::Result<()> {
     write!(out, "heap profile: ")?;
-    bucket(out, totals)?;
+    bucket(out, buckets.totals)?;
     writeln!(out, " heapprofile")?;
-    stacks.sort_by(|a, b| {
-        b.1.inuse_bytes()
-            .cmp(&a.1.inuse_bytes())
-            .then(b.1.alloc_bytes.cmp(&a.1.alloc_bytes))
-            .then(a.0.cmp(&b.0))
-    });
-    for (id, c) in stacks.iter() {
-        bucket(out, c)?;
-        out.write_all(text.get(*id))?;
-        writeln!(out)?;
+    for part in [buckets.mapped, buckets.stacks] {
+        part.sort_by(|a, b| {
+            b.1.inuse_bytes()
+                .cmp(&a.1.inuse_bytes())
+                .then(b.1.alloc_bytes.cmp(&a.1.alloc_bytes))
+                .then(a.0.cmp(&b.0))
+        });
+        for (id, c) in part.iter() {
+            bucket(out, c)?;
+            out.write_all(text.get(*id))?;
+            writeln!(out)?;
+        }
     }
     write!(out, "\nMAPPED_LIBRARIES:\n{maps}")?;
     Ok(())
@@ -151,10 +163,22 @@ mod tests {
             (2, &[0x1234][..]),
         ]);
         let mut out = Vec::new();
+        let mut mapped = vec![(
+            2,
+            Counters {
+                allocs: 2,
+                alloc_bytes: 8192,
+                frees: 1,
+                free_bytes: 4096,
+            },
+        )];
         write(
             &mut out,
-            &totals,
-            &mut stacks,
+            Buckets {
+                totals: &totals,
+                mapped: &mut mapped,
+                stacks: &mut stacks,
+            },
             &mut StackText::new(&frames),
             "maps\n",
         )
@@ -162,6 +186,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "heap profile:  12501:  5001300 [ 25000: 10000600] @ heapprofile\n\
+             \x20    1:     4096 [     2:     8192] @ 0x00001234\n\
              \x20 4168:  4168000 [  8334:  8334000] @ 0x00001234\n\
              \x20 8333:   833300 [ 16666:  1666600] @ 0x5607ff2e908a 0x7fa637c4524a\n\
              \nMAPPED_LIBRARIES:\nmaps\n"

@@ -53,6 +53,16 @@ pub mod proto {
         pub location_id: Vec<u64>,
         #[prost(int64, repeated, tag = "2")]
         pub value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub label: Vec<Label>,
+    }
+    /// A sample's label (string table indexes).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(int64, tag = "1")]
+        pub key: i64,
+        #[prost(int64, tag = "2")]
+        pub str: i64,
     }
     /// A mapped file.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -265,17 +275,31 @@ impl Builder {
     }
 
     /// Adds the stacks of a snapshot with their four values.
+    /// The memory the program mapped itself is labelled `memory: mapped`
+    /// (`go tool pprof -tagignore memory=mapped` leaves it out).
     pub fn add_snapshot(&mut self, snapshot: &Snapshot, stacks: &mut SymbolizedStacks<'_>) {
-        for (id, c) in &snapshot.stacks {
-            let location_id = stacks
-                .addresses(*id)
-                .iter()
-                .map(|&a| self.address_location(a, stacks))
-                .collect();
-            let value = SampleKind::ALL.iter().map(|k| k.of(c)).collect();
-            self.profile
-                .sample
-                .push(proto::Sample { location_id, value });
+        let mapped = match snapshot.mapped.is_empty() {
+            true => Vec::new(),
+            false => vec![proto::Label {
+                key: self.string("memory"),
+                str: self.string("mapped"),
+            }],
+        };
+        let parts = [(&snapshot.stacks, Vec::new()), (&snapshot.mapped, mapped)];
+        for (per_stack, label) in parts {
+            for (id, c) in per_stack {
+                let location_id = stacks
+                    .addresses(*id)
+                    .iter()
+                    .map(|&a| self.address_location(a, stacks))
+                    .collect();
+                let value = SampleKind::ALL.iter().map(|k| k.of(c)).collect();
+                self.profile.sample.push(proto::Sample {
+                    location_id,
+                    value,
+                    label: label.clone(),
+                });
+            }
         }
     }
 
@@ -286,6 +310,7 @@ impl Builder {
         self.profile.sample.push(proto::Sample {
             location_id,
             value: value.to_vec(),
+            label: Vec::new(),
         });
     }
 

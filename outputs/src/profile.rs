@@ -3,6 +3,7 @@
 //! profile.heap works from.
 
 use heapreplay_engine::heap::{Counters, Heap};
+use heapreplay_engine::mapped::MappedMemory;
 use heapreplay_engine::stack_table::StackTable;
 use heapreplay_symbols::{Location, Mapping, Symbolizer};
 use std::collections::HashMap;
@@ -85,6 +86,9 @@ pub struct Snapshot {
     pub totals: Counters,
     /// Counters of every stack that has allocated, by stack id.
     pub stacks: Vec<(u32, Counters)>,
+    /// Memory the program mapped itself, per stack id (`HEAP_PROFILE_MMAP`
+    /// traces; else empty): apart from the heap's counters.
+    pub mapped: Vec<(u32, Counters)>,
 }
 
 impl Snapshot {
@@ -95,7 +99,19 @@ impl Snapshot {
             ns,
             totals: *heap.totals(),
             stacks: heap.stacks().collect(),
+            mapped: Vec::new(),
         }
+    }
+
+    /// Adds the memory mapped at the same point.
+    pub fn with_mapped(mut self, mapped: &MappedMemory<'_>) -> Self {
+        self.mapped = mapped.stacks().collect();
+        self
+    }
+
+    /// Bytes mapped (by the program's own mapping calls) at this point.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.mapped.iter().map(|(_, c)| c.inuse_bytes()).sum()
     }
 }
 

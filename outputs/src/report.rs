@@ -12,8 +12,13 @@ pub type NamedStack = (Vec<Frame>, Counters);
 
 /// The stacks of `snapshot` by name.
 pub fn by_frames(snapshot: &Snapshot, stacks: &mut SymbolizedStacks<'_>) -> Vec<NamedStack> {
+    named(&snapshot.stacks, stacks)
+}
+
+/// Counters per stack id (`per_stack`) by name.
+fn named(per_stack: &[(u32, Counters)], stacks: &mut SymbolizedStacks<'_>) -> Vec<NamedStack> {
     let mut merged: HashMap<Vec<Frame>, Counters> = HashMap::new();
-    for (id, c) in &snapshot.stacks {
+    for (id, c) in per_stack {
         merged
             .entry(stacks.frames(*id).to_vec())
             .or_default()
@@ -190,7 +195,46 @@ pub fn write_top(
     alloc.truncate(n);
     table(out, &heading, &alloc, (t.alloc_bytes, t.allocs), |c| {
         (c.alloc_bytes, c.allocs)
-    })
+    })?;
+    write_mapped(out, snapshot, stacks, n)
+}
+
+/// The memory the program mapped itself (`HEAP_PROFILE_MMAP` traces): the
+/// `n` stacks holding the most, apart from the heap. Nothing without it.
+fn write_mapped(
+    out: &mut impl Write,
+    snapshot: &Snapshot,
+    stacks: &mut SymbolizedStacks<'_>,
+    n: usize,
+) -> io::Result<()> {
+    if snapshot.mapped.is_empty() {
+        return Ok(());
+    }
+    let mut total = Counters::default();
+    for (_, c) in &snapshot.mapped {
+        total.add(c);
+    }
+    let named = named(&snapshot.mapped, stacks);
+    let mut held: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.inuse_bytes() > 0).collect();
+    held.sort_by(|a, b| {
+        b.1.inuse_bytes()
+            .cmp(&a.1.inuse_bytes())
+            .then(a.0.cmp(&b.0))
+    });
+    let heading = format!(
+        "Mapped by the program itself (mmap, mremap, sbrk; not in the heap above): {}, top {} of {} stacks",
+        human(total.inuse_bytes()),
+        n.min(held.len()),
+        held.len()
+    );
+    held.truncate(n);
+    table(
+        out,
+        &heading,
+        &held,
+        (total.inuse_bytes(), total.inuse_objects()),
+        |c| (c.inuse_bytes(), c.inuse_objects()),
+    )
 }
 
 /// `heapreplay leaks`: every stack with blocks still allocated at `snapshot`

@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 
 /// The recording work of one hook, entered only when recording is on and
 /// this thread is not already inside the recorder.
-struct Recording {
+pub(crate) struct Recording {
     _guard: Guard,
     _errno: ErrnoKeeper,
     state: &'static thread::ThreadState,
@@ -42,7 +42,7 @@ struct Recording {
 
 impl Recording {
     #[inline]
-    fn begin() -> Option<Self> {
+    pub(crate) fn begin() -> Option<Self> {
         if !ACTIVE.load(Ordering::Relaxed) {
             return None;
         }
@@ -57,7 +57,7 @@ impl Recording {
 
     /// The stack of the hook's caller (from `caller` when the hook noted it).
     #[inline]
-    fn stack(&self, caller: Option<unwind::Caller>) -> u32 {
+    pub(crate) fn stack(&self, caller: Option<unwind::Caller>) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
         let (n, hash) = unwind::capture(
             self.state.unwind(),
@@ -89,7 +89,7 @@ impl Recording {
     }
 
     #[inline]
-    fn end(self) {
+    pub(crate) fn end(self) {
         if writer::finished() {
             writer::flush(true);
         }

@@ -23,6 +23,9 @@ pub mod guard;
 // A unit-test harness must not interpose its own malloc or record itself.
 #[cfg(not(test))]
 pub mod hooks;
+#[cfg(not(test))]
+pub mod map_hooks;
+pub mod mapping;
 pub mod maps;
 pub mod markers;
 pub mod output;
@@ -136,12 +139,14 @@ pub(crate) fn verbose() -> bool {
     })
 }
 
-/// Says, when verbose, which allocator the hooks forward to.
-fn say_allocator() {
-    let Some(real) = real::real() else { return };
+/// The file of the allocator the hooks forward to.
+fn allocator_library() -> String {
+    let Some(real) = real::real() else {
+        return "an unknown object".into();
+    };
     // SAFETY: dladdr fills `info` for an address; the names it gives are
     // NUL-terminated and live as long as the object is loaded.
-    let library = unsafe {
+    unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
         let found = libc::dladdr(real.malloc as *const libc::c_void, &mut info) != 0;
         match found && !info.dli_fname.is_null() {
@@ -150,8 +155,16 @@ fn say_allocator() {
                 .into_owned(),
             false => "an unknown object".to_string(),
         }
-    };
+    }
+}
+
+/// Says, when verbose, which allocator the hooks forward to.
+fn say_allocator() {
+    let library = allocator_library();
     say!("hooks in place (malloc, free, calloc, realloc, memalign and the rest); the allocator underneath is {library}");
+    if mapping::enabled() {
+        say!("mapping calls recorded too (HEAP_PROFILE_MMAP): mmap, mmap64, munmap, mremap, sbrk, brk");
+    }
     let settings = settings();
     if !settings.is_empty() {
         let vars: Vec<String> = settings
@@ -303,18 +316,21 @@ static mut FORK_LOCKS: Option<(
     queue::ForkLock,
     thread::ForkLock,
     stacks::ForkLock,
+    mapping::ForkLock,
 )> = None;
 
 extern "C" fn before_fork() {
     if !ACTIVE.load(Ordering::SeqCst) {
         return;
     }
-    // The order every other path takes them in: output, queue, threads, stacks.
+    // The order every other path takes them in: output, queue, threads,
+    // stacks, then the mapping calls (taken by the writer under the output).
     let locks = (
         writer::lock_for_fork(),
         queue::lock_for_fork(),
         thread::lock_for_fork(),
         stacks::lock_for_fork(),
+        mapping::lock_for_fork(),
     );
     // SAFETY: only the forking thread touches FORK_LOCKS, between the fork
     // handlers of one fork call.
@@ -339,6 +355,7 @@ extern "C" fn after_fork_in_child() {
     locks.1.restart_in_child();
     locks.2.restart_in_child();
     locks.3.restart_in_child();
+    locks.4.restart_in_child();
     let path = output_path(true);
     let ok = locks.0.restart_in_child(&path, &|_| first_record(true));
     drop(locks);
@@ -356,6 +373,7 @@ extern "C" fn init() {
         return;
     }
     unwind::init();
+    mapping::init(settings(), &allocator_library());
     thread::init(writer::queued);
     if std::env::var("HEAPREPLAY_FOLLOW_EXEC").is_ok_and(|v| v == "0") {
         stop_following_exec();

@@ -216,6 +216,18 @@ impl Output {
         self.record(h, &heapreplay_format::markers::encode_markers(markers))
     }
 
+    /// Writes a Mappings record of `mappings` (non-empty, in seq order).
+    pub fn mappings(&mut self, mappings: &[heapreplay_format::Mapping]) -> Result<(), i32> {
+        let mut h = blank_header(RecordKind::Mappings);
+        h.first_seq = mappings[0].seq;
+        h.last_seq = mappings[mappings.len() - 1].seq;
+        h.count = mappings.len() as u32;
+        self.record(
+            h,
+            &heapreplay_format::mappings::encode_mappings(h.first_seq, mappings),
+        )
+    }
+
     /// Samples the clock against the sequence counter `seq` (read after the
     /// clock), unless the last sample is younger than `every_ns` (with
     /// `every_ns` 0, always).

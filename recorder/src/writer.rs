@@ -1,6 +1,6 @@
 //! The writer thread, on top of the recorder's leaf modules: it takes full
 //! buffers from the [`queue`](crate::queue) and writes them, with the stacks
-//! they use, markers, clock samples and memory maps, to the
+//! they use, mapping calls, markers, clock samples and memory maps, to the
 //! [`Output`](crate::output::Output).
 //!
 //! Every second it also takes partly filled buffers, so a killed process
@@ -14,7 +14,7 @@
 use crate::output::FirstRecord;
 use crate::output::Output;
 use crate::queue;
-use crate::{maps, markers, stacks, thread, ACTIVE, SEQ};
+use crate::{mapping, maps, markers, stacks, thread, ACTIVE, SEQ};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -120,6 +120,8 @@ pub fn flush(take_partial: bool) {
     // After the threads: a full buffer is queued before its thread lets go
     // of its lock, so it is here.
     chunks.extend(queue::take_all());
+    // After the watermark was read: every mapping call below it is pushed.
+    let mappings = mapping::drain();
     // Stacks are taken after the events: every stack those events use is in it.
     let (stacks, stack_count) = stacks::take_pending();
     chunks.sort_by_key(|c| c.first_seq);
@@ -129,6 +131,9 @@ pub fn flush(take_partial: bool) {
         }
         for c in &chunks {
             out.chunk(c)?;
+        }
+        if !mappings.is_empty() {
+            out.mappings(&mappings)?;
         }
         if take_partial {
             out.clock()?;

@@ -3,6 +3,7 @@
 use crate::cli::InfoArgs;
 use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::index::Index;
+use heapreplay_engine::mapped::MappedMemory;
 use heapreplay_engine::plan::marker_label;
 use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_engine::Trace;
@@ -44,6 +45,47 @@ fn outside_malloc(heap_peak: u64, resident_peak: u64) -> String {
         "; the heap's peak is {}% of it: most of the process's memory did not come from malloc (an allocator with its own pools: for Python, record with PYTHONMALLOC=malloc; README, \"Programs with their own pools\")",
         heap_peak * 100 / resident_peak
     )
+}
+
+/// The `mapped:` line: what the program mapped itself, at most and at the
+/// end, when mapping calls were recorded (`HEAP_PROFILE_MMAP`).
+/// The `other:` line: about how much of the resident peak is neither the
+/// heap's peak nor (`mapped_peak`, when recorded) the most mapped at once.
+/// The peaks may fall at different times: an estimate.
+fn other_memory(resident: u64, heap_peak: u64, mapped_peak: Option<u64>) -> String {
+    const WHY: &str = "README, \"Heap in use and resident memory\"";
+    let accounted = heap_peak.saturating_add(mapped_peak.unwrap_or(0));
+    let Some(other) = resident.checked_sub(accounted).filter(|&o| o > 0) else {
+        return format!(
+            "none: the peaks above add up to more (pages never written are not resident; {WHY})"
+        );
+    };
+    let what = match mapped_peak {
+        Some(_) => "neither the heap's peak nor the most mapped by the program: about that much is the allocator's overhead and the freed memory it keeps, thread stacks, code and data",
+        None => "not the heap's peak: about that much is the allocator's overhead and the freed memory it keeps, memory mapped without malloc (HEAP_PROFILE_MMAP=true records the program's own), thread stacks, code and data",
+    };
+    format!("{} of it is {what} ({WHY})", mib(other))
+}
+
+/// With the most mapped at once.
+fn mapped_summary(trace: &Trace) -> Option<(String, u64)> {
+    let asked = trace.settings.mmap_profile();
+    if trace.mappings.is_empty() {
+        let line = "no mapping calls recorded (HEAP_PROFILE_MMAP was set)";
+        return asked.then(|| (line.into(), 0));
+    }
+    let mut mapped = MappedMemory::new(&trace.mappings);
+    let mut most = 0;
+    for m in &trace.mappings {
+        most = most.max(mapped.seek(m.seq).mapped_bytes());
+    }
+    let line = format!(
+        "{} at most, {} at the end, in {} (mmap, munmap, mremap, sbrk, brk; apart from the heap)",
+        mib(most),
+        mib(mapped.mapped_bytes()),
+        heapreplay_outputs::report::counted(trace.mappings.len() as u64, "call")
+    );
+    Some((line, most))
 }
 
 /// Prints the description.
@@ -124,6 +166,10 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         Some((_, peak, ns)) => println!("peak:       {} in use at {}", mib(peak), seconds(ns)),
         None => println!("peak:       no allocations"),
     }
+    let mapped = mapped_summary(&trace);
+    if let Some((line, _)) = &mapped {
+        println!("mapped:     {line}");
+    }
     if let Some(resident) = trace.resident_peak {
         let heap = highest.map_or(0, |(_, bytes, _)| bytes);
         println!(
@@ -131,6 +177,8 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
             mib(resident),
             outside_malloc(heap, resident)
         );
+        let mapped_peak = mapped.as_ref().map(|(_, most)| *most);
+        println!("other:      {}", other_memory(resident, heap, mapped_peak));
     }
     println!("markers:    {}", marker_summary(&trace.markers));
     for m in &trace.markers {

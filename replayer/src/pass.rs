@@ -8,6 +8,7 @@ use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::{Builder, Index, Start};
 use heapreplay_engine::interval_rules::Thresholds;
+use heapreplay_engine::mapped::{mapped_seq, MappedMemory};
 use heapreplay_engine::maps::maps_at;
 use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
 use heapreplay_engine::snapshots::{snapshot_by, Context, Outcome, Snapshotter, Standing, Trigger};
@@ -564,6 +565,7 @@ pub fn capture(
         })
         .collect();
     let mut clock = SeqClock::new(&trace.clock);
+    let mut mapped = MappedMemory::new(&trace.mappings);
     // The pass stops once every point is taken: a point early in a long
     // trace costs only the part of the trace before it.
     let missing = std::cell::Cell::new(found.iter().filter(|s| s.is_none()).count());
@@ -586,7 +588,8 @@ pub fn capture(
             let ns = trigger.ns().unwrap_or_else(|| clock.ns_at(seq));
             for (slot, target) in found.iter_mut().zip(&targets) {
                 if slot.is_none() && target.matches(trigger, seq) {
-                    *slot = Some(Snapshot::take(heap, trigger.reason(), ns));
+                    let mapped = mapped.seek(mapped_seq(trigger, seq));
+                    *slot = Some(Snapshot::take(heap, trigger.reason(), ns).with_mapped(mapped));
                     missing.set(missing.get() - 1);
                 }
             }

@@ -8,6 +8,7 @@
 use crate::cli::{CommonArgs, Format, ReplayArgs};
 use crate::pass;
 use heapreplay_engine::clock::SeqClock;
+use heapreplay_engine::mapped::{mapped_seq, MappedMemory};
 use heapreplay_engine::maps::MapsCache;
 use heapreplay_engine::trace::io_text;
 use heapreplay_engine::Trace;
@@ -85,13 +86,12 @@ impl FileWriter<'_> {
         match self.format {
             Format::Heap => {
                 let maps = self.maps.at(self.trace.maps_for(seq), seq);
-                heap_profile::write(
-                    out,
-                    &snapshot.totals,
-                    &mut snapshot.stacks,
-                    &mut self.text,
-                    maps,
-                )
+                let buckets = heap_profile::Buckets {
+                    totals: &snapshot.totals,
+                    mapped: &mut snapshot.mapped,
+                    stacks: &mut snapshot.stacks,
+                };
+                heap_profile::write(out, buckets, &mut self.text, maps)
             }
             Format::Pprof | Format::Flamegraph => {
                 let (trace, common) = (self.trace, self.common);
@@ -250,6 +250,7 @@ pub fn write(
     let (replayed, written) = std::thread::scope(|scope| {
         let writing = scope.spawn(move || writer.run(queue));
         let mut clock = SeqClock::new(&trace.clock);
+        let mut mapped = MappedMemory::new(&trace.mappings);
         let mut job = |heap: &heapreplay_engine::heap::Heap,
                        trigger: &heapreplay_engine::snapshots::Trigger,
                        seq: u64|
@@ -264,7 +265,8 @@ pub fn write(
                 Some(tag) => format!("{}.{count:04}.{tag}.{ext}", prefix.display()),
             };
             let said = format!("Dumping heap profile to {name} ({reason})");
-            let snapshot = Snapshot::take(heap, reason, clock.ns_at(seq));
+            let snapshot = Snapshot::take(heap, reason, clock.ns_at(seq))
+                .with_mapped(mapped.seek(mapped_seq(trigger, seq)));
             // A closed queue means the writer stopped on an error: it
             // says which once joined.
             jobs.send(Job {

@@ -3,6 +3,7 @@
 use crate::cli::TimelineArgs;
 use crate::pass;
 use heapreplay_engine::clock::{seconds, SeqClock};
+use heapreplay_engine::mapped::MappedMemory;
 use heapreplay_engine::plan::marker_label;
 use heapreplay_engine::plan::TimePoint;
 use heapreplay_engine::resolve::freed_stack;
@@ -128,13 +129,20 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         }),
         || past.get(),
     )?;
-    let timeline = timeline.into_inner();
+    let mut timeline = timeline.into_inner();
+    if !trace.mappings.is_empty() {
+        timeline.set_mapped(mapped_curve(&trace, &samples, from_ns, to_ns));
+    }
     let program = Path::new(&trace.info.exe)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| trace.path.display().to_string());
+    let what = match timeline.mapped() {
+        Some(_) => "Heap in use and mapped memory",
+        None => "Heap in use",
+    };
     let title = format!(
-        "Heap in use: {program} (pid {}), {}",
+        "{what}: {program} (pid {}), {}",
         trace.info.pid,
         trace.path.display()
     );
@@ -147,6 +155,22 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         eprintln!("heapreplay: wrote {} ({peak})", out.display());
     }
     Ok(code)
+}
+
+/// The memory the program mapped itself over the window, one point per
+/// mapping call.
+fn mapped_curve(trace: &Trace, samples: &[ClockSample], from_ns: u64, to_ns: u64) -> Timeline {
+    let mut curve = Timeline::window(from_ns, to_ns, DEFAULT_BUCKETS);
+    let mut clock = SeqClock::new(samples);
+    let mut mapped = MappedMemory::new(&trace.mappings);
+    for m in &trace.mappings {
+        let ns = clock.ns_at(m.seq);
+        if ns > to_ns {
+            break;
+        }
+        curve.push(ns, mapped.seek(m.seq).mapped_bytes());
+    }
+    curve
 }
 
 /// Bytes in use before `event`, from `inuse` after it (a `Retire` is

@@ -320,6 +320,7 @@ pub const MUTATIONS: &[(&str, Mutation)] = &[
     ("last-seq-lies", Mutation::LastSeqLie),
     ("unused-stacks", Mutation::UnusedStacks(20_000)),
     ("hostile-clock-and-markers", Mutation::HostileClock),
+    ("hostile-mappings", Mutation::HostileMappings),
     ("every-header-damaged", Mutation::EveryChecksum),
     ("cut-short", Mutation::Truncate),
     ("bytes-flipped", Mutation::Flip),
@@ -383,6 +384,9 @@ pub enum Mutation {
     UnusedStacks(u32),
     /// Clock samples going backwards and markers at the ends of time.
     HostileClock,
+    /// Mapping calls at the ends of the address space, of every length,
+    /// naming an undefined stack, and a Mappings record whose count lies.
+    HostileMappings,
     /// Every record header's checksum broken.
     EveryChecksum,
     /// The file cut at a random point.
@@ -649,6 +653,32 @@ pub fn apply(mut recs: Vec<Rec>, m: Mutation, rng: &mut Rng) -> (Vec<u8>, Expect
             let mut m = Rec::new(RecordKind::Markers, encode_markers(&markers));
             m.header.count = 2;
             recs.push(m);
+            Expect::Survive
+        }
+        Mutation::HostileMappings => {
+            use heapreplay_format::mappings::encode_mappings;
+            use heapreplay_format::{Mapping, MappingOp};
+            let call = Mapping::new;
+            let calls = [
+                call(1, MappingOp::Map, u64::MAX - 4095, u64::MAX, 1),
+                call(2, MappingOp::Map, 0, u64::MAX, 999_999),
+                call(3, MappingOp::Grow, 4096, 1 << 40, 2),
+                Mapping {
+                    old_addr: u64::MAX,
+                    old_len: u64::MAX,
+                    ..call(4, MappingOp::Remap, 1 << 20, 8192, 3)
+                },
+                call(5, MappingOp::Unmap, 8192, 4096, 0),
+                call(u64::MAX - 1, MappingOp::Shrink, 0, u64::MAX, 0),
+            ];
+            let mut m = Rec::new(RecordKind::Mappings, encode_mappings(1, &calls));
+            (m.header.first_seq, m.header.last_seq) = (1, u64::MAX - 1);
+            m.header.count = calls.len() as u32;
+            recs.push(m);
+            let mut lying = Rec::new(RecordKind::Mappings, encode_mappings(7, &calls[..2]));
+            (lying.header.first_seq, lying.header.last_seq) = (7, 9);
+            lying.header.count = u32::MAX;
+            recs.push(lying);
             Expect::Survive
         }
         Mutation::EveryChecksum => {

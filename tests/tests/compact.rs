@@ -199,6 +199,26 @@ fn a_compacted_c_program_replays_to_the_same_bytes() {
     every_output_the_same(&work);
 }
 
+#[test]
+fn a_compacted_trace_keeps_the_mapping_calls() {
+    // HEAP_PROFILE_MMAP: the mapped memory is in every output, and the
+    // compacted trace gives the same (its stacks numbered anew).
+    let work = Work::new("compact_mapped");
+    let exe = work.compile("mapper.c", "mapper", &["-O1"]);
+    std::fs::create_dir(work.path("hot")).unwrap();
+    let ran = run(std::process::Command::new(&exe)
+        .arg("40")
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("hot/trace.zst"))
+        .env("HEAP_PROFILE_MMAP", "1"));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    compact(&work);
+    let top = work.heapreplay_ok(&["top", "cold/trace.zst"]).stdout;
+    assert!(top.contains("Mapped by the program itself"), "{top}");
+    every_output_the_same(&work);
+}
+
 /// A Python program that allocates in phases, marking each with SIGUSR2.
 const PHASES: &str = "
 import os, signal

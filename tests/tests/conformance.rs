@@ -289,10 +289,22 @@ fn run_recipe(
 /// names, as many, with the same headers and in-use bytes per function,
 /// for the same reasons. Returns our reasons.
 fn recipe(name: &str, args: &[&str], env: &[(&str, &str)], signals: Signals) -> Vec<String> {
+    recipe_of("conform.c", name, args, env, signals).0
+}
+
+/// [`recipe`] with the program built from `source` (in tests/programs, as
+/// `program` in the returned directory).
+fn recipe_of(
+    source: &str,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    signals: Signals,
+) -> (Vec<String>, Work) {
     let work = Work::new(name);
     let mut flags = vec!["-O2"];
     flags.extend_from_slice(GO_PPROF_FLAGS);
-    let exe = work.compile("conform.c", "conform", &flags);
+    let exe = work.compile(source, "program", &flags);
     let tcmalloc = std::path::Path::new(TCMALLOC);
     let theirs_log = run_recipe(&work, &exe, args, tcmalloc, "gperf", env, signals);
     let recorded = run_recipe(&work, &exe, args, &librecord(), "ours", env, signals);
@@ -319,7 +331,7 @@ fn recipe(name: &str, args: &[&str], env: &[(&str, &str)], signals: Signals) -> 
     same_dumps(name, &exe, &theirs, &mine);
     let ours = reasons(&replay.stderr);
     assert_eq!(ours, reasons(&theirs_log), "{name}: reasons");
-    ours
+    (ours, work)
 }
 
 #[test]
@@ -350,6 +362,29 @@ fn the_recipe_with_heapprofilesignal_and_kill_writes_what_gperftools_writes() {
     let r = recipe("recipe_kill", &args, &env, Signals::Killed(pause));
     assert_eq!(r.iter().filter(|r| *r == "signal").count(), 8, "{r:?}");
     assert_eq!(r.len(), 9, "{r:?}");
+}
+
+#[test]
+fn the_recipe_with_mmap_profiling_writes_what_gperftools_writes() {
+    // mmap, whole and partial munmap, mremap and sbrk from the program's
+    // own sites, between heap allocations: gperftools lists the mapped
+    // memory per stack too (and its own arenas, which no *_site holds).
+    let env = [
+        ("HEAP_PROFILE_MMAP", "true"),
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", "4000000"),
+        ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
+    ];
+    let (r, work) = recipe_of("mapper.c", "recipe_mmap", &["40"], &env, Signals::Own);
+    assert_eq!(r.len(), 11, "{r:?}");
+    let exe = work.path("program");
+    let last = profiles(&work.path("ours")).pop().unwrap();
+    let rows = in_use_by_function(&exe, &last);
+    for site in ["map_site", "remap_site", "grow_site"] {
+        assert!(
+            rows.iter().any(|(f, b)| f == site && *b > 0),
+            "{site} holds mapped memory at exit: {rows:?}"
+        );
+    }
 }
 
 #[test]

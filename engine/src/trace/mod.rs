@@ -156,6 +156,9 @@ pub struct Trace {
     pub clock: Vec<ClockSample>,
     /// Markers in sequence order.
     pub markers: Vec<Marker>,
+    /// Mapping calls (`HEAP_PROFILE_MMAP`) in sequence order; see
+    /// [`crate::mapped`].
+    pub mappings: Vec<heapreplay_format::Mapping>,
     /// The end summary, if the recording ended cleanly.
     pub end: Option<EndInfo>,
     /// Set when the recording process still holds the trace open.

@@ -8,13 +8,14 @@ use crate::stack_ids::StackIds;
 use crate::stack_table::{Defined, StackTable};
 use heapreplay_format::header::RECORD_PREFIX_LEN;
 use heapreplay_format::info::{decode_clock, decode_threads, from_bytes};
+use heapreplay_format::mappings::decode_mappings;
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{scan_from, Findings};
 use heapreplay_format::settings::{decode_settings, Settings};
 use heapreplay_format::RecordHeader;
 use heapreplay_format::{
-    progress_resident, ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RawRecord, RecordKind,
-    FORMAT_VERSION, OLDEST_READ_VERSION,
+    progress_resident, ClockSample, EndInfo, FileInfo, Mapping, Marker, ProgressInfo, RawRecord,
+    RecordKind, FORMAT_VERSION, OLDEST_READ_VERSION,
 };
 use std::path::Path;
 
@@ -81,6 +82,8 @@ impl Trace {
         meta.maps.sort_by_key(|m| m.seq);
         meta.clock.sort_by_key(|c| (c.seq, c.ns));
         meta.markers.sort_by_key(|m| m.seq);
+        meta.mappings.sort_by_key(|m| m.seq);
+        meta.mappings.dedup_by_key(|m| m.seq);
         meta.progress_marks.sort_unstable();
         events.sort_by_key(|e| e.first_seq);
         let mut live = (held && meta.end.is_none()).then(|| meta.live(info.pid));
@@ -94,6 +97,7 @@ impl Trace {
             }
             beyond_limit = events.split_off(events.partition_point(|e| e.first_seq < limit));
             meta.markers.retain(|m| m.seq < limit);
+            meta.mappings.retain(|m| m.seq < limit);
             meta.maps.retain(|m| m.seq < limit);
             meta.clock.retain(|c| c.seq <= limit);
             if let Some(live) = live.as_mut() {
@@ -130,6 +134,17 @@ impl Trace {
         let low_water = low_water(&events);
         let resolved = all_resolved(&bytes, &events);
         let stack_ids = StackIds::new(meta.stacks.places_mut());
+        let mut undefined = 0u64;
+        for m in meta.mappings.iter_mut().filter(|m| m.op.adds()) {
+            m.stack = stack_ids.check(m.stack);
+            undefined += u64::from(m.stack == crate::stack_ids::UNDEFINED_STACK);
+        }
+        if undefined > 0 {
+            problems.push(Problem {
+                offset: 0,
+                what: format!("mapping calls naming a stack no Stacks record defines: {undefined}"),
+            });
+        }
         // Scanning the headers faulted in most of the file (the kernel maps
         // pages around each fault); let them go until the events are decoded.
         // SAFETY: read-only file map: dropped pages are read again on access.
@@ -142,6 +157,7 @@ impl Trace {
             maps: meta.maps,
             clock: meta.clock,
             markers: meta.markers,
+            mappings: meta.mappings,
             end: meta.end,
             live,
             resident_peak: meta.resident_peak,
@@ -371,6 +387,7 @@ struct Metadata {
     maps: Vec<MapsRecord>,
     clock: Vec<ClockSample>,
     markers: Vec<Marker>,
+    mappings: Vec<Mapping>,
     end: Option<EndInfo>,
     end_offset: u64,
     /// The Progress record completing the most, and its offset.
@@ -510,6 +527,15 @@ impl Metadata {
                     }
                 }
                 Err(_) => problems.push(bad("malformed thread list")),
+            },
+            RecordKind::Mappings => match decode_mappings(
+                &raw,
+                rec.header.first_seq,
+                rec.header.last_seq,
+                rec.header.count,
+            ) {
+                Ok(m) => self.mappings.extend(m),
+                Err(_) => problems.push(bad("malformed mappings")),
             },
             // Read when the scan's records are sorted out (`fold`).
             RecordKind::Folded => {}

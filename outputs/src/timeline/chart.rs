@@ -123,6 +123,8 @@ const LINE: RGBColor = RGBColor(31, 119, 180);
 const MARKER: RGBColor = RGBColor(214, 95, 0);
 const SNAPSHOT: RGBColor = RGBColor(44, 140, 44);
 const PEAK: RGBColor = RGBColor(200, 30, 30);
+/// The mapped-memory curve: a purple apart from the others.
+const MAPPED: RGBColor = RGBColor(120, 60, 160);
 const LABEL_SIZE: f64 = 16.0;
 const ROW_HEIGHT: i32 = 18;
 const MAX_ROWS: usize = 3;
@@ -227,9 +229,11 @@ fn draw<DB: DrawingBackend>(
     let start_ns = t.start_ns().min(end_ns - 1);
     let x_min = start_ns as f64 / 1e9;
     let x_max = end_ns as f64 / 1e9;
-    let (unit, scale) = unit_for(peak.1);
+    let mapped = t.mapped();
+    let highest = mapped.and_then(|m| m.peak()).map_or(0, |p| p.1).max(peak.1);
+    let (unit, scale) = unit_for(highest);
     // Headroom above the peak for its label and the rows of labels.
-    let y_max = (peak.1 as f64 / scale / 0.72).max(1.0);
+    let y_max = (highest as f64 / scale / 0.72).max(1.0);
 
     let area = root.margin(44, 10, 10, 30);
     let mut chart = ChartBuilder::on(&area)
@@ -292,6 +296,26 @@ fn draw<DB: DrawingBackend>(
                 MARKER.stroke_width(1),
             )))
             .map_err(err)?;
+    }
+    if let Some(m) = mapped {
+        let curve: Vec<(f64, f64)> = m.points().into_iter().map(xy).collect();
+        chart
+            .draw_series(LineSeries::new(curve, MAPPED.stroke_width(2)))
+            .map_err(err)?;
+        let legend = |text: &str, color: RGBColor, y: i32| {
+            root.draw(&Text::new(
+                text.to_string(),
+                (100, y),
+                TextStyle::from(("sans-serif", 15).into_font()).color(&color),
+            ))
+        };
+        legend("heap in use (malloc, new)", LINE, 40).map_err(err)?;
+        legend(
+            "mapped by the program itself (mmap, mremap, sbrk)",
+            MAPPED,
+            58,
+        )
+        .map_err(err)?;
     }
     // The curve goes over the lines.
     if one_path {

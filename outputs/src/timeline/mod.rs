@@ -81,6 +81,9 @@ pub struct Timeline {
     snapshot_buckets: Vec<u64>,
     merged_snapshots: u64,
     peak: Option<(u64, u64)>,
+    /// Memory the program mapped itself, over the same window, if it was
+    /// recorded (`HEAP_PROFILE_MMAP`).
+    mapped: Option<Box<Timeline>>,
 }
 
 impl Timeline {
@@ -114,7 +117,19 @@ impl Timeline {
             snapshot_buckets: vec![0; max_buckets.div_ceil(64) as usize],
             merged_snapshots: 0,
             peak: None,
+            mapped: None,
         }
+    }
+
+    /// Adds the memory the program mapped itself, as a second curve over
+    /// the same window.
+    pub fn set_mapped(&mut self, mapped: Timeline) {
+        self.mapped = Some(Box::new(mapped));
+    }
+
+    /// The mapped-memory curve, if there is one.
+    pub fn mapped(&self) -> Option<&Timeline> {
+        self.mapped.as_deref()
     }
 
     fn bucket_of(&self, ns: u64) -> u64 {
