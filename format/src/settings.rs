@@ -92,6 +92,20 @@ impl Settings {
     }
 }
 
+/// A variable's value as the recorder reads it from the environment's
+/// bytes: libtcmalloc, when a program links it, sets the high bit of
+/// `HEAPPROFILE`'s first byte once it has read it (to tell children apart);
+/// that bit is cleared. Other bytes that are not UTF-8 are replaced.
+pub fn env_value(bytes: &[u8]) -> String {
+    let mut bytes = bytes.to_vec();
+    if let Some(first) = bytes.first_mut() {
+        if *first >= 0x80 && (*first & 0x7f) != 0 {
+            *first &= 0x7f;
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A boolean as gperftools reads one from the environment: true if its
 /// first letter is one of `tTyY1`, or if it is empty.
 fn flag(value: &str) -> bool {
@@ -150,6 +164,13 @@ pub fn decode_settings(payload: &[u8], info: &FileInfo) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libtcmalloc_s_mark_on_heapprofile_is_cleared() {
+        assert_eq!(env_value(b"\xaftmp/app"), "/tmp/app");
+        assert_eq!(env_value(b"/tmp/app"), "/tmp/app");
+        assert_eq!(env_value(b""), "");
+    }
 
     #[test]
     fn numbers_read_as_strtoll_reads_them() {

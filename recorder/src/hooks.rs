@@ -81,7 +81,7 @@ impl Recording {
     /// Records a free, with its sequence number taken now or `reserved`
     /// before the real call.
     #[inline]
-    fn free(&self, reserved: Option<u64>, ptr: *mut c_void) {
+    pub(crate) fn free(&self, reserved: Option<u64>, ptr: *mut c_void) {
         let queued = self.state.record(reserved, |seq, enc, buf, pos| {
             enc.free(buf, pos, seq, ptr as u64)
         });
@@ -97,7 +97,7 @@ impl Recording {
 }
 
 #[inline]
-fn record_alloc(ptr: *mut c_void, size: usize, caller: Option<unwind::Caller>) {
+pub(crate) fn record_alloc(ptr: *mut c_void, size: usize, caller: Option<unwind::Caller>) {
     if ptr.is_null() {
         return;
     }

@@ -19,6 +19,9 @@
 #![cfg_attr(test, allow(dead_code))]
 
 pub mod clock;
+// Exported C++ symbols: not in a unit-test harness.
+#[cfg(not(test))]
+pub mod cxx_hooks;
 pub mod guard;
 // A unit-test harness must not interpose its own malloc or record itself.
 #[cfg(not(test))]
@@ -178,7 +181,13 @@ fn say_allocator() {
 
 /// The profiling settings this process started with.
 pub(crate) fn settings() -> &'static Settings {
-    SETTINGS.get_or_init(|| Settings::from_lookup(|name| std::env::var(name).ok()))
+    SETTINGS.get_or_init(|| {
+        Settings::from_lookup(|name| {
+            use std::os::unix::ffi::OsStrExt;
+            let value = std::env::var_os(name)?;
+            Some(heapreplay_format::settings::env_value(value.as_bytes()))
+        })
+    })
 }
 
 /// The trace path for this process (`child`: a forked child of a recorded

@@ -289,13 +289,15 @@ fn run_recipe(
 /// names, as many, with the same headers and in-use bytes per function,
 /// for the same reasons. Returns our reasons.
 fn recipe(name: &str, args: &[&str], env: &[(&str, &str)], signals: Signals) -> Vec<String> {
-    recipe_of("conform.c", name, args, env, signals).0
+    recipe_of("conform.c", &[], name, args, env, signals).0
 }
 
 /// [`recipe`] with the program built from `source` (in tests/programs, as
-/// `program` in the returned directory).
+/// `program` in the returned directory) with `link` flags; with
+/// `-ltcmalloc` among them, gperftools' side preloads nothing.
 fn recipe_of(
     source: &str,
+    link: &[&str],
     name: &str,
     args: &[&str],
     env: &[(&str, &str)],
@@ -304,8 +306,10 @@ fn recipe_of(
     let work = Work::new(name);
     let mut flags = vec!["-O2"];
     flags.extend_from_slice(GO_PPROF_FLAGS);
+    flags.extend_from_slice(link);
     let exe = work.compile(source, "program", &flags);
-    let tcmalloc = std::path::Path::new(TCMALLOC);
+    let linked = link.contains(&"-ltcmalloc");
+    let tcmalloc = std::path::Path::new(if linked { "" } else { TCMALLOC });
     let theirs_log = run_recipe(&work, &exe, args, tcmalloc, "gperf", env, signals);
     let recorded = run_recipe(&work, &exe, args, &librecord(), "ours", env, signals);
     assert!(
@@ -374,7 +378,7 @@ fn the_recipe_with_mmap_profiling_writes_what_gperftools_writes() {
         ("HEAP_PROFILE_ALLOCATION_INTERVAL", "4000000"),
         ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
     ];
-    let (r, work) = recipe_of("mapper.c", "recipe_mmap", &["40"], &env, Signals::Own);
+    let (r, work) = recipe_of("mapper.c", &[], "recipe_mmap", &["40"], &env, Signals::Own);
     assert_eq!(r.len(), 11, "{r:?}");
     let exe = work.path("program");
     let last = profiles(&work.path("ours")).pop().unwrap();
@@ -385,6 +389,28 @@ fn the_recipe_with_mmap_profiling_writes_what_gperftools_writes() {
             "{site} holds mapped memory at exit: {rows:?}"
         );
     }
+}
+
+#[test]
+fn the_recipe_linked_with_tcmalloc_writes_what_gperftools_writes() {
+    // tcmalloc in the program: its profiler binds to the recorder's API and
+    // stays off, its signal handler stays idle, and its exit-time dump
+    // ("Exiting", with no profile of its own) adds nothing.
+    let env = [
+        ("HEAPPROFILESIGNAL", "12"),
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", "30000000"),
+    ];
+    let link = ["-ltcmalloc"];
+    let (r, _) = recipe_of(
+        "conform.c",
+        &link,
+        "recipe_linked_signal",
+        &["40000", "5000"],
+        &env,
+        Signals::Own,
+    );
+    assert_eq!(r.iter().filter(|r| *r == "signal").count(), 8, "{r:?}");
+    assert!(r.last().unwrap().starts_with("Exiting, "), "{r:?}");
 }
 
 #[test]
@@ -421,17 +447,36 @@ fn the_time_interval_of_the_recipe_dumps_under_gperftools_names() {
 fn heapprofilerdump_from_cpp_writes_what_gperftools_writes() {
     // A C++ program that dumps from its own code (HeapProfilerDump), with
     // libtcmalloc preloaded, then with the recorder preloaded instead.
-    let work = Work::new("recipe_dump");
+    dumper_recipe("recipe_dump", false);
+}
+
+#[test]
+fn a_program_linked_with_tcmalloc_writes_what_gperftools_writes() {
+    // The same program linked with -ltcmalloc: tcmalloc's operator new
+    // never calls malloc, and its own profiler reads HEAPPROFILE too. Under
+    // the recorder its start binds to the recorder's no-op, and the hooked
+    // operator new sees every allocation.
+    dumper_recipe("recipe_linked", true);
+}
+
+/// dumper.cpp under gperftools (libtcmalloc preloaded, or `linked` with
+/// -ltcmalloc), then under the recorder: the same reasons, headers and
+/// objects held by its site.
+fn dumper_recipe(name: &str, linked: bool) {
+    let work = Work::new(name);
     let mut flags = vec!["-O2"];
     flags.extend_from_slice(GO_PPROF_FLAGS);
+    if linked {
+        flags.push("-ltcmalloc");
+    }
     let exe = work.compile("dumper.cpp", "dumper", &flags);
     let env = [
         ("HEAP_PROFILE_ALLOCATION_INTERVAL", "0"),
         ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
     ];
-    let tcmalloc = std::path::Path::new(TCMALLOC);
+    let tcmalloc = std::path::Path::new(if linked { "" } else { TCMALLOC });
     let theirs_log = run_recipe(&work, &exe, &["4"], tcmalloc, "gperf", &env, Signals::Own);
-    run_recipe(
+    let recorded = run_recipe(
         &work,
         &exe,
         &["4"],
@@ -440,6 +485,12 @@ fn heapprofilerdump_from_cpp_writes_what_gperftools_writes() {
         &env,
         Signals::Own,
     );
+    // Nothing of gperftools' own profiler ran beside the recorder.
+    assert!(
+        !recorded.contains("Starting tracking the heap"),
+        "{recorded}"
+    );
+    assert!(profiles(&work.path("ours")).is_empty(), "{recorded}");
     let replay = work.heapreplay_ok(&["ours.trace.zst"]);
     let ours = reasons(&replay.stderr);
     assert_eq!(ours, reasons(&theirs_log));

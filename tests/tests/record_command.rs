@@ -132,6 +132,52 @@ fn record_under_heapprofile_writes_the_profiles_gperftools_would_as_it_runs() {
 }
 
 #[test]
+fn record_under_heapprofile_writes_a_profile_while_the_program_still_runs() {
+    use std::io::{BufRead, BufReader, Write};
+    let work = Work::new("record_heapprofile_live");
+    let exe = work.compile("service.c", "service", &["-O2"]);
+    let mut child = std::process::Command::new(heapreplay())
+        .args(["record", exe.to_str().unwrap()])
+        .current_dir(&work.dir)
+        .env("HEAPPROFILE", "svc")
+        .env("HEAPPROFILESIGNAL", "12")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut output = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    for command in ["grow 2000\n", "mark\n"] {
+        input.write_all(command.as_bytes()).unwrap();
+        line.clear();
+        output.read_line(&mut line).unwrap();
+        assert_eq!(line, "ok\n");
+    }
+    // The program waits for more input: the signal's profile must come
+    // while it runs, from the trace followed beside it.
+    let first = work.path("svc.0001.heap");
+    let start = std::time::Instant::now();
+    while !first.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let appeared = first.exists();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(appeared, "no profile while the program ran: {stderr}");
+    assert!(out.status.success(), "{stderr}");
+    // grow() holds 2000 blocks of 1000 bytes at the signal.
+    let [inuse_objects, inuse_bytes, ..] = header(&first);
+    assert!(
+        inuse_objects >= 2000 && inuse_bytes >= 2_000_000,
+        "{stderr}"
+    );
+    assert!(stderr.contains("svc.0001.heap (signal)"), "{stderr}");
+}
+
+#[test]
 fn perftools_verbose_makes_the_recorder_say_what_it_does() {
     let work = Work::new("record_verbose");
     let exe = work.compile("conform.c", "conform", &["-O2"]);

@@ -59,8 +59,9 @@ const RTLD_DL_SYMENT: i32 = 1;
 /// Finds the extent of each C++ allocation function present in the process.
 fn find_wrappers() {
     for (name, (lo, hi)) in WRAPPERS.iter().zip(WRAPPER_RANGES.iter()) {
-        // SAFETY: name is NUL-terminated; RTLD_DEFAULT lookups are always allowed.
-        let addr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        // The definitions after the recorder's own hooks (libstdc++'s).
+        // SAFETY: name is NUL-terminated; RTLD_NEXT lookups are always allowed.
+        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
         if addr.is_null() {
             continue;
         }
