@@ -93,17 +93,22 @@ impl Settings {
 }
 
 /// A variable's value as the recorder reads it from the environment's
-/// bytes: libtcmalloc, when a program links it, sets the high bit of
-/// `HEAPPROFILE`'s first byte once it has read it (to tell children apart);
-/// that bit is cleared. Other bytes that are not UTF-8 are replaced.
-pub fn env_value(bytes: &[u8]) -> String {
-    let mut bytes = bytes.to_vec();
-    if let Some(first) = bytes.first_mut() {
-        if *first >= 0x80 && (*first & 0x7f) != 0 {
-            *first &= 0x7f;
+/// bytes, and whether libtcmalloc marked it. libtcmalloc, once it has read
+/// `HEAPPROFILE`, sets the high bit of its first byte, for the processes
+/// it starts to tell themselves apart: a value that is UTF-8 only with
+/// that bit cleared is taken so. Other bytes that are not UTF-8 are
+/// replaced.
+pub fn env_value(bytes: &[u8]) -> (String, bool) {
+    if let (Err(_), Some(&first)) = (std::str::from_utf8(bytes), bytes.first()) {
+        let mut cleared = bytes.to_vec();
+        cleared[0] = first & 0x7f;
+        if first >= 0x80 && cleared[0] != 0 {
+            if let Ok(text) = String::from_utf8(cleared) {
+                return (text, true);
+            }
         }
     }
-    String::from_utf8_lossy(&bytes).into_owned()
+    (String::from_utf8_lossy(bytes).into_owned(), false)
 }
 
 /// A boolean as gperftools reads one from the environment: true if its
@@ -167,9 +172,12 @@ mod tests {
 
     #[test]
     fn libtcmalloc_s_mark_on_heapprofile_is_cleared() {
-        assert_eq!(env_value(b"\xaftmp/app"), "/tmp/app");
-        assert_eq!(env_value(b"/tmp/app"), "/tmp/app");
-        assert_eq!(env_value(b""), "");
+        assert_eq!(env_value(b"\xaftmp/app"), ("/tmp/app".into(), true));
+        assert_eq!(env_value(b"/tmp/app"), ("/tmp/app".into(), false));
+        assert_eq!(env_value(b""), ("".into(), false));
+        // UTF-8 as it is: a path that starts with a letter beyond ASCII.
+        let ete = "\u{e9}t\u{e9}/app";
+        assert_eq!(env_value(ete.as_bytes()), (ete.into(), false));
     }
 
     #[test]

@@ -6,74 +6,205 @@
 //! `malloc` or `free` it makes inside is then not recorded a second time)
 //! and records the block itself, with the caller of `new` as frame 0.
 //!
+//! The next definition is the one after the recorder's; for C++ code
+//! loaded with `dlopen` and its own C++ runtime (`RTLD_LOCAL`), which the
+//! recorder's lookups do not reach, the runtime's own (libstdc++ or libc++,
+//! found by name); with no runtime at all, `malloc`, `posix_memalign` and
+//! `free` serve, as libstdc++'s own definitions do.
+//!
 //! `new` may throw (`std::bad_alloc`, or from a new-handler): its hooks are
 //! `extern "C-unwind"`, and nothing of the recorder is held while the next
-//! definition runs but the guard, which unwinding lets go of.
+//! definition runs but the guard, which unwinding lets go of. The recording
+//! itself runs in an `extern "C"` function, so that a panic there aborts
+//! rather than unwind into the program. A new-handler runs inside the
+//! guard: what it frees is not recorded (it runs only when memory ran out).
 
 #![allow(clippy::missing_safety_doc)] // each hook has exactly the C++ contract of the function it replaces
 
 use crate::guard::Guard;
-use crate::hooks::{record_alloc, Recording};
+use crate::hooks::{entry_noting_hook, record_alloc, Recording};
 use crate::real::is_bootstrap;
-use std::ffi::c_void;
+use crate::unwind::Caller;
+use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The next definition of the NUL-terminated `name` (0 if there is none),
-/// looked up once into `slot`.
-fn next(slot: &AtomicUsize, name: &[u8]) -> usize {
+/// The C++ runtimes whose definitions serve code loaded apart, and
+/// whether one stays loaded once loaded (libstdc++ has GNU-unique symbols,
+/// which keep it), so that its definitions may be kept.
+const RUNTIMES: [(&CStr, bool); 2] = [(c"libstdc++.so.6", true), (c"libc++.so.1", false)];
+
+/// The next definition of `name` (0 if there is none), looked up inside
+/// the guard (the lookups may allocate) and kept once found where it
+/// cannot be unloaded.
+fn next(slot: &AtomicUsize, name: &CStr) -> usize {
     let f = slot.load(Ordering::Acquire);
     if f != 0 {
         return f;
     }
-    // SAFETY: `name` is NUL-terminated (the macros below append the NUL);
-    // RTLD_NEXT lookups are always allowed. dlsym may allocate: those calls
-    // pass through the malloc hook.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) } as usize;
-    slot.store(f, Ordering::Release);
+    let _inside = Guard::enter();
+    // SAFETY: RTLD_NEXT lookup of a NUL-terminated name.
+    let mut f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    let mut keep = f != 0;
+    for (runtime, stays) in RUNTIMES {
+        if f != 0 {
+            break;
+        }
+        keep = stays;
+        // SAFETY: RTLD_NOLOAD only finds an object already loaded; the
+        // handle is let go of at once (the object stays: it was loaded).
+        unsafe {
+            let handle = libc::dlopen(runtime.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            if !handle.is_null() {
+                f = libc::dlsym(handle, name.as_ptr()) as usize;
+                libc::dlclose(handle);
+            }
+        }
+    }
+    if keep {
+        slot.store(f, Ordering::Release);
+    }
     f
 }
 
+/// Records a block `new` returned (`sp` 0: walk from here). A panic here
+/// aborts: it must not unwind into the program.
+extern "C" fn record_new(p: *mut c_void, size: usize, sp: u64, bp: u64) {
+    record_alloc(p, size, (sp != 0).then_some(Caller { sp, bp }));
+}
+
+/// With no C++ runtime to forward to: `new` as libstdc++ defines it,
+/// through the recorder's own `malloc` or `posix_memalign` (which record
+/// the block). A throwing `new` that finds no memory cannot throw from
+/// here: the process is stopped, saying why.
+extern "C" fn new_without_runtime(size: usize, align: usize, throws: bool) -> *mut c_void {
+    let size = size.max(1);
+    let p = if align > 16 {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; posix_memalign's contract.
+        match unsafe { crate::hooks::posix_memalign(&mut p, align, size) } {
+            0 => p,
+            _ => std::ptr::null_mut(),
+        }
+    } else {
+        // SAFETY: malloc's contract.
+        unsafe { crate::hooks::malloc(size) }
+    };
+    if p.is_null() && throws {
+        crate::say!("operator new: out of memory, and no C++ runtime to throw std::bad_alloc");
+        std::process::abort();
+    }
+    p
+}
+
+/// Forwards a `new` to the next definition of `$name` (called with the
+/// arguments `$arg`, typed `$ty`), then records the block of `$size` bytes
+/// with the caller noted at (`$sp`, `$bp`); `$fallback` when there is none.
+macro_rules! forward_new {
+    ($name:literal, ($($arg:ident: $ty:ty),*), $size:expr, ($sp:expr, $bp:expr), $fallback:expr) => {{
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        match next(&NEXT, $name) {
+            0 => $fallback,
+            f => {
+                // SAFETY: the next definition of this very function.
+                let f = unsafe {
+                    std::mem::transmute::<usize, unsafe extern "C-unwind" fn($($ty),*) -> *mut c_void>(f)
+                };
+                let p = {
+                    let _inside = Guard::enter();
+                    // SAFETY: forwarding the caller's arguments; may unwind.
+                    unsafe { f($($arg),*) }
+                };
+                record_new(p, $size, $sp, $bp);
+                p
+            }
+        }
+    }};
+}
+
+entry_noting_hook!(
+    /// `operator new(size_t)`.
+    extern "C-unwind" _Znwm => znwm_from, (size: usize), "rsi", "rdx");
+entry_noting_hook!(
+    /// `operator new[](size_t)`.
+    extern "C-unwind" _Znam => znam_from, (size: usize), "rsi", "rdx");
+
+/// `operator new(size_t)`, entered from [`_Znwm`] with its caller noted.
+unsafe extern "C-unwind" fn znwm_from(size: usize, sp: u64, bp: u64) -> *mut c_void {
+    forward_new!(c"_Znwm", (size: usize), size, (sp, bp), new_without_runtime(size, 0, true))
+}
+
+/// `operator new[](size_t)`, entered from [`_Znam`] with its caller noted.
+unsafe extern "C-unwind" fn znam_from(size: usize, sp: u64, bp: u64) -> *mut c_void {
+    forward_new!(c"_Znam", (size: usize), size, (sp, bp), new_without_runtime(size, 0, true))
+}
+
 macro_rules! new_hook {
-    ($(#[$doc:meta])* $name:ident, ($size:ident: usize $(, $arg:ident: $ty:ty)*)) => {
+    ($(#[$doc:meta])* $name:ident, ($($arg:ident: $ty:ty),*), $size:ident, $align:expr, $throws:literal) => {
         $(#[$doc])*
         #[no_mangle]
-        pub unsafe extern "C-unwind" fn $name($size: usize $(, $arg: $ty)*) -> *mut c_void {
+        pub unsafe extern "C-unwind" fn $name($($arg: $ty),*) -> *mut c_void {
+            let name = concat!(stringify!($name), "\0").as_bytes();
+            // SAFETY: NUL-terminated above, with no NUL inside.
+            let name = unsafe { CStr::from_bytes_with_nul_unchecked(name) };
             static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let f = next(&NEXT, concat!(stringify!($name), "\0").as_bytes());
-            if f == 0 {
-                // No C++ runtime underneath (it cannot be: something
-                // called this), so malloc serves, and records, the block.
-                // SAFETY: malloc's contract.
-                return unsafe { crate::hooks::malloc($size) };
+            match next(&NEXT, name) {
+                0 => new_without_runtime($size, $align, $throws),
+                f => {
+                    // SAFETY: the next definition of this very function.
+                    let f = unsafe {
+                        std::mem::transmute::<usize, unsafe extern "C-unwind" fn($($ty),*) -> *mut c_void>(f)
+                    };
+                    let p = {
+                        let _inside = Guard::enter();
+                        // SAFETY: forwarding the caller's arguments; may unwind.
+                        unsafe { f($($arg),*) }
+                    };
+                    record_new(p, $size, 0, 0);
+                    p
+                }
             }
-            // SAFETY: the next definition of this very function.
-            let f = unsafe {
-                std::mem::transmute::<usize, unsafe extern "C-unwind" fn(usize $(, $ty)*) -> *mut c_void>(f)
-            };
-            let p = {
-                let _inside = Guard::enter();
-                // SAFETY: forwarding the caller's arguments; may unwind.
-                unsafe { f($size $(, $arg)*) }
-            };
-            record_alloc(p, $size, None);
-            p
         }
     };
 }
+
+/// The `const std::nothrow_t&` argument.
+type Nothrow = *const c_void;
+
+new_hook!(
+    /// `operator new(size_t, const std::nothrow_t&)`.
+    _ZnwmRKSt9nothrow_t, (size: usize, nothrow: Nothrow), size, 0, false);
+new_hook!(
+    /// `operator new[](size_t, const std::nothrow_t&)`.
+    _ZnamRKSt9nothrow_t, (size: usize, nothrow: Nothrow), size, 0, false);
+new_hook!(
+    /// `operator new(size_t, std::align_val_t)`.
+    _ZnwmSt11align_val_t, (size: usize, align: usize), size, align, true);
+new_hook!(
+    /// `operator new[](size_t, std::align_val_t)`.
+    _ZnamSt11align_val_t, (size: usize, align: usize), size, align, true);
+new_hook!(
+    /// `operator new(size_t, std::align_val_t, const std::nothrow_t&)`.
+    _ZnwmSt11align_val_tRKSt9nothrow_t, (size: usize, align: usize, nothrow: Nothrow), size, align, false);
+new_hook!(
+    /// `operator new[](size_t, std::align_val_t, const std::nothrow_t&)`.
+    _ZnamSt11align_val_tRKSt9nothrow_t, (size: usize, align: usize, nothrow: Nothrow), size, align, false);
 
 macro_rules! delete_hook {
     ($(#[$doc:meta])* $name:ident, ($ptr:ident: *mut c_void $(, $arg:ident: $ty:ty)*)) => {
         $(#[$doc])*
         #[no_mangle]
         pub unsafe extern "C" fn $name($ptr: *mut c_void $(, $arg: $ty)*) {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
             if $ptr.is_null() || is_bootstrap($ptr) {
                 // Nothing to free, or a block of the recorder's arena.
                 return;
             }
-            let f = next(&NEXT, concat!(stringify!($name), "\0").as_bytes());
+            let name = concat!(stringify!($name), "\0").as_bytes();
+            // SAFETY: NUL-terminated above, with no NUL inside.
+            let name = unsafe { CStr::from_bytes_with_nul_unchecked(name) };
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let f = next(&NEXT, name);
             if f == 0 {
-                // SAFETY: a block from malloc (see new_hook).
+                // SAFETY: a block new_without_runtime had from malloc.
                 return unsafe { crate::hooks::free($ptr) };
             }
             // SAFETY: the next definition of this very function.
@@ -93,33 +224,6 @@ macro_rules! delete_hook {
         }
     };
 }
-
-type Nothrow = *const c_void;
-
-new_hook!(
-    /// `operator new(size_t)`.
-    _Znwm, (size: usize));
-new_hook!(
-    /// `operator new[](size_t)`.
-    _Znam, (size: usize));
-new_hook!(
-    /// `operator new(size_t, const std::nothrow_t&)`.
-    _ZnwmRKSt9nothrow_t, (size: usize, nothrow: Nothrow));
-new_hook!(
-    /// `operator new[](size_t, const std::nothrow_t&)`.
-    _ZnamRKSt9nothrow_t, (size: usize, nothrow: Nothrow));
-new_hook!(
-    /// `operator new(size_t, std::align_val_t)`.
-    _ZnwmSt11align_val_t, (size: usize, align: usize));
-new_hook!(
-    /// `operator new[](size_t, std::align_val_t)`.
-    _ZnamSt11align_val_t, (size: usize, align: usize));
-new_hook!(
-    /// `operator new(size_t, std::align_val_t, const std::nothrow_t&)`.
-    _ZnwmSt11align_val_tRKSt9nothrow_t, (size: usize, align: usize, nothrow: Nothrow));
-new_hook!(
-    /// `operator new[](size_t, std::align_val_t, const std::nothrow_t&)`.
-    _ZnamSt11align_val_tRKSt9nothrow_t, (size: usize, align: usize, nothrow: Nothrow));
 
 delete_hook!(
     /// `operator delete(void*)`.

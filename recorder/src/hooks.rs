@@ -115,10 +115,13 @@ pub(crate) fn record_alloc(ptr: *mut c_void, size: usize, caller: Option<unwind:
 /// untouched, so that it runs exactly as if it had been called directly.
 macro_rules! entry_noting_hook {
     ($(#[$doc:meta])* $name:ident => $inner:ident, ($($arg:ident: $ty:ty),*), $sp:literal, $bp:literal) => {
+        entry_noting_hook!($(#[$doc])* extern "C" $name => $inner, ($($arg: $ty),*), $sp, $bp);
+    };
+    ($(#[$doc:meta])* extern $abi:literal $name:ident => $inner:ident, ($($arg:ident: $ty:ty),*), $sp:literal, $bp:literal) => {
         $(#[$doc])*
         #[no_mangle]
         #[unsafe(naked)]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+        pub unsafe extern $abi fn $name($($arg: $ty),*) -> *mut c_void {
             // The unwind info is the entry state (return address at rsp):
             // no instruction here moves the stack.
             std::arch::naked_asm!(
@@ -132,6 +135,7 @@ macro_rules! entry_noting_hook {
         }
     };
 }
+pub(crate) use entry_noting_hook;
 
 entry_noting_hook!(
     /// `malloc`.

@@ -185,7 +185,17 @@ pub(crate) fn settings() -> &'static Settings {
         Settings::from_lookup(|name| {
             use std::os::unix::ffi::OsStrExt;
             let value = std::env::var_os(name)?;
-            Some(heapreplay_format::settings::env_value(value.as_bytes()))
+            let (value, marked) = heapreplay_format::settings::env_value(value.as_bytes());
+            // Marked by libtcmalloc: by this process's own (linked in, its
+            // constructor ran first), or by a parent's, which makes this a
+            // child, named PREFIX_PID as gperftools names it.
+            // SAFETY: RTLD_NEXT lookup of a NUL-terminated name.
+            let own =
+                !unsafe { libc::dlsym(libc::RTLD_NEXT, c"HeapProfilerStart".as_ptr()) }.is_null();
+            Some(match marked && !own && name == "HEAPPROFILE" {
+                true => format!("{value}_{}", std::process::id()),
+                false => value,
+            })
         })
     })
 }

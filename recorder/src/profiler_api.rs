@@ -41,19 +41,21 @@ pub extern "C" fn IsHeapProfilerRunning() -> libc::c_int {
 ///
 /// # Safety
 /// `reason` is NULL or a NUL-terminated string.
-/// Once the program is exiting (the recorder's exit flush is done), a dump
-/// is the exit dump's twin and is left out: libtcmalloc, linked into a
-/// program, dumps "Exiting" from a static destructor when its own profiler
-/// never started (the recorder's `HeapProfilerStart` is the one it calls).
+/// libtcmalloc, linked into a program, dumps "Exiting" from a static
+/// destructor when its own profiler never started (the recorder's
+/// `HeapProfilerStart` is the one it calls): once the recorder's exit flush
+/// is done, that dump is the exit dump's twin and is left out.
 #[no_mangle]
 pub unsafe extern "C" fn HeapProfilerDump(reason: *const c_char) {
-    if crate::writer::finished() {
-        return;
-    }
     let reason = match reason.is_null() {
         true => c"HeapProfilerDump".as_ptr(),
         false => reason,
     };
+    // SAFETY: a NUL-terminated string, as above.
+    let text = unsafe { std::ffi::CStr::from_ptr(reason) };
+    if crate::writer::finished() && text.to_bytes().starts_with(b"Exiting") {
+        return;
+    }
     // SAFETY: a NUL-terminated string, as above.
     unsafe { crate::markers::heapreplay_marker(reason) };
 }

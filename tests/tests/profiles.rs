@@ -147,6 +147,32 @@ fn assert_no_recorder_frames(profile: &std::path::Path) {
 }
 
 #[test]
+fn cxx_code_loaded_apart_by_a_c_program_is_recorded() {
+    // operator new is the recorder's: from a plugin whose C++ runtime only
+    // it loaded (RTLD_LOCAL), the recorder's hooks must still reach that
+    // runtime, aligned new included.
+    let work = Work::new("dlopen_cxx");
+    let mut flags = vec!["-O2"];
+    flags.extend_from_slice(GO_PPROF_FLAGS);
+    let mut lib_flags = flags.clone();
+    lib_flags.extend_from_slice(&["-shared", "-fPIC"]);
+    let lib = work.compile("cxxplugin.cpp", "libcxxplugin.so", &lib_flags);
+    let exe = work.compile("loader.c", "loader", &flags);
+    let libs = run_ok(std::process::Command::new("ldd").arg(&exe));
+    assert!(!libs.contains("libstdc++"), "{libs}");
+    let profile = record_and_replay(&work, &exe, &[lib.to_str().unwrap()]);
+    let objects = go_pprof("inuse_objects", &exe, &profile);
+    assert_flat(
+        &objects,
+        "plugin_alloc",
+        17.0,
+        "16 lines and the new[] block",
+    );
+    let space = go_pprof("inuse_space", &exe, &profile);
+    assert_flat(&space, "plugin_alloc", MIB + 16.0 * 64.0, "C++ plugin");
+}
+
+#[test]
 fn dlopened_library_is_symbolized() {
     let work = Work::new("dlopen");
     let mut flags = vec!["-O2", "-fomit-frame-pointer"];

@@ -43,8 +43,10 @@ const WRAPPERS: [&std::ffi::CStr; 8] = [
     c"_ZnwmSt11align_val_tRKSt9nothrow_t",
     c"_ZnamSt11align_val_tRKSt9nothrow_t",
 ];
-static WRAPPER_RANGES: [(AtomicUsize, AtomicUsize); 8] =
-    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 8];
+/// Two per function: the program's own definition, if it has one, and the
+/// C++ runtime's.
+static WRAPPER_RANGES: [(AtomicUsize, AtomicUsize); 16] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 16];
 
 #[inline]
 fn in_wrapper(ip: usize) -> bool {
@@ -58,11 +60,18 @@ const RTLD_DL_SYMENT: i32 = 1;
 
 /// Finds the extent of each C++ allocation function present in the process.
 fn find_wrappers() {
-    for (name, (lo, hi)) in WRAPPERS.iter().zip(WRAPPER_RANGES.iter()) {
-        // The definitions after the recorder's own hooks (libstdc++'s).
-        // SAFETY: name is NUL-terminated; RTLD_NEXT lookups are always allowed.
-        let addr = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-        if addr.is_null() {
+    let lookups = WRAPPERS
+        .iter()
+        .flat_map(|name| [(name, libc::RTLD_DEFAULT), (name, libc::RTLD_NEXT)]);
+    for ((name, scope), (lo, hi)) in lookups.zip(WRAPPER_RANGES.iter()) {
+        // The first definition (the program's own, or the recorder's hook,
+        // skipped: its frames are dropped as the recorder's), and the one
+        // after the recorder's (the C++ runtime's).
+        // SAFETY: name is NUL-terminated; these lookups are always allowed.
+        let addr = unsafe { libc::dlsym(scope, name.as_ptr()) };
+        let ours = (SELF_LO.load(Ordering::Relaxed)..SELF_HI.load(Ordering::Relaxed))
+            .contains(&(addr as usize));
+        if addr.is_null() || ours {
             continue;
         }
         // SAFETY: Dl_info is plain data; all-zero is a valid value.
