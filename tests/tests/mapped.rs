@@ -142,3 +142,39 @@ fn four_threads_mapping_and_a_fork_lose_nothing_and_hang_nowhere() {
     let held = top_mapped(&top, "map_site").unwrap_or(0);
     assert!(held > 0 && held <= 4 * 65536, "{top}");
 }
+
+#[test]
+fn python_s_own_pools_show_as_mapped_memory() {
+    // CPython serves small objects from arenas it maps itself: the heap
+    // shows a fraction of them, HEAP_PROFILE_MMAP the arenas.
+    let work = Work::new("mapped_python");
+    let ran = run(Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "x = [str(i) * 3 for i in range(300000)]; print(len(x))",
+        ])
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("trace.zst"))
+        .env("HEAP_PROFILE_MMAP", "true"));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let top = work
+        .heapreplay_ok(&["top", "--at", "peak", "trace.zst"])
+        .stdout;
+    let heap: u64 = top
+        .lines()
+        .find(|l| l.ends_with("  all stacks"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|b| b.replace(',', "").parse().unwrap())
+        .unwrap();
+    let mapped: u64 = top
+        .split("Mapped by the program itself")
+        .nth(1)
+        .and_then(|s| s.lines().find(|l| l.ends_with("  all stacks")))
+        .and_then(|l| l.split_whitespace().next())
+        .map(|b| b.replace(',', "").parse().unwrap())
+        .unwrap_or_else(|| panic!("no mapped section:\n{top}"));
+    // 300,000 strings of about 50 bytes: 15 MiB and more in arenas.
+    assert!(mapped >= 15 << 20, "{top}");
+    assert!(heap < mapped / 2, "{top}");
+}
