@@ -5,7 +5,7 @@
 //!
 //! Stages, in the order events flow through them: [`trace`] (open, decode,
 //! merge), [`resolve`], [`heap`], [`snapshots`] (with [`interval_rules`] and
-//! the user's [`plan`]). Beside them: [`mapped`] (the memory the program
+//! the user's [`plan`], and gperftools' profiler [`windows`]). Beside them: [`mapped`] (the memory the program
 //! mapped itself, replayed apart from the heap), [`stack_table`] and [`stack_ids`] (the
 //! recorded stacks), [`maps`] (which memory maps apply at a point), [`clock`]
 //! (sequence numbers to times). [`index`] keeps checkpoints of the heap's
@@ -25,6 +25,7 @@ pub mod snapshots;
 pub mod stack_ids;
 pub mod stack_table;
 pub mod trace;
+pub mod windows;
 /// User-given sizes (`10MB`), shared with the recorder's settings.
 pub use heapreplay_format::units;
 

@@ -72,6 +72,8 @@ pub fn marker_label(m: &Marker) -> String {
     match &m.source {
         MarkerSource::Signal(n) => signal_name(*n),
         MarkerSource::Named(n) => format!("'{n}'"),
+        MarkerSource::ProfilerStart(prefix) => format!("HeapProfilerStart('{prefix}')"),
+        MarkerSource::ProfilerStop => "HeapProfilerStop".into(),
     }
 }
 
@@ -217,6 +219,9 @@ pub struct Plan {
     pub peak: bool,
     /// A snapshot at the end of the trace.
     pub exit: bool,
+    /// Count only while gperftools' profiler runs: the program's
+    /// `HeapProfilerStop` and `HeapProfilerStart` (see [`crate::windows`]).
+    pub profiler_windows: bool,
 }
 
 impl Plan {
@@ -231,6 +236,13 @@ impl Plan {
     /// starts at the beginning, never at a checkpoint.
     pub fn has_interval_rules(&self) -> bool {
         self.thresholds != Thresholds::default()
+    }
+
+    /// True if the state at a point depends on every event before it (the
+    /// interval rules, the profiler's starts and stops): a pass for this
+    /// plan starts at the beginning, never at a checkpoint.
+    pub fn needs_every_event(&self) -> bool {
+        self.has_interval_rules() || self.profiler_windows
     }
 
     /// Whether to write the dump at the end of the trace.

@@ -8,6 +8,7 @@ use crate::interval_rules::{DumpRules, Reason};
 use crate::plan::{marker_label, Plan};
 use crate::resolve::{freed_stack, resolve_all};
 use crate::trace::RunSummary;
+use crate::windows::{WindowState, Windows};
 use heapreplay_format::{ClockSample, Event, EventKind, Marker};
 
 /// Why a snapshot was taken.
@@ -192,6 +193,7 @@ pub struct Standing {
     next_marker: usize,
     next_at: usize,
     last_seq: u64,
+    windows: Option<WindowState>,
     out: Outcome,
 }
 
@@ -233,6 +235,9 @@ pub struct Snapshotter<'a, S, E> {
     last_seq: u64,
     /// Blocks retired by the next allocation (see [`EventKind::Retire`]).
     retired: Vec<Event>,
+    /// The program's starts and stops of gperftools' profiler, when the
+    /// plan follows them.
+    windows: Option<Windows<'a>>,
     out: Outcome,
     sink: S,
     _error: std::marker::PhantomData<E>,
@@ -273,6 +278,10 @@ where
             next_at: 0,
             last_seq: 0,
             retired: Vec::new(),
+            windows: plan
+                .profiler_windows
+                .then(|| Windows::of(ctx.markers))
+                .flatten(),
             out: Outcome::default(),
             sink,
             _error: std::marker::PhantomData,
@@ -286,6 +295,8 @@ where
     /// Starts from a fold: its heap; markers and times before it passed
     /// without snapshots; interval rules counting from it.
     fn start_at_fold(&mut self, fold: &crate::trace::Fold) {
+        // Which of the fold's blocks a start left out is not known there.
+        self.windows = None;
         self.heap = fold.heap.clone();
         self.last_seq = fold.last_seq;
         self.rules.dumped(self.heap.totals());
@@ -293,6 +304,43 @@ where
         self.next_marker = self.chosen.partition_point(|m| m.seq < fold.seq);
         self.next_at = self.at.partition_point(|&t| t < fold.info.ns);
         self.out.end_ns = fold.info.ns;
+    }
+
+    /// Passes the chosen markers and the profiler's starts and stops
+    /// before `seq` (all of them with `None`), in seq order: a marker while
+    /// the profiler is stopped makes no snapshot, and a start after a stop
+    /// begins an empty profile with its interval rules counting afresh.
+    fn pass_marks(&mut self, before: Option<u64>) -> Result<(), E> {
+        let due = |s: u64| before.is_none_or(|b| s < b);
+        loop {
+            let marker = self
+                .chosen
+                .get(self.next_marker)
+                .copied()
+                .filter(|m| due(m.seq));
+            let mark = self
+                .windows
+                .as_ref()
+                .and_then(Windows::next_seq)
+                .filter(|&s| due(s));
+            match (marker, mark) {
+                (None, None) => return Ok(()),
+                (Some(m), mark) if mark.is_none_or(|s| m.seq < s) => {
+                    self.next_marker += 1;
+                    if self.windows.as_ref().is_none_or(Windows::running) {
+                        self.emit_marker(m)?;
+                    }
+                }
+                _ => {
+                    let started = self.windows.as_mut().and_then(Windows::pass_mark);
+                    if let Some(ns) = started {
+                        self.heap = Heap::new();
+                        self.rules = DumpRules::new(self.plan.thresholds);
+                        self.rules.timed_from(ns);
+                    }
+                }
+            }
+        }
     }
 
     fn emit_marker(&mut self, m: &Marker) -> Result<(), E> {
@@ -323,24 +371,32 @@ where
         } else {
             0
         };
-        while let Some(m) = self
-            .chosen
-            .get(self.next_marker)
-            .filter(|m| m.seq < e.seq)
-            .copied()
-        {
-            self.emit_marker(m)?;
-            self.next_marker += 1;
-        }
+        self.pass_marks(Some(e.seq))?;
         while let Some(&t) = self.at.get(self.next_at).filter(|&&t| t < ns) {
             self.emit(Trigger::At { ns: t }, e.seq)?;
             self.next_at += 1;
         }
-        // gperftools checks its rules after every allocation and every free.
-        for r in self.retired.drain(..) {
-            self.heap.apply(&r);
+        if let Some(w) = self.windows.as_mut() {
+            // Only what happens while gperftools' profiler runs counts.
+            let retired = std::mem::take(&mut self.retired);
+            for r in retired.iter().filter(|r| w.counts(r)) {
+                self.heap.apply(r);
+            }
+            if w.counts(e) {
+                self.heap.apply(e);
+            }
+            if !w.running() {
+                self.out.end_ns = ns;
+                self.last_seq = e.seq;
+                return Ok(());
+            }
+        } else {
+            for r in self.retired.drain(..) {
+                self.heap.apply(&r);
+            }
+            self.heap.apply(e);
         }
-        self.heap.apply(e);
+        // gperftools checks its rules after every allocation and every free.
         if let Some(reason) = self.rules.check(self.heap.totals(), ns) {
             self.emit(Trigger::Rule(reason), e.seq)?;
         }
@@ -358,6 +414,7 @@ where
     /// one by one would leave. False if its events are needed one by one.
     pub fn take_run(&mut self, s: &RunSummary) -> bool {
         if !self.retired.is_empty()
+            || self.windows.is_some()
             || self
                 .chosen
                 .get(self.next_marker)
@@ -404,6 +461,9 @@ where
         engine.next_marker = standing.next_marker;
         engine.next_at = standing.next_at;
         engine.last_seq = standing.last_seq;
+        if let (Some(w), Some(state)) = (engine.windows.as_mut(), standing.windows) {
+            w.resume(state);
+        }
         engine.out = standing.out;
         engine
     }
@@ -422,7 +482,7 @@ where
         last_seq: u64,
         sink: S,
     ) -> Self {
-        debug_assert!(!plan.has_interval_rules());
+        debug_assert!(!plan.needs_every_event());
         let mut engine = Self::new(ctx, plan, peak, sink);
         engine.heap = heap;
         engine.last_seq = last_seq;
@@ -454,6 +514,7 @@ where
             next_marker: self.next_marker,
             next_at: self.next_at,
             last_seq: self.last_seq,
+            windows: self.windows.as_ref().map(Windows::state),
             out: self.out.clone(),
         }
     }
@@ -471,9 +532,7 @@ where
             .unwrap_or(0)
             .max(self.out.end_ns);
         self.out.end_ns = end_ns;
-        for i in self.next_marker..self.chosen.len() {
-            self.emit_marker(self.chosen[i])?;
-        }
+        self.pass_marks(None)?;
         for i in self.next_at..self.at.len() {
             let t = self.at[i];
             if t <= end_ns {
@@ -482,7 +541,8 @@ where
                 self.out.past_end.push(t);
             }
         }
-        if self.plan.wants_exit() {
+        // Stopped at the end: gperftools writes no exit dump.
+        if self.plan.wants_exit() && self.windows.as_ref().is_none_or(Windows::running) {
             let inuse_bytes = self.heap.totals().inuse_bytes();
             self.emit(
                 Trigger::Exit {
@@ -512,7 +572,7 @@ pub fn snapshot_by(ctx: Context<'_>, plan: &Plan, peak: Option<(u64, u64)>, last
         .filter_map(|t| t.offset_ns(ctx.start_unix_ns))
         .any(|t| t < ns);
     let peaked = plan.peak && peak.is_some_and(|(seq, _)| seq <= last_seq);
-    (plan.has_interval_rules() && last_seq > 0) || marker || at || peaked
+    (plan.needs_every_event() && last_seq > 0) || marker || at || peaked
 }
 
 /// Replays `events` (all in memory) through an [`Snapshotter`].
@@ -699,6 +759,7 @@ mod tests {
                 at: at.map(TimePoint::Offset).into_iter().collect(),
                 peak,
                 exit: true,
+                profiler_windows: false,
             };
             let (one_by_one, ..) = replay(&events, &markers, &plan, 0);
             let (in_parts, ..) = replay(&events, &markers, &plan, part);
@@ -727,5 +788,74 @@ mod tests {
             ..Plan::default()
         };
         assert_eq!(replay(&events, &markers, &busy, 20).1, 0);
+    }
+
+    #[test]
+    fn a_stopped_profiler_counts_nothing_and_a_restart_begins_empty() {
+        let alloc = |seq, slot: u64, stack| Event {
+            seq,
+            addr: 0x1000 + slot * 16,
+            size: 100,
+            stack,
+            kind: EventKind::Alloc,
+        };
+        let free = |seq, slot: u64| Event {
+            kind: EventKind::Free,
+            size: 0,
+            stack: 0,
+            ..alloc(seq, slot, 0)
+        };
+        let mark = |seq, source| Marker {
+            seq,
+            ns: seq * 1000,
+            tid: 1,
+            source,
+        };
+        let named = |seq: u64, name: &str| mark(seq, MarkerSource::Named(name.into()));
+        let events = [
+            alloc(1, 0, 1),
+            alloc(2, 1, 1),
+            // "before" at 3, stop at 4
+            alloc(5, 2, 2),
+            free(6, 0),
+            // "while stopped" at 7, start at 8
+            free(9, 1),
+            free(10, 2),
+            alloc(11, 3, 3),
+            // "after" at 12, stop at 13: no exit dump
+        ];
+        let markers = [
+            named(3, "before"),
+            mark(4, MarkerSource::ProfilerStop),
+            named(7, "while stopped"),
+            mark(8, MarkerSource::ProfilerStart("p".into())),
+            named(12, "after"),
+            mark(13, MarkerSource::ProfilerStop),
+        ];
+        let plan = Plan {
+            markers: vec![MarkerFilter::AnyNamed],
+            exit: true,
+            profiler_windows: true,
+            ..Plan::default()
+        };
+        let (seen, ..) = replay(&events, &markers, &plan, 0);
+        let reasons: Vec<&str> = seen.iter().map(|(_, r, _)| r.as_str()).collect();
+        assert_eq!(
+            reasons,
+            ["marker 'before' at 0.000 s", "marker 'after' at 0.000 s"]
+        );
+        // Before the stop: the first allocation. After the restart: only
+        // stack 3's block; the frees of older blocks count for nothing.
+        assert_eq!(seen[0].2[1].allocs, 2);
+        let after = &seen[1].2;
+        assert_eq!(after.iter().map(|c| c.allocs).sum::<u64>(), 1);
+        assert_eq!(after[3].inuse_bytes(), 100);
+        assert_eq!(after.iter().map(|c| c.frees).sum::<u64>(), 0);
+        // Without the windows every event counts.
+        let all = Plan {
+            profiler_windows: false,
+            ..plan
+        };
+        assert_eq!(replay(&events, &markers, &all, 0).0.len(), 4);
     }
 }

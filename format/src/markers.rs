@@ -10,6 +10,11 @@ pub enum MarkerSource {
     Signal(i32),
     /// The program called `heapreplay_marker(name)`.
     Named(String),
+    /// The program called gperftools' `HeapProfilerStart(prefix)` (the
+    /// prefix cut at [`MAX_NAME_LEN`] bytes). Version 7 on.
+    ProfilerStart(String),
+    /// The program called gperftools' `HeapProfilerStop()`. Version 7 on.
+    ProfilerStop,
 }
 
 /// One marker.
@@ -28,8 +33,9 @@ pub struct Marker {
 /// Longest marker name kept, in bytes; longer names are cut.
 pub const MAX_NAME_LEN: usize = 63;
 
-/// Encodes markers: per marker seq, ns, tid, a tag (0 signal, 1 named), then
-/// the signal number or the name's length and bytes.
+/// Encodes markers: per marker seq, ns, tid, a tag (0 signal, 1 named,
+/// 2 profiler start, 3 profiler stop), then the signal number, or the
+/// name's (the prefix's) length and bytes, or nothing.
 pub fn encode_markers(markers: &[Marker]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in markers {
@@ -46,6 +52,12 @@ pub fn encode_markers(markers: &[Marker]) -> Vec<u8> {
                 push(&mut out, name.len() as u64);
                 out.extend_from_slice(name.as_bytes());
             }
+            MarkerSource::ProfilerStart(prefix) => {
+                out.push(2);
+                push(&mut out, prefix.len() as u64);
+                out.extend_from_slice(prefix.as_bytes());
+            }
+            MarkerSource::ProfilerStop => out.push(3),
         }
     }
     out
@@ -60,15 +72,19 @@ pub fn decode_markers(payload: &[u8], count: u32) -> Result<Vec<Marker>, VarintE
         let ns = r.u64()?;
         let tid = r.u32()?;
         let at = r.position();
-        let source = match r.byte()? {
-            0 => MarkerSource::Signal(r.u32()? as i32),
-            1 => {
-                let len = r.u64()? as usize;
-                if len > MAX_NAME_LEN {
-                    return Err(VarintError { offset: at });
-                }
-                MarkerSource::Named(String::from_utf8_lossy(r.bytes(len)?).into_owned())
+        let tag = r.byte()?;
+        let text = |r: &mut Reader<'_>| -> Result<String, VarintError> {
+            let len = r.u64()? as usize;
+            if len > MAX_NAME_LEN {
+                return Err(VarintError { offset: at });
             }
+            Ok(String::from_utf8_lossy(r.bytes(len)?).into_owned())
+        };
+        let source = match tag {
+            0 => MarkerSource::Signal(r.u32()? as i32),
+            1 => MarkerSource::Named(text(&mut r)?),
+            2 => MarkerSource::ProfilerStart(text(&mut r)?),
+            3 => MarkerSource::ProfilerStop,
             _ => return Err(VarintError { offset: at }),
         };
         out.push(Marker {
@@ -105,8 +121,20 @@ mod tests {
                 tid: 8,
                 source: MarkerSource::Named("phase 2".into()),
             },
+            Marker {
+                seq: 11,
+                ns: 300,
+                tid: 8,
+                source: MarkerSource::ProfilerStop,
+            },
+            Marker {
+                seq: 12,
+                ns: 400,
+                tid: 8,
+                source: MarkerSource::ProfilerStart("/tmp/app".into()),
+            },
         ];
-        assert_eq!(decode_markers(&encode_markers(&m), 2).unwrap(), m);
+        assert_eq!(decode_markers(&encode_markers(&m), 4).unwrap(), m);
         assert!(decode_markers(&[1, 2, 3, 9], 1).is_err());
     }
 }

@@ -56,6 +56,12 @@ static QUEUE: [Slot; SLOTS] = {
 };
 static HEAD: AtomicUsize = AtomicUsize::new(0);
 static TAIL: AtomicUsize = AtomicUsize::new(0);
+/// The `signal` of a marker placed by `HeapProfilerStart` (its name is the
+/// prefix): no signal has this number.
+pub const PROFILER_START: i32 = i32::MIN;
+/// The `signal` of a marker placed by `HeapProfilerStop`.
+pub const PROFILER_STOP: i32 = i32::MIN + 1;
+
 /// Markers dropped because the queue was full.
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -131,12 +137,12 @@ pub fn drain() -> Vec<Marker> {
         let e = unsafe { *slot.entry.get() };
         slot.turn.store(tail + SLOTS, Ordering::Release);
         tail += 1;
-        let source = if e.signal != 0 {
-            MarkerSource::Signal(e.signal)
-        } else {
-            MarkerSource::Named(
-                String::from_utf8_lossy(&e.name[..e.name_len as usize]).into_owned(),
-            )
+        let name = || String::from_utf8_lossy(&e.name[..e.name_len as usize]).into_owned();
+        let source = match e.signal {
+            0 => MarkerSource::Named(name()),
+            PROFILER_START => MarkerSource::ProfilerStart(name()),
+            PROFILER_STOP => MarkerSource::ProfilerStop,
+            signal => MarkerSource::Signal(signal),
         };
         out.push(Marker {
             seq: e.seq,

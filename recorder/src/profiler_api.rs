@@ -5,8 +5,10 @@
 //! - `HeapProfilerDump(reason)` places a marker named by the reason; a
 //!   replay following gperftools' variables writes a profile there, logged
 //!   with that reason, as gperftools does.
-//! - `HeapProfilerStart` and `HeapProfilerStop` do nothing: the recorder
-//!   records the whole run, and a replay chooses what to look at.
+//! - `HeapProfilerStart(prefix)` and `HeapProfilerStop()` place markers of
+//!   their own: the recorder records the whole run, and a replay following
+//!   gperftools' variables counts only what happened between a start and
+//!   a stop, each start from an empty profile, as gperftools does.
 //! - `IsHeapProfilerRunning` says whether the recorder is recording.
 //! - `GetHeapProfile` returns a profile with no samples: the recorder keeps
 //!   no map of live blocks inside the program (that work belongs beside it),
@@ -16,25 +18,59 @@
 //! None of them takes a lock or allocates, but `GetHeapProfile`, whose
 //! caller frees the text it returns.
 
+use crate::markers;
 use std::ffi::c_char;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The header of a profile with no samples, and its (empty) maps section.
 const EMPTY_PROFILE: &[u8] =
     b"heap profile:      0:        0 [     0:        0] @ heapprofile\n\nMAPPED_LIBRARIES:\n\0";
 
-/// `void HeapProfilerStart(const char* prefix)`: recording already runs.
-#[no_mangle]
-pub extern "C" fn HeapProfilerStart(_prefix: *const c_char) {}
+/// Set between a `HeapProfilerStop` and the next `HeapProfilerStart`.
+static STOPPED: AtomicBool = AtomicBool::new(false);
 
-/// `void HeapProfilerStop(void)`: the recording goes on to the end.
-#[no_mangle]
-pub extern "C" fn HeapProfilerStop() {}
+/// Places a marker of `kind` (see [`markers::PROFILER_START`]).
+fn place(kind: i32, text: &[u8]) {
+    if !crate::ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    let _errno = crate::guard::ErrnoKeeper::save();
+    markers::place(kind, text);
+    crate::queue::wake();
+}
 
-/// `int IsHeapProfilerRunning(void)`: 1 while the recorder records.
+/// `void HeapProfilerStart(const char* prefix)`: the recording runs on; a
+/// marker says that the program (re)started gperftools' profiler, which
+/// a replay following gperftools' variables starts counting from afresh.
+///
+/// # Safety
+/// `prefix` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn HeapProfilerStart(prefix: *const c_char) {
+    STOPPED.store(false, Ordering::Relaxed);
+    let text = match prefix.is_null() {
+        true => &b""[..],
+        // SAFETY: a NUL-terminated string, as the caller promises.
+        false => unsafe { std::ffi::CStr::from_ptr(prefix) }.to_bytes(),
+    };
+    place(markers::PROFILER_START, text);
+}
+
+/// `void HeapProfilerStop(void)`: the recording runs on; a marker says
+/// that the program stopped gperftools' profiler, which a replay following
+/// gperftools' variables stops counting at.
+#[no_mangle]
+pub extern "C" fn HeapProfilerStop() {
+    STOPPED.store(true, Ordering::Relaxed);
+    place(markers::PROFILER_STOP, b"");
+}
+
+/// `int IsHeapProfilerRunning(void)`: 1 while the recorder records, but
+/// between a `HeapProfilerStop` and the next `HeapProfilerStart`.
 #[no_mangle]
 pub extern "C" fn IsHeapProfilerRunning() -> libc::c_int {
-    libc::c_int::from(crate::ACTIVE.load(Ordering::Relaxed))
+    let running = crate::ACTIVE.load(Ordering::Relaxed) && !STOPPED.load(Ordering::Relaxed);
+    libc::c_int::from(running)
 }
 
 /// `void HeapProfilerDump(const char* reason)`: a marker named `reason`.

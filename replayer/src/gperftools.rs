@@ -53,6 +53,8 @@ pub fn from_settings(settings: &Settings, rules: &RuleArgs) -> Option<AsGperftoo
             at: Vec::new(),
             peak: false,
             exit: true,
+            // HeapProfilerStop and HeapProfilerStart bound what counts.
+            profiler_windows: true,
         },
         prefix: PathBuf::from(prefix),
     })

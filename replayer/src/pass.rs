@@ -36,6 +36,7 @@ pub fn plan(rules: &RuleArgs) -> Plan {
         at: rules.at.clone(),
         peak: rules.at_peak,
         exit: rules.at_exit,
+        profiler_windows: false,
     }
 }
 
@@ -172,7 +173,7 @@ pub fn run_while(
     };
     let ctx = Context::of(trace);
     let start = match from {
-        _ if plan.has_interval_rules() => Start::beginning(trace),
+        _ if plan.needs_every_event() => Start::beginning(trace),
         From::Beginning => Start::beginning(trace),
         From::BeforeSnapshots => seek.start(|l| !snapshot_by(ctx, plan, peak, l)),
         From::Where(ok) => seek.start(|l| ok(l, peak)),

@@ -414,6 +414,22 @@ fn the_recipe_linked_with_tcmalloc_writes_what_gperftools_writes() {
 }
 
 #[test]
+fn heapprofilerstop_and_start_bound_what_the_recipe_counts() {
+    // A program that stops and restarts the profiler, freeing across the
+    // stops: no dump while stopped, and each restart an empty profile.
+    let env = [
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", "0"),
+        ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
+    ];
+    let (r, work) = recipe_of("stopper.c", &[], "recipe_stop", &[], &env, Signals::Own);
+    assert_eq!(r, ["one", "two", "three", "Exiting, 14 kB in use"]);
+    // The second profile: after_site's 7 blocks, none of the frees of
+    // blocks from before the restart.
+    let second = &profiles(&work.path("ours"))[1];
+    assert_eq!(header(second), [7, 21000, 10, 30000]);
+}
+
+#[test]
 fn the_time_interval_of_the_recipe_dumps_under_gperftools_names() {
     // gperftools 2.10 counts its first time interval from the Unix epoch
     // (a dump at the first allocation); ours counts from the start, so the

@@ -1,0 +1,102 @@
+//! gperftools' profiler started and stopped by the program: the markers
+//! `HeapProfilerStart` and `HeapProfilerStop` place. A replay following
+//! gperftools' variables counts only what happens while the profiler runs:
+//! a stop ends the profile (no dump until the next start), and a start
+//! after a stop begins an empty one, where frees of blocks allocated
+//! before it count for nothing, as gperftools' fresh table knows nothing
+//! of them.
+
+use heapreplay_format::{Event, EventKind, Marker, MarkerSource};
+use std::collections::HashSet;
+
+/// Where the program's starts and stops leave the profiler.
+#[derive(Debug, Clone)]
+pub struct Windows<'a> {
+    marks: Vec<&'a Marker>,
+    state: WindowState,
+}
+
+/// What [`Windows`] carries from one pass to the next (follow mode).
+#[derive(Debug, Clone, Default)]
+pub struct WindowState {
+    /// Marks passed.
+    next: usize,
+    stopped: bool,
+    /// The blocks allocated since the profiler last started, still live.
+    blocks: HashSet<u64>,
+}
+
+impl<'a> Windows<'a> {
+    /// The starts and stops among `markers` (in seq order), with the
+    /// profiler running from the start; `None` if there are none.
+    pub fn of(markers: &'a [Marker]) -> Option<Self> {
+        let marks: Vec<&Marker> = markers
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.source,
+                    MarkerSource::ProfilerStart(_) | MarkerSource::ProfilerStop
+                )
+            })
+            .collect();
+        (!marks.is_empty()).then(|| Self {
+            marks,
+            state: WindowState::default(),
+        })
+    }
+
+    /// Goes on from `state` (from [`Self::state`] over the same markers).
+    pub fn resume(&mut self, state: WindowState) {
+        self.state = state;
+    }
+
+    /// Where it stands.
+    pub fn state(&self) -> WindowState {
+        self.state.clone()
+    }
+
+    /// The seq of the next start or stop.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.marks.get(self.state.next).map(|m| m.seq)
+    }
+
+    /// Passes the next start or stop; returns its time if it starts the
+    /// profiler afresh (the caller then begins an empty profile).
+    pub fn pass_mark(&mut self) -> Option<u64> {
+        let m = self.marks.get(self.state.next)?;
+        self.state.next += 1;
+        match m.source {
+            MarkerSource::ProfilerStop => {
+                self.state.stopped = true;
+                None
+            }
+            // A start while running does nothing, as in gperftools.
+            _ if !self.state.stopped => None,
+            _ => {
+                self.state.stopped = false;
+                self.state.blocks.clear();
+                Some(m.ns)
+            }
+        }
+    }
+
+    /// Whether the profiler runs.
+    pub fn running(&self) -> bool {
+        !self.state.stopped
+    }
+
+    /// Whether `e` counts: an allocation while running, or the free (or
+    /// retirement) of a block allocated since the profiler last started.
+    pub fn counts(&mut self, e: &Event) -> bool {
+        if self.state.stopped {
+            return false;
+        }
+        match e.kind {
+            EventKind::Alloc => {
+                self.state.blocks.insert(e.addr);
+                true
+            }
+            EventKind::Free | EventKind::Retire => self.state.blocks.remove(&e.addr),
+        }
+    }
+}
