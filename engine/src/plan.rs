@@ -48,6 +48,8 @@ impl MarkerFilter {
     /// True if `m` is selected.
     pub fn matches(&self, m: &Marker) -> bool {
         match (self, &m.source) {
+            // The profiler's starts and stops are controls, not moments.
+            (Self::All, MarkerSource::ProfilerStart(_) | MarkerSource::ProfilerStop) => false,
             (Self::All, _) => true,
             (Self::Signal(n), MarkerSource::Signal(s)) => n == s,
             (Self::Named(n), MarkerSource::Named(s)) => n == s,

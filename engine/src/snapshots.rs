@@ -193,7 +193,7 @@ pub struct Standing {
     next_marker: usize,
     next_at: usize,
     last_seq: u64,
-    windows: Option<WindowState>,
+    windows: Option<(WindowState, Heap)>,
     out: Outcome,
 }
 
@@ -236,8 +236,11 @@ pub struct Snapshotter<'a, S, E> {
     /// Blocks retired by the next allocation (see [`EventKind::Retire`]).
     retired: Vec<Event>,
     /// The program's starts and stops of gperftools' profiler, when the
-    /// plan follows them.
+    /// plan follows them and the trace has a stop.
     windows: Option<Windows<'a>>,
+    /// With windows, the heap of every event, whatever the windows: what
+    /// the index's checkpoints keep.
+    real: Option<Heap>,
     out: Outcome,
     sink: S,
     _error: std::marker::PhantomData<E>,
@@ -278,14 +281,17 @@ where
             next_at: 0,
             last_seq: 0,
             retired: Vec::new(),
-            windows: plan
-                .profiler_windows
-                .then(|| Windows::of(ctx.markers))
-                .flatten(),
+            windows: None,
+            real: None,
             out: Outcome::default(),
             sink,
             _error: std::marker::PhantomData,
         };
+        engine.windows = plan
+            .profiler_windows
+            .then(|| Windows::of(ctx.markers))
+            .flatten();
+        engine.real = engine.windows.as_ref().map(|_| Heap::new());
         if let Some(fold) = ctx.fold {
             engine.start_at_fold(fold);
         }
@@ -297,6 +303,7 @@ where
     fn start_at_fold(&mut self, fold: &crate::trace::Fold) {
         // Which of the fold's blocks a start left out is not known there.
         self.windows = None;
+        self.real = None;
         self.heap = fold.heap.clone();
         self.last_seq = fold.last_seq;
         self.rules.dumped(self.heap.totals());
@@ -376,12 +383,15 @@ where
             self.emit(Trigger::At { ns: t }, e.seq)?;
             self.next_at += 1;
         }
-        if let Some(w) = self.windows.as_mut() {
+        if let (Some(w), Some(real)) = (self.windows.as_mut(), self.real.as_mut()) {
             // Only what happens while gperftools' profiler runs counts.
-            let retired = std::mem::take(&mut self.retired);
-            for r in retired.iter().filter(|r| w.counts(r)) {
-                self.heap.apply(r);
+            for r in self.retired.drain(..) {
+                real.apply(&r);
+                if w.counts(&r) {
+                    self.heap.apply(&r);
+                }
             }
+            real.apply(e);
             if w.counts(e) {
                 self.heap.apply(e);
             }
@@ -450,6 +460,12 @@ where
         &self.heap
     }
 
+    /// The heap of every event so far, whatever the profiler windows leave
+    /// out of [`Self::heap`]: what the index's checkpoints keep.
+    pub fn real_heap(&self) -> &Heap {
+        self.real.as_ref().unwrap_or(&self.heap)
+    }
+
     /// An engine that goes on from `standing` (from [`Self::standing`] of
     /// an engine over the same trace, context and plan, without a peak).
     pub fn resume(ctx: Context<'a>, plan: &'a Plan, standing: Standing, sink: S) -> Self {
@@ -461,8 +477,13 @@ where
         engine.next_marker = standing.next_marker;
         engine.next_at = standing.next_at;
         engine.last_seq = standing.last_seq;
-        if let (Some(w), Some(state)) = (engine.windows.as_mut(), standing.windows) {
+        if let (Some(w), Some((state, real))) = (engine.windows.as_mut(), standing.windows) {
             w.resume(state);
+            engine.real = Some(real);
+        } else if engine.windows.is_some() {
+            // The first stop came after the last pass: until then every
+            // event counted, so the heap is the real one.
+            engine.real = Some(engine.heap.clone());
         }
         engine.out = standing.out;
         engine
@@ -514,7 +535,11 @@ where
             next_marker: self.next_marker,
             next_at: self.next_at,
             last_seq: self.last_seq,
-            windows: self.windows.as_ref().map(Windows::state),
+            windows: self
+                .windows
+                .as_ref()
+                .zip(self.real.clone())
+                .map(|(w, real)| (w.state(), real)),
             out: self.out.clone(),
         }
     }

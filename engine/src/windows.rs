@@ -22,14 +22,25 @@ pub struct WindowState {
     /// Marks passed.
     next: usize,
     stopped: bool,
-    /// The blocks allocated since the profiler last started, still live.
+    /// Started again after a stop: from then on only the blocks allocated
+    /// since count. Before, every block does (the profiler ran from the
+    /// start), and none is tracked.
+    restarted: bool,
+    /// The blocks allocated since the profiler last restarted, still live.
     blocks: HashSet<u64>,
 }
 
 impl<'a> Windows<'a> {
     /// The starts and stops among `markers` (in seq order), with the
-    /// profiler running from the start; `None` if there are none.
+    /// profiler running from the start; `None` if there is no stop (a
+    /// start while running does nothing).
     pub fn of(markers: &'a [Marker]) -> Option<Self> {
+        if !markers
+            .iter()
+            .any(|m| m.source == MarkerSource::ProfilerStop)
+        {
+            return None;
+        }
         let marks: Vec<&Marker> = markers
             .iter()
             .filter(|m| {
@@ -74,6 +85,7 @@ impl<'a> Windows<'a> {
             _ if !self.state.stopped => None,
             _ => {
                 self.state.stopped = false;
+                self.state.restarted = true;
                 self.state.blocks.clear();
                 Some(m.ns)
             }
@@ -90,6 +102,9 @@ impl<'a> Windows<'a> {
     pub fn counts(&mut self, e: &Event) -> bool {
         if self.state.stopped {
             return false;
+        }
+        if !self.state.restarted {
+            return true;
         }
         match e.kind {
             EventKind::Alloc => {

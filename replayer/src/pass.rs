@@ -192,7 +192,7 @@ pub fn run_while(
     let mut seen = 0u32;
     // The index takes its checkpoints' counters from the engine's heap.
     let engine = RefCell::new(engine);
-    let heap_now = || engine.borrow().heap().clone();
+    let heap_now = || engine.borrow().real_heap().clone();
     // With nothing to see between snapshots, a run with none inside is
     // taken whole.
     let mut take_run = |s: &RunSummary| {
@@ -392,7 +392,7 @@ where
         followed.started = true;
         Snapshotter::new(ctx, plan, None, sink)
     });
-    let heap_now = || engine.borrow().heap().clone();
+    let heap_now = || engine.borrow().real_heap().clone();
     let mut carry = followed.carry.clone();
     followed.start_building(trace);
     let builder = followed.builder.as_mut();

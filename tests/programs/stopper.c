@@ -6,6 +6,7 @@
 #include <gperftools/heap-profiler.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #pragma weak HeapProfilerStart
 #pragma weak HeapProfilerStop
 #pragma weak HeapProfilerDump
@@ -17,7 +18,10 @@ __attribute__((noinline)) void *before_site(void) { void *p = malloc(1000); sink
 __attribute__((noinline)) void *stopped_site(void) { void *p = malloc(2000); sink = p; return p; }
 __attribute__((noinline)) void *after_site(void) { void *p = malloc(3000); sink = p; return p; }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* With `slow`, it pauses before each stop, so that a replay following
+     * the trace meets each in a later round. */
+    int slow = argc > 1 && strcmp(argv[1], "slow") == 0;
     if (!HeapProfilerStart || !getenv("HEAPPROFILE")) return 2;
     /* libtcmalloc marks the variable's first byte once it has read it. */
     char prefix[4096];
@@ -26,6 +30,9 @@ int main(void) {
     prefix[0] &= 0x7f;
     for (int i = 0; i < 20; i++) before[i] = before_site();
     HeapProfilerDump("one");
+    if (slow) usleep(1500000);
+    for (int i = 15; i < 20; i++) free(before[i]);
+    HeapProfilerDump("one, five freed");
     HeapProfilerStop();
     for (int i = 0; i < 10; i++) stopped[i] = stopped_site();
     for (int i = 0; i < 10; i++) free(before[i]);
@@ -36,6 +43,7 @@ int main(void) {
     for (int i = 0; i < 5; i++) free(stopped[i]);
     for (int i = 0; i < 3; i++) free(after[i]);
     HeapProfilerDump("two");
+    if (slow) usleep(1500000);
     HeapProfilerStop();
     HeapProfilerStart(prefix);
     for (int i = 3; i < 8; i++) free(after[i]);

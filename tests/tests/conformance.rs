@@ -422,11 +422,18 @@ fn heapprofilerstop_and_start_bound_what_the_recipe_counts() {
         ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
     ];
     let (r, work) = recipe_of("stopper.c", &[], "recipe_stop", &[], &env, Signals::Own);
-    assert_eq!(r, ["one", "two", "three", "Exiting, 14 kB in use"]);
-    // The second profile: after_site's 7 blocks, none of the frees of
-    // blocks from before the restart.
-    let second = &profiles(&work.path("ours"))[1];
-    assert_eq!(header(second), [7, 21000, 10, 30000]);
+    let expected = [
+        "one",
+        "one, five freed",
+        "two",
+        "three",
+        "Exiting, 14 kB in use",
+    ];
+    assert_eq!(r, expected);
+    // After the restart: after_site's 7 blocks, none of the frees of blocks
+    // from before it.
+    let two = &profiles(&work.path("ours"))[2];
+    assert_eq!(header(two), [7, 21000, 10, 30000]);
 }
 
 #[test]

@@ -178,6 +178,34 @@ fn record_under_heapprofile_writes_a_profile_while_the_program_still_runs() {
 }
 
 #[test]
+fn record_follows_heapprofilerstop_met_in_a_later_round() {
+    // Each stop comes 1.5 s after what precedes it: follow mode meets it
+    // in a later round, and must count what came before as a replay of the
+    // finished trace does.
+    let work = Work::new("record_stopper");
+    let exe = work.compile("stopper.c", "stopper", &["-O2"]);
+    let env = [
+        ("HEAPPROFILE", "app"),
+        ("HEAP_PROFILE_ALLOCATION_INTERVAL", "0"),
+        ("HEAP_PROFILE_INUSE_INTERVAL", "0"),
+    ];
+    let ran = work.heapreplay_env(&env, &["record", exe.to_str().unwrap(), "slow"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let written = profiles(&work.path("app"));
+    assert_eq!(written.len(), 5, "{}", ran.stderr);
+    // "one, five freed": 15 blocks of before_site in use.
+    assert_eq!(header(&written[1])[..2], [15, 15000], "{}", ran.stderr);
+    work.heapreplay_ok(&["app.trace.zst", "-o", "again"]);
+    for (a, b) in written.iter().zip(&profiles(&work.path("again"))) {
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{a:?}"
+        );
+    }
+}
+
+#[test]
 fn perftools_verbose_makes_the_recorder_say_what_it_does() {
     let work = Work::new("record_verbose");
     let exe = work.compile("conform.c", "conform", &["-O2"]);
