@@ -143,6 +143,20 @@ pub fn flush(take_partial: bool) {
         }
         Ok(())
     });
+    if take_partial && crate::verbose() {
+        say_flushed(&guard);
+    }
+}
+
+/// Says, once a second when verbose and something new was written, how
+/// far the trace has come.
+fn say_flushed(guard: &MutexGuard<'_, Option<Output>>) {
+    static SAID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(out) = guard.as_ref() else { return };
+    let (events, size) = out.written();
+    if SAID.swap(events, Ordering::Relaxed) != events && !FINISHED.load(Ordering::Relaxed) {
+        crate::say!("flushed: {events} events in {size} bytes so far");
+    }
 }
 
 /// Writes the markers placed since the last call; true if there were any.

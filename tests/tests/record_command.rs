@@ -251,4 +251,25 @@ fn perftools_verbose_makes_the_recorder_say_what_it_does() {
         info.contains(&format!("events:     {events} (")),
         "{events}: {info}"
     );
+    // A program that runs for a while hears of each flush that wrote.
+    use std::io::Write;
+    let service = work.compile("service.c", "service", &["-O2"]);
+    let mut child = std::process::Command::new(&service)
+        .current_dir(&work.dir)
+        .env("LD_PRELOAD", librecord())
+        .env("HEAPREPLAY_OUT", work.path("service.zst"))
+        .env("PERFTOOLS_VERBOSE", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(b"grow 100\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("flushed: "), "{stderr}");
 }
