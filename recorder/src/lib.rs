@@ -383,11 +383,66 @@ extern "C" fn after_fork_in_child() {
     }
 }
 
+/// True if this library was loaded with `dlopen` into a running program
+/// (after libc, in load order), not preloaded before it: its functions
+/// then stand in for nothing the program already calls.
+fn loaded_late() -> bool {
+    struct Seen {
+        ours: Option<usize>,
+        libc: Option<usize>,
+        index: usize,
+        name: std::ffi::CString,
+    }
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `Seen` passed below; `info` is valid for
+        // the call, its name NUL-terminated (or NULL).
+        unsafe {
+            let seen = &mut *data.cast::<Seen>();
+            let name = (*info).dlpi_name;
+            if !name.is_null() {
+                let name = std::ffi::CStr::from_ptr(name);
+                if name == seen.name.as_c_str() {
+                    seen.ours.get_or_insert(seen.index);
+                } else if name.to_bytes().ends_with(b"/libc.so.6") {
+                    seen.libc.get_or_insert(seen.index);
+                }
+            }
+            seen.index += 1;
+        }
+        0
+    }
+    // SAFETY: dladdr fills `info` for an address of this library.
+    let name = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(init as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return false;
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
+    };
+    let mut seen = Seen {
+        ours: None,
+        libc: None,
+        index: 0,
+        name,
+    };
+    // SAFETY: `visit` only reads what it is given and writes `seen`.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut seen as *mut Seen).cast()) };
+    matches!((seen.ours, seen.libc), (Some(ours), Some(libc)) if libc < ours)
+}
+
 extern "C" fn init() {
     let Some(_guard) = guard::Guard::enter() else {
         return;
     };
     let _errno = guard::ErrnoKeeper::save();
+    if loaded_late() {
+        say!("librecord.so was loaded into a running program (dlopen), not preloaded: it records nothing; preload it (LD_PRELOAD) or use heapreplay record");
+        return;
+    }
     if real::real().is_none() {
         return;
     }

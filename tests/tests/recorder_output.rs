@@ -222,3 +222,51 @@ fn recording_again_replaces_the_trace_instead_of_emptying_it() {
         );
     }
 }
+
+#[test]
+fn loaded_with_dlopen_it_stays_inert_and_says_so() {
+    // Not preloaded: its functions stand in for nothing the program calls,
+    // so it must not start (no trace, no signal handler, no thread).
+    let work = Work::new("dlopened_recorder");
+    let exe = work.compile("dlopener.c", "dlopener", &["-O2"]);
+    let ran = run(Command::new(&exe)
+        .arg(librecord())
+        .current_dir(&work.dir)
+        .env_remove("LD_PRELOAD"));
+    assert_eq!(
+        ran.code, 0,
+        "exit 3: a signal disposition changed; {}",
+        ran.stderr
+    );
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("loaded into a running program (dlopen)"),
+        "{}",
+        ran.stderr
+    );
+    let traces = std::fs::read_dir(&work.dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".zst")
+        })
+        .count();
+    assert_eq!(traces, 0, "no trace is written");
+    // Preloaded, the same library records the same program (its own
+    // dlopen of it then adds nothing).
+    let recorded = work.record(&exe, &[librecord().to_str().unwrap()], "trace.zst");
+    assert_eq!(recorded.code, 0, "{}", recorded.stderr);
+    let info = work.heapreplay_ok(&["info", "trace.zst"]).stdout;
+    let allocations: u64 = info
+        .lines()
+        .find(|l| l.starts_with("events:"))
+        .and_then(|l| l.split('(').nth(1))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(allocations >= 1000, "{info}");
+}
