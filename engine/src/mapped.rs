@@ -15,14 +15,13 @@ use crate::snapshots::Trigger;
 use heapreplay_format::{Mapping, MappingOp};
 use std::collections::BTreeMap;
 
-/// The seq a snapshot's mapped memory is read at: for the exit snapshot
-/// the end of the trace (calls after the heap's last event count), else
-/// the snapshot's own.
-pub fn mapped_seq(trigger: &Trigger, seq: u64) -> u64 {
-    match trigger {
-        Trigger::Exit { .. } => u64::MAX,
-        _ => seq,
-    }
+/// Bytes mapped after each of `mappings` (in seq order): its seq and the
+/// bytes mapped then.
+pub fn levels(mappings: &[Mapping]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let mut mapped = MappedMemory::new(mappings);
+    mappings
+        .iter()
+        .map(move |m| (m.seq, mapped.seek(m.seq).mapped_bytes()))
 }
 
 /// One mapped region.
@@ -143,6 +142,16 @@ impl<'a> MappedMemory<'a> {
         };
         add(self.per_stack.entry(stack).or_default());
         add(&mut self.totals);
+    }
+
+    /// Moves to a snapshot's point (`seq`, made by `trigger`): for the exit
+    /// snapshot the end of the trace (calls after the heap's last event
+    /// count), else just after event `seq`.
+    pub fn seek_snapshot(&mut self, trigger: &Trigger, seq: u64) -> &Self {
+        match trigger {
+            Trigger::Exit { .. } => self.seek(u64::MAX),
+            _ => self.seek(seq),
+        }
     }
 
     /// Counters per stack id, for every stack that has mapped memory.

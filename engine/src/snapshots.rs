@@ -193,7 +193,7 @@ pub struct Standing {
     next_marker: usize,
     next_at: usize,
     last_seq: u64,
-    windows: Option<(WindowState, Heap)>,
+    windows: Option<WindowState>,
     out: Outcome,
 }
 
@@ -238,9 +238,6 @@ pub struct Snapshotter<'a, S, E> {
     /// The program's starts and stops of gperftools' profiler, when the
     /// plan follows them and the trace has a stop.
     windows: Option<Windows<'a>>,
-    /// With windows, the heap of every event, whatever the windows: what
-    /// the index's checkpoints keep.
-    real: Option<Heap>,
     out: Outcome,
     sink: S,
     _error: std::marker::PhantomData<E>,
@@ -282,7 +279,6 @@ where
             last_seq: 0,
             retired: Vec::new(),
             windows: None,
-            real: None,
             out: Outcome::default(),
             sink,
             _error: std::marker::PhantomData,
@@ -291,7 +287,6 @@ where
             .profiler_windows
             .then(|| Windows::of(ctx.markers))
             .flatten();
-        engine.real = engine.windows.as_ref().map(|_| Heap::new());
         if let Some(fold) = ctx.fold {
             engine.start_at_fold(fold);
         }
@@ -303,7 +298,6 @@ where
     fn start_at_fold(&mut self, fold: &crate::trace::Fold) {
         // Which of the fold's blocks a start left out is not known there.
         self.windows = None;
-        self.real = None;
         self.heap = fold.heap.clone();
         self.last_seq = fold.last_seq;
         self.rules.dumped(self.heap.totals());
@@ -383,28 +377,16 @@ where
             self.emit(Trigger::At { ns: t }, e.seq)?;
             self.next_at += 1;
         }
-        if let (Some(w), Some(real)) = (self.windows.as_mut(), self.real.as_mut()) {
-            // Only what happens while gperftools' profiler runs counts.
-            for r in self.retired.drain(..) {
-                real.apply(&r);
-                if w.counts(&r) {
-                    self.heap.apply(&r);
-                }
-            }
-            real.apply(e);
-            if w.counts(e) {
-                self.heap.apply(e);
-            }
-            if !w.running() {
-                self.out.end_ns = ns;
-                self.last_seq = e.seq;
-                return Ok(());
-            }
-        } else {
-            for r in self.retired.drain(..) {
-                self.heap.apply(&r);
-            }
-            self.heap.apply(e);
+        for i in 0..self.retired.len() {
+            let r = self.retired[i];
+            self.apply(&r);
+        }
+        self.retired.clear();
+        self.apply(e);
+        if self.windows.as_ref().is_some_and(|w| !w.running()) {
+            self.out.end_ns = ns;
+            self.last_seq = e.seq;
+            return Ok(());
         }
         // gperftools checks its rules after every allocation and every free.
         if let Some(reason) = self.rules.check(self.heap.totals(), ns) {
@@ -416,6 +398,16 @@ where
         self.out.end_ns = ns;
         self.last_seq = e.seq;
         Ok(())
+    }
+
+    /// Applies one resolved event to the heap (with windows, only if it
+    /// counts while gperftools' profiler runs).
+    #[inline]
+    fn apply(&mut self, e: &Event) {
+        match self.windows.as_mut() {
+            Some(w) => w.apply(e, &mut self.heap),
+            None => self.heap.apply(e),
+        }
     }
 
     /// Takes a resolved run whole if no snapshot falls inside it (no
@@ -463,7 +455,7 @@ where
     /// The heap of every event so far, whatever the profiler windows leave
     /// out of [`Self::heap`]: what the index's checkpoints keep.
     pub fn real_heap(&self) -> &Heap {
-        self.real.as_ref().unwrap_or(&self.heap)
+        self.windows.as_ref().map_or(&self.heap, Windows::real_heap)
     }
 
     /// An engine that goes on from `standing` (from [`Self::standing`] of
@@ -477,13 +469,8 @@ where
         engine.next_marker = standing.next_marker;
         engine.next_at = standing.next_at;
         engine.last_seq = standing.last_seq;
-        if let (Some(w), Some((state, real))) = (engine.windows.as_mut(), standing.windows) {
-            w.resume(state);
-            engine.real = Some(real);
-        } else if engine.windows.is_some() {
-            // The first stop came after the last pass: until then every
-            // event counted, so the heap is the real one.
-            engine.real = Some(engine.heap.clone());
+        if let Some(w) = engine.windows.as_mut() {
+            w.resume(standing.windows, &engine.heap);
         }
         engine.out = standing.out;
         engine
@@ -535,11 +522,7 @@ where
             next_marker: self.next_marker,
             next_at: self.next_at,
             last_seq: self.last_seq,
-            windows: self
-                .windows
-                .as_ref()
-                .zip(self.real.clone())
-                .map(|(w, real)| (w.state(), real)),
+            windows: self.windows.as_ref().map(Windows::state),
             out: self.out.clone(),
         }
     }

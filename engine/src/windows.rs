@@ -6,6 +6,7 @@
 //! before it count for nothing, as gperftools' fresh table knows nothing
 //! of them.
 
+use crate::heap::Heap;
 use heapreplay_format::{Event, EventKind, Marker, MarkerSource};
 use std::collections::HashSet;
 
@@ -28,6 +29,9 @@ pub struct WindowState {
     restarted: bool,
     /// The blocks allocated since the profiler last restarted, still live.
     blocks: HashSet<u64>,
+    /// The heap of every event, whatever the windows leave out: what the
+    /// index's checkpoints keep.
+    real: Heap,
 }
 
 impl<'a> Windows<'a> {
@@ -56,9 +60,14 @@ impl<'a> Windows<'a> {
         })
     }
 
-    /// Goes on from `state` (from [`Self::state`] over the same markers).
-    pub fn resume(&mut self, state: WindowState) {
-        self.state = state;
+    /// Goes on from `state` (from [`Self::state`] over the same markers),
+    /// or, with none (the first stop came after the last pass, so every
+    /// event counted until then), from `heap`.
+    pub fn resume(&mut self, state: Option<WindowState>, heap: &Heap) {
+        self.state = state.unwrap_or_else(|| WindowState {
+            real: heap.clone(),
+            ..WindowState::default()
+        });
     }
 
     /// Where it stands.
@@ -97,9 +106,22 @@ impl<'a> Windows<'a> {
         !self.state.stopped
     }
 
+    /// The heap of every event so far.
+    pub fn real_heap(&self) -> &Heap {
+        &self.state.real
+    }
+
+    /// Applies `e` to the real heap, and to `heap` if it counts.
+    pub fn apply(&mut self, e: &Event, heap: &mut Heap) {
+        self.state.real.apply(e);
+        if self.counts(e) {
+            heap.apply(e);
+        }
+    }
+
     /// Whether `e` counts: an allocation while running, or the free (or
     /// retirement) of a block allocated since the profiler last started.
-    pub fn counts(&mut self, e: &Event) -> bool {
+    fn counts(&mut self, e: &Event) -> bool {
         if self.state.stopped {
             return false;
         }

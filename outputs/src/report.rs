@@ -166,37 +166,30 @@ pub fn write_top(
         counted(t.allocs, "object")
     )?;
     let named = by_frames(snapshot, stacks);
-    let mut inuse: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.inuse_bytes() > 0).collect();
-    inuse.sort_by(|a, b| {
-        b.1.inuse_bytes()
-            .cmp(&a.1.inuse_bytes())
-            .then(a.0.cmp(&b.0))
-    });
-    let heading = format!(
-        "In use: top {} of {} stacks",
-        n.min(inuse.len()),
-        inuse.len()
-    );
-    inuse.truncate(n);
-    table(
-        out,
-        &heading,
-        &inuse,
-        (t.inuse_bytes(), t.inuse_objects()),
-        |c| (c.inuse_bytes(), c.inuse_objects()),
-    )?;
-    let mut alloc: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.alloc_bytes > 0).collect();
-    alloc.sort_by(|a, b| b.1.alloc_bytes.cmp(&a.1.alloc_bytes).then(a.0.cmp(&b.0)));
-    let heading = format!(
-        "Allocated since the start: top {} of {} stacks",
-        n.min(alloc.len()),
-        alloc.len()
-    );
-    alloc.truncate(n);
-    table(out, &heading, &alloc, (t.alloc_bytes, t.allocs), |c| {
-        (c.alloc_bytes, c.allocs)
-    })?;
+    let inuse = |c: &Counters| (c.inuse_bytes(), c.inuse_objects());
+    let heading = |shown, all| format!("In use: top {shown} of {all} stacks");
+    top_table(out, heading, &named, inuse(&t), inuse, n)?;
+    let allocated = |c: &Counters| (c.alloc_bytes, c.allocs);
+    let heading = |shown, all| format!("Allocated since the start: top {shown} of {all} stacks");
+    top_table(out, heading, &named, allocated(&t), allocated, n)?;
     write_mapped(out, snapshot, stacks, n)
+}
+
+/// The table of the `n` stacks with the most `value` (bytes, objects),
+/// largest first, under the heading `heading(shown, all)`.
+fn top_table(
+    out: &mut impl Write,
+    heading: impl Fn(usize, usize) -> String,
+    named: &[NamedStack],
+    total: (u64, u64),
+    value: impl Fn(&Counters) -> (u64, u64),
+    n: usize,
+) -> io::Result<()> {
+    let mut rows: Vec<&NamedStack> = named.iter().filter(|(_, c)| value(c).0 > 0).collect();
+    rows.sort_by(|a, b| value(&b.1).0.cmp(&value(&a.1).0).then(a.0.cmp(&b.0)));
+    let heading = heading(n.min(rows.len()), rows.len());
+    rows.truncate(n);
+    table(out, &heading, &rows, total, value)
 }
 
 /// The memory the program mapped itself (`HEAP_PROFILE_MMAP` traces): the
@@ -214,27 +207,13 @@ fn write_mapped(
     for (_, c) in &snapshot.mapped {
         total.add(c);
     }
+    let held = |c: &Counters| (c.inuse_bytes(), c.inuse_objects());
+    let bytes = human(total.inuse_bytes());
+    let heading = |shown, all| {
+        format!("Mapped by the program itself (mmap, mremap, sbrk; not in the heap above): {bytes}, top {shown} of {all} stacks")
+    };
     let named = named(&snapshot.mapped, stacks);
-    let mut held: Vec<&NamedStack> = named.iter().filter(|(_, c)| c.inuse_bytes() > 0).collect();
-    held.sort_by(|a, b| {
-        b.1.inuse_bytes()
-            .cmp(&a.1.inuse_bytes())
-            .then(a.0.cmp(&b.0))
-    });
-    let heading = format!(
-        "Mapped by the program itself (mmap, mremap, sbrk; not in the heap above): {}, top {} of {} stacks",
-        human(total.inuse_bytes()),
-        n.min(held.len()),
-        held.len()
-    );
-    held.truncate(n);
-    table(
-        out,
-        &heading,
-        &held,
-        (total.inuse_bytes(), total.inuse_objects()),
-        |c| (c.inuse_bytes(), c.inuse_objects()),
-    )
+    top_table(out, heading, &named, held(&total), held, n)
 }
 
 /// `heapreplay leaks`: every stack with blocks still allocated at `snapshot`

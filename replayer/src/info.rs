@@ -3,7 +3,7 @@
 use crate::cli::InfoArgs;
 use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::index::Index;
-use heapreplay_engine::mapped::MappedMemory;
+use heapreplay_engine::mapped::levels;
 use heapreplay_engine::plan::marker_label;
 use heapreplay_engine::snapshots::PeakFinder;
 use heapreplay_engine::Trace;
@@ -74,15 +74,14 @@ fn mapped_summary(trace: &Trace) -> Option<(String, u64)> {
         let line = "no mapping calls recorded (HEAP_PROFILE_MMAP was set)";
         return asked.then(|| (line.into(), 0));
     }
-    let mut mapped = MappedMemory::new(&trace.mappings);
-    let mut most = 0;
-    for m in &trace.mappings {
-        most = most.max(mapped.seek(m.seq).mapped_bytes());
+    let (mut most, mut end) = (0, 0);
+    for (_, bytes) in levels(&trace.mappings) {
+        (most, end) = (most.max(bytes), bytes);
     }
     let line = format!(
         "{} at most, {} at the end, in {} (mmap, munmap, mremap, sbrk, brk; apart from the heap)",
         mib(most),
-        mib(mapped.mapped_bytes()),
+        mib(end),
         heapreplay_outputs::report::counted(trace.mappings.len() as u64, "call")
     );
     Some((line, most))

@@ -8,7 +8,7 @@ use heapreplay_engine::clock::{seconds, SeqClock};
 use heapreplay_engine::heap::Heap;
 use heapreplay_engine::index::{Builder, Index, Start};
 use heapreplay_engine::interval_rules::Thresholds;
-use heapreplay_engine::mapped::{mapped_seq, MappedMemory};
+use heapreplay_engine::mapped::MappedMemory;
 use heapreplay_engine::maps::maps_at;
 use heapreplay_engine::plan::{MarkerFilter, Plan, Point};
 use heapreplay_engine::snapshots::{snapshot_by, Context, Outcome, Snapshotter, Standing, Trigger};
@@ -593,7 +593,7 @@ pub fn capture(
             let ns = trigger.ns().unwrap_or_else(|| clock.ns_at(seq));
             for (slot, target) in found.iter_mut().zip(&targets) {
                 if slot.is_none() && target.matches(trigger, seq) {
-                    let mapped = mapped.seek(mapped_seq(trigger, seq));
+                    let mapped = mapped.seek_snapshot(trigger, seq);
                     *slot = Some(Snapshot::take(heap, trigger.reason(), ns).with_mapped(mapped));
                     missing.set(missing.get() - 1);
                 }

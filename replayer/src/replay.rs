@@ -8,7 +8,7 @@
 use crate::cli::{CommonArgs, Format, ReplayArgs};
 use crate::pass;
 use heapreplay_engine::clock::SeqClock;
-use heapreplay_engine::mapped::{mapped_seq, MappedMemory};
+use heapreplay_engine::mapped::MappedMemory;
 use heapreplay_engine::maps::MapsCache;
 use heapreplay_engine::trace::io_text;
 use heapreplay_engine::Trace;
@@ -266,7 +266,7 @@ pub fn write(
             };
             let said = format!("Dumping heap profile to {name} ({reason})");
             let snapshot = Snapshot::take(heap, reason, clock.ns_at(seq))
-                .with_mapped(mapped.seek(mapped_seq(trigger, seq)));
+                .with_mapped(mapped.seek_snapshot(trigger, seq));
             // A closed queue means the writer stopped on an error: it
             // says which once joined.
             jobs.send(Job {

@@ -3,7 +3,7 @@
 use crate::cli::TimelineArgs;
 use crate::pass;
 use heapreplay_engine::clock::{seconds, SeqClock};
-use heapreplay_engine::mapped::MappedMemory;
+use heapreplay_engine::mapped::levels;
 use heapreplay_engine::plan::marker_label;
 use heapreplay_engine::plan::TimePoint;
 use heapreplay_engine::resolve::freed_stack;
@@ -162,13 +162,12 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
 fn mapped_curve(trace: &Trace, samples: &[ClockSample], from_ns: u64, to_ns: u64) -> Timeline {
     let mut curve = Timeline::window(from_ns, to_ns, DEFAULT_BUCKETS);
     let mut clock = SeqClock::new(samples);
-    let mut mapped = MappedMemory::new(&trace.mappings);
-    for m in &trace.mappings {
-        let ns = clock.ns_at(m.seq);
+    for (seq, bytes) in levels(&trace.mappings) {
+        let ns = clock.ns_at(seq);
         if ns > to_ns {
             break;
         }
-        curve.push(ns, mapped.seek(m.seq).mapped_bytes());
+        curve.push(ns, bytes);
     }
     curve
 }
