@@ -33,37 +33,35 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// which keep it), so that its definitions may be kept.
 const RUNTIMES: [(&CStr, bool); 2] = [(c"libstdc++.so.6", true), (c"libc++.so.1", false)];
 
-/// The next definition of `name` (0 if there is none), looked up inside
-/// the guard (the lookups may allocate) and kept once found where it
-/// cannot be unloaded.
+/// The next definition of `name` (0 if there is none): the one after this
+/// library's ([`crate::real::next`]), else the C++ runtime's, kept once
+/// found where it cannot be unloaded.
 fn next(slot: &AtomicUsize, name: &CStr) -> usize {
-    let f = slot.load(Ordering::Acquire);
+    let f = crate::real::next(slot, name);
     if f != 0 {
         return f;
     }
     let _inside = Guard::enter();
-    // SAFETY: RTLD_NEXT lookup of a NUL-terminated name.
-    let mut f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    let mut keep = f != 0;
     for (runtime, stays) in RUNTIMES {
-        if f != 0 {
-            break;
-        }
-        keep = stays;
         // SAFETY: RTLD_NOLOAD only finds an object already loaded; the
         // handle is let go of at once (the object stays: it was loaded).
-        unsafe {
+        let f = unsafe {
             let handle = libc::dlopen(runtime.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-            if !handle.is_null() {
-                f = libc::dlsym(handle, name.as_ptr()) as usize;
-                libc::dlclose(handle);
+            if handle.is_null() {
+                continue;
             }
+            let f = libc::dlsym(handle, name.as_ptr()) as usize;
+            libc::dlclose(handle);
+            f
+        };
+        if f != 0 {
+            if stays {
+                slot.store(f, Ordering::Release);
+            }
+            return f;
         }
     }
-    if keep {
-        slot.store(f, Ordering::Release);
-    }
-    f
+    0
 }
 
 /// Records a block `new` returned (`sp` 0: walk from here). A panic here
@@ -100,7 +98,7 @@ extern "C" fn new_without_runtime(size: usize, align: usize, throws: bool) -> *m
 /// arguments `$arg`, typed `$ty`), then records the block of `$size` bytes
 /// with the caller noted at (`$sp`, `$bp`); `$fallback` when there is none.
 macro_rules! forward_new {
-    ($name:literal, ($($arg:ident: $ty:ty),*), $size:expr, ($sp:expr, $bp:expr), $fallback:expr) => {{
+    ($name:expr, ($($arg:ident: $ty:ty),*), $size:expr, ($sp:expr, $bp:expr), $fallback:expr) => {{
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         match next(&NEXT, $name) {
             0 => $fallback,
@@ -146,23 +144,7 @@ macro_rules! new_hook {
             let name = concat!(stringify!($name), "\0").as_bytes();
             // SAFETY: NUL-terminated above, with no NUL inside.
             let name = unsafe { CStr::from_bytes_with_nul_unchecked(name) };
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            match next(&NEXT, name) {
-                0 => new_without_runtime($size, $align, $throws),
-                f => {
-                    // SAFETY: the next definition of this very function.
-                    let f = unsafe {
-                        std::mem::transmute::<usize, unsafe extern "C-unwind" fn($($ty),*) -> *mut c_void>(f)
-                    };
-                    let p = {
-                        let _inside = Guard::enter();
-                        // SAFETY: forwarding the caller's arguments; may unwind.
-                        unsafe { f($($arg),*) }
-                    };
-                    record_new(p, $size, 0, 0);
-                    p
-                }
-            }
+            forward_new!(name, ($($arg: $ty),*), $size, (0, 0), new_without_runtime($size, $align, $throws))
         }
     };
 }

@@ -42,6 +42,20 @@ impl Drop for Guard {
     }
 }
 
+/// This thread's `errno`.
+#[inline]
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns this thread's valid errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets this thread's `errno`.
+#[inline]
+pub fn set_errno(e: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = e };
+}
+
 /// Saves `errno` on creation and restores it on drop, so recorder work never
 /// changes what the application sees in `errno`.
 pub struct ErrnoKeeper(i32);
@@ -50,15 +64,13 @@ impl ErrnoKeeper {
     /// Captures the current `errno`.
     #[inline]
     pub fn save() -> Self {
-        // SAFETY: __errno_location always returns this thread's valid errno slot.
-        Self(unsafe { *libc::__errno_location() })
+        Self(errno())
     }
 }
 
 impl Drop for ErrnoKeeper {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: as in `save`.
-        unsafe { *libc::__errno_location() = self.0 };
+        set_errno(self.0);
     }
 }

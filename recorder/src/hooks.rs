@@ -261,8 +261,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
         // SAFETY: same contract as realloc.
         Some(total) => unsafe { realloc_impl(ptr, total, None) },
         None => {
-            // SAFETY: setting this thread's errno.
-            unsafe { *libc::__errno_location() = libc::ENOMEM };
+            crate::guard::set_errno(libc::ENOMEM);
             null_mut()
         }
     }

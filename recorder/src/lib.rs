@@ -189,10 +189,11 @@ pub(crate) fn settings() -> &'static Settings {
             // Marked by libtcmalloc: by this process's own (linked in, its
             // constructor ran first), or by a parent's, which makes this a
             // child, named PREFIX_PID as gperftools names it.
-            // SAFETY: RTLD_NEXT lookup of a NUL-terminated name.
-            let own =
-                !unsafe { libc::dlsym(libc::RTLD_NEXT, c"HeapProfilerStart".as_ptr()) }.is_null();
-            Some(match marked && !own && name == "HEAPPROFILE" {
+            let own = || {
+                // SAFETY: RTLD_NEXT lookup of a NUL-terminated name.
+                !unsafe { libc::dlsym(libc::RTLD_NEXT, c"HeapProfilerStart".as_ptr()) }.is_null()
+            };
+            Some(match marked && name == "HEAPPROFILE" && !own() {
                 true => format!("{value}_{}", std::process::id()),
                 false => value,
             })

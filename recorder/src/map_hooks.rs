@@ -15,11 +15,13 @@
 
 #![allow(clippy::missing_safety_doc)] // each hook has exactly the C contract of the function it replaces
 
+use crate::guard::{errno, set_errno};
 use crate::hooks::Recording;
 use crate::mapping::{self, Pending};
+use crate::real::next;
 use heapreplay_format::MappingOp;
-use std::ffi::{c_int, c_void, CStr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::AtomicUsize;
 
 static NEXT_MMAP: AtomicUsize = AtomicUsize::new(0);
 static NEXT_MMAP64: AtomicUsize = AtomicUsize::new(0);
@@ -27,29 +29,6 @@ static NEXT_MUNMAP: AtomicUsize = AtomicUsize::new(0);
 static NEXT_MREMAP: AtomicUsize = AtomicUsize::new(0);
 static NEXT_SBRK: AtomicUsize = AtomicUsize::new(0);
 static NEXT_BRK: AtomicUsize = AtomicUsize::new(0);
-
-/// The next definition of `name` (0 if there is none), looked up once.
-fn next(slot: &AtomicUsize, name: &CStr) -> usize {
-    let f = slot.load(Ordering::Acquire);
-    if f != 0 {
-        return f;
-    }
-    // SAFETY: RTLD_NEXT lookup of a NUL-terminated name; the loader maps
-    // with its own internal calls, never through these hooks.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    slot.store(f, Ordering::Release);
-    f
-}
-
-fn errno() -> c_int {
-    // SAFETY: __errno_location always returns this thread's errno slot.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(e: c_int) {
-    // SAFETY: as in `errno`.
-    unsafe { *libc::__errno_location() = e };
-}
 
 type MmapFn = unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void;
 type MunmapFn = unsafe extern "C" fn(*mut c_void, usize) -> c_int;

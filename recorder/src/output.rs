@@ -142,8 +142,7 @@ impl Output {
             // SAFETY: bytes is a valid readable slice.
             let n = unsafe { libc::write(self.fd, bytes.as_ptr().cast(), bytes.len()) };
             if n < 0 {
-                // SAFETY: reading errno right after the failed call.
-                let err = unsafe { *libc::__errno_location() };
+                let err = crate::guard::errno();
                 if err == libc::EINTR {
                     continue;
                 }
@@ -350,8 +349,7 @@ fn claim_at(path: &str) -> Result<Option<i32>, i32> {
             )
         };
         if fd < 0 {
-            // SAFETY: reading errno right after the failed call.
-            Err(unsafe { *libc::__errno_location() })
+            Err(crate::guard::errno())
         } else {
             Ok(fd)
         }
@@ -397,8 +395,7 @@ fn claim_at(path: &str) -> Result<Option<i32>, i32> {
     if unsafe { libc::ftruncate(fd, 0) } == 0 {
         Ok(Some(fd))
     } else {
-        // SAFETY: reading errno right after the failed call.
-        let e = unsafe { *libc::__errno_location() };
+        let e = crate::guard::errno();
         close(fd);
         Err(e)
     }

@@ -45,6 +45,25 @@ static STATE: AtomicU8 = AtomicU8::new(UNRESOLVED);
 static mut REAL: Option<Real> = None;
 static MISSING_REPORTED: AtomicBool = AtomicBool::new(false);
 
+/// The next definition of `name` after this library's (0 if there is
+/// none), looked up inside the guard (the lookup may allocate) and kept in
+/// `slot` once found: for the hooks beyond the allocator's own functions.
+pub fn next(slot: &std::sync::atomic::AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let f = slot.load(Ordering::Acquire);
+    if f != 0 {
+        return f;
+    }
+    let _inside = crate::guard::Guard::enter();
+    // SAFETY: RTLD_NEXT lookup of a NUL-terminated name; the loader maps
+    // and allocates with its own internal calls, never through the hooks
+    // that ask.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if f != 0 {
+        slot.store(f, Ordering::Release);
+    }
+    f
+}
+
 unsafe fn lookup(name: &[u8]) -> *mut c_void {
     // SAFETY: name is NUL-terminated; RTLD_NEXT lookups are always allowed.
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) }

@@ -5,11 +5,10 @@
 /// Resident bytes now, or `None` if `/proc` cannot say. Leaves errno as it
 /// was: it may run on a thread of the program (at exit, before a crash).
 pub fn resident_bytes() -> Option<u64> {
-    // SAFETY: reading and restoring this thread's errno.
-    let errno = unsafe { *libc::__errno_location() };
-    let read = read_statm();
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    let read = {
+        let _errno = crate::guard::ErrnoKeeper::save();
+        read_statm()
+    };
     let (text, len) = read?;
     // `size resident shared text lib data dt`, in pages.
     let resident: u64 = std::str::from_utf8(&text[..len])

@@ -131,8 +131,7 @@ fn install(sig: i32, real: SigactionFn) -> i32 {
 }
 
 extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    // SAFETY: reading this thread's errno.
-    let saved = unsafe { *libc::__errno_location() };
+    let saved = crate::guard::errno();
     if MARKED[sig as usize].load(Ordering::Acquire) {
         crate::markers::place(sig, b"");
     }
@@ -147,8 +146,8 @@ extern "C" fn on_signal(sig: i32, info: *mut libc::siginfo_t, ctx: *mut c_void) 
         // The kernel has reset the disposition; so does the application's view.
         app.handler.store(libc::SIG_DFL, Ordering::Release);
     }
-    // SAFETY: restoring errno before the application's handler sees it.
-    unsafe { *libc::__errno_location() = saved };
+    // errno as it was, before the application's handler sees it.
+    crate::guard::set_errno(saved);
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         return;
     }
@@ -243,8 +242,7 @@ pub fn init() {
 
 unsafe fn sigaction_impl(sig: i32, act: *const libc::sigaction, old: *mut libc::sigaction) -> i32 {
     let Some(real) = real_sigaction() else {
-        // SAFETY: setting this thread's errno.
-        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        crate::guard::set_errno(libc::ENOSYS);
         return -1;
     };
     if !is_interposed(sig) {
