@@ -139,13 +139,41 @@ pub fn env_to_int(text: &str) -> i64 {
     }
 }
 
-/// A FileInfo record's payload: `info`, then `settings` unless empty.
-pub fn encode_file_info(info: &FileInfo, settings: &Settings) -> std::io::Result<Vec<u8>> {
+/// Present in the FileInfo record of a trace recorded by attaching to a
+/// process that was already running (`heapreplay attach`): the trace
+/// covers what the process did from then on (FileInfo's `start_unix_ns`),
+/// and blocks allocated before are unknown to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// When the process itself started, nanoseconds since the Unix epoch
+    /// (0 if unknown).
+    pub process_start_unix_ns: u64,
+}
+
+/// A FileInfo record's payload: `info`, then `settings` unless empty, then
+/// `attached` (after `settings`, even empty ones) if the recording began
+/// with an attach.
+pub fn encode_file_info(
+    info: &FileInfo,
+    settings: &Settings,
+    attached: Option<&Attached>,
+) -> std::io::Result<Vec<u8>> {
     let mut out = to_bytes(info)?;
-    if !settings.is_empty() {
+    if !settings.is_empty() || attached.is_some() {
         out.extend(to_bytes(settings)?);
     }
+    if let Some(attached) = attached {
+        out.extend(to_bytes(attached)?);
+    }
     Ok(out)
+}
+
+/// The attach a FileInfo record's payload names after `info` and
+/// `settings` (both decoded from it), if any.
+pub fn decode_attached(payload: &[u8], info: &FileInfo, settings: &Settings) -> Option<Attached> {
+    let len = bincode::serialized_size(info).ok()? + bincode::serialized_size(settings).ok()?;
+    let rest = payload.get(usize::try_from(len).ok()?..)?;
+    from_bytes::<Attached>(rest)
 }
 
 /// The settings a FileInfo record's payload carries after `info` (decoded
@@ -233,18 +261,41 @@ mod tests {
             "HEAPPROFILESIGNAL" => Some("12".into()),
             _ => None,
         });
-        let payload = encode_file_info(&info, &settings).unwrap();
+        let payload = encode_file_info(&info, &settings, None).unwrap();
         // A reader that knows only FileInfo reads it as before.
         assert_eq!(from_bytes::<FileInfo>(&payload), Some(info.clone()));
         assert_eq!(decode_settings(&payload, &info), settings);
         assert_eq!(settings.get("HEAPPROFILESIGNAL"), Some("12"));
         // Without settings, the payload is FileInfo's alone.
-        let bare = encode_file_info(&info, &Settings::default()).unwrap();
+        let bare = encode_file_info(&info, &Settings::default(), None).unwrap();
         assert_eq!(bare, to_bytes(&info).unwrap());
         assert!(decode_settings(&bare, &info).is_empty());
         // Bytes after it that are not settings are none.
         let mut junk = bare.clone();
         junk.extend([0xff; 9]);
         assert!(decode_settings(&junk, &info).is_empty());
+        assert_eq!(decode_attached(&payload, &info, &settings), None);
+        assert_eq!(decode_attached(&bare, &info, &Settings::default()), None);
+    }
+
+    #[test]
+    fn an_attach_rides_after_the_settings_even_empty_ones() {
+        let info = FileInfo {
+            pid: 9,
+            ..FileInfo::default()
+        };
+        let attached = Attached {
+            process_start_unix_ns: 1_700_000_000_000_000_000,
+        };
+        for settings in [
+            Settings::default(),
+            Settings::from_lookup(|n| (n == "HEAPPROFILE").then(|| "/tmp/p".into())),
+        ] {
+            let payload = encode_file_info(&info, &settings, Some(&attached)).unwrap();
+            assert_eq!(from_bytes::<FileInfo>(&payload), Some(info.clone()));
+            let decoded = decode_settings(&payload, &info);
+            assert_eq!(decoded, settings);
+            assert_eq!(decode_attached(&payload, &info, &decoded), Some(attached));
+        }
     }
 }

@@ -18,10 +18,12 @@
 
 #![cfg_attr(test, allow(dead_code))]
 
+pub mod attach;
 pub mod clock;
 // Exported C++ symbols: not in a unit-test harness.
 #[cfg(not(test))]
 pub mod cxx_hooks;
+pub mod got;
 pub mod guard;
 // A unit-test harness must not interpose its own malloc or record itself.
 #[cfg(not(test))]
@@ -189,10 +191,7 @@ pub(crate) fn settings() -> &'static Settings {
             // Marked by libtcmalloc: by this process's own (linked in, its
             // constructor ran first), or by a parent's, which makes this a
             // child, named PREFIX_PID as gperftools names it.
-            let own = || {
-                // SAFETY: RTLD_NEXT lookup of a NUL-terminated name.
-                !unsafe { libc::dlsym(libc::RTLD_NEXT, c"HeapProfilerStart".as_ptr()) }.is_null()
-            };
+            let own = || !real::definition(c"HeapProfilerStart").is_null();
             Some(match marked && name == "HEAPPROFILE" && !own() {
                 true => format!("{value}_{}", std::process::id()),
                 false => value,
@@ -245,7 +244,7 @@ fn stop_following_exec() {
 /// forked child of a recorded process, or one whose trace was moved aside),
 /// with the settings it runs with; `HEAPPROFILE` there is the prefix its
 /// profiles take.
-fn first_record(child: bool) -> output::FirstRecord {
+pub(crate) fn first_record(child: bool) -> output::FirstRecord {
     let mut settings = settings().clone();
     if let Some(prefix) = settings.profile_prefix(std::process::id(), child) {
         for (name, value) in &mut settings.vars {
@@ -254,7 +253,7 @@ fn first_record(child: bool) -> output::FirstRecord {
             }
         }
     }
-    (file_info(), settings)
+    (file_info(), settings, None)
 }
 
 /// What describes this process in its trace's first record.
@@ -297,8 +296,7 @@ type ExitFn = unsafe extern "C" fn(i32) -> !;
 /// with `_exit` (a forked child, typically) would lose its last events.
 fn exit_now(name: &std::ffi::CStr, status: i32) -> ! {
     at_exit();
-    // SAFETY: RTLD_NEXT lookup of a libc function with this signature.
-    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    let next = real::definition(name);
     if !next.is_null() {
         // SAFETY: libc's _exit/_Exit, which never return.
         unsafe { std::mem::transmute::<*mut libc::c_void, ExitFn>(next)(status) }
@@ -331,27 +329,36 @@ pub unsafe extern "C" fn _Exit(status: i32) -> ! {
 
 /// The recorder's locks, held from just before `fork` until just after, in
 /// the forking thread of parent and child alike.
-static mut FORK_LOCKS: Option<(
+static mut FORK_LOCKS: Option<ForkLocks> = None;
+
+/// Every recorder lock, in the order every path takes them in: output,
+/// queue, threads, stacks, then the mapping calls (taken by the writer
+/// under the output), then the patched entries (held alone).
+type ForkLocks = (
     writer::ForkLock,
     queue::ForkLock,
     thread::ForkLock,
     stacks::ForkLock,
     mapping::ForkLock,
-)> = None;
+    got::ForkLock,
+);
 
-extern "C" fn before_fork() {
-    if !ACTIVE.load(Ordering::SeqCst) {
-        return;
-    }
-    // The order every other path takes them in: output, queue, threads,
-    // stacks, then the mapping calls (taken by the writer under the output).
-    let locks = (
+fn lock_all() -> ForkLocks {
+    (
         writer::lock_for_fork(),
         queue::lock_for_fork(),
         thread::lock_for_fork(),
         stacks::lock_for_fork(),
         mapping::lock_for_fork(),
-    );
+        got::lock_for_fork(),
+    )
+}
+
+extern "C" fn before_fork() {
+    if !ACTIVE.load(Ordering::SeqCst) {
+        return;
+    }
+    let locks = lock_all();
     // SAFETY: only the forking thread touches FORK_LOCKS, between the fork
     // handlers of one fork call.
     unsafe { *std::ptr::addr_of_mut!(FORK_LOCKS) = Some(locks) };
@@ -372,6 +379,16 @@ extern "C" fn after_fork_in_child() {
     };
     let _guard = guard::Guard::enter();
     let _errno = guard::ErrnoKeeper::save();
+    if attach::attached() {
+        // A child of a process attached to is not recorded: it gets the
+        // program's own entries and dispositions back, and no trace.
+        ACTIVE.store(false, Ordering::SeqCst);
+        locks.5.restore_in_child();
+        drop(locks);
+        signals::restore();
+        attach::CONTROL.state.store(attach::INERT, Ordering::SeqCst);
+        return;
+    }
     locks.1.restart_in_child();
     locks.2.restart_in_child();
     locks.3.restart_in_child();
@@ -386,13 +403,14 @@ extern "C" fn after_fork_in_child() {
 
 /// True if this library was loaded with `dlopen` into a running program
 /// (after libc, in load order), not preloaded before it: its functions
-/// then stand in for nothing the program already calls.
+/// then stand in for nothing the program already calls. Allocates nothing
+/// (no allocator has been looked up yet).
 fn loaded_late() -> bool {
     struct Seen {
         ours: Option<usize>,
         libc: Option<usize>,
         index: usize,
-        name: std::ffi::CString,
+        name: *const std::ffi::c_char,
     }
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
@@ -400,13 +418,13 @@ fn loaded_late() -> bool {
         data: *mut libc::c_void,
     ) -> libc::c_int {
         // SAFETY: `data` is the `Seen` passed below; `info` is valid for
-        // the call, its name NUL-terminated (or NULL).
+        // the call, its name NUL-terminated (or NULL); so is `seen.name`.
         unsafe {
             let seen = &mut *data.cast::<Seen>();
             let name = (*info).dlpi_name;
             if !name.is_null() {
                 let name = std::ffi::CStr::from_ptr(name);
-                if name == seen.name.as_c_str() {
+                if name == std::ffi::CStr::from_ptr(seen.name) {
                     seen.ours.get_or_insert(seen.index);
                 } else if name.to_bytes().ends_with(b"/libc.so.6") {
                     seen.libc.get_or_insert(seen.index);
@@ -416,13 +434,14 @@ fn loaded_late() -> bool {
         }
         0
     }
-    // SAFETY: dladdr fills `info` for an address of this library.
+    // SAFETY: dladdr fills `info` for an address of this library; the name
+    // it gives lives as long as the library is loaded.
     let name = unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
         if libc::dladdr(init as *const libc::c_void, &mut info) == 0 || info.dli_fname.is_null() {
             return false;
         }
-        std::ffi::CStr::from_ptr(info.dli_fname).to_owned()
+        info.dli_fname
     };
     let mut seen = Seen {
         ours: None,
@@ -435,21 +454,70 @@ fn loaded_late() -> bool {
     matches!((seen.ours, seen.libc), (Some(ours), Some(libc)) if libc < ours)
 }
 
+/// True if a debugger or `heapreplay attach` traces this process now.
+fn traced() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .is_some_and(|pid| pid.trim() != "0")
+    })
+}
+
+/// What a recording needs before its trace opens (once per process).
+pub(crate) fn prepare() {
+    unwind::init();
+    mapping::init(settings(), &allocator_library());
+    thread::init(writer::queued);
+}
+
+/// Opens a new trace at `path` after a detach: what the last recording
+/// left behind (events buffered after its last flush, queued chunks and
+/// mapping calls) is dropped, and every stack interned so far is written
+/// again. False if the trace cannot be opened.
+pub(crate) fn restart(path: &str, first: &dyn Fn(&str) -> output::FirstRecord) -> bool {
+    let mut locks = lock_all();
+    locks.1.restart_in_child();
+    locks.2.discard_buffers();
+    locks.3.restart_in_child();
+    locks.4.restart_in_child();
+    locks.0.restart_in_child(path, first)
+}
+
+/// Registers the exit and fork handlers (once per process; they do
+/// nothing while nothing is recorded).
+pub(crate) fn register_process_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering plain extern "C" functions.
+    ONCE.call_once(|| unsafe {
+        libc::atexit(at_exit);
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_in_parent),
+            Some(after_fork_in_child),
+        );
+    });
+}
+
 extern "C" fn init() {
     let Some(_guard) = guard::Guard::enter() else {
         return;
     };
     let _errno = guard::ErrnoKeeper::save();
     if loaded_late() {
-        say!("librecord.so was loaded into a running program (dlopen), not preloaded: it records nothing; preload it (LD_PRELOAD) or use heapreplay record");
+        // The program's calls go to its global definitions, never to ours.
+        real::use_global_definitions();
+        if !traced() {
+            say!("librecord.so was loaded into a running program (dlopen), not preloaded: it records nothing; preload it (LD_PRELOAD), use heapreplay record, or heapreplay attach");
+        }
         return;
     }
+    attach::CONTROL
+        .state
+        .store(attach::PRELOADED, Ordering::SeqCst);
     if real::real().is_none() {
         return;
     }
-    unwind::init();
-    mapping::init(settings(), &allocator_library());
-    thread::init(writer::queued);
+    prepare();
     if std::env::var("HEAPREPLAY_FOLLOW_EXEC").is_ok_and(|v| v == "0") {
         stop_following_exec();
     }
@@ -469,15 +537,7 @@ extern "C" fn init() {
     if verbose() {
         say_allocator();
     }
-    // SAFETY: registering plain extern "C" functions.
-    unsafe {
-        libc::atexit(at_exit);
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(after_fork_in_parent),
-            Some(after_fork_in_child),
-        );
-    }
+    register_process_handlers();
     say!("recording to {path}");
 }
 

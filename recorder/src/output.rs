@@ -7,7 +7,7 @@ use crate::clock;
 use crate::queue::Chunk;
 use heapreplay_format::info::{encode_clock, to_bytes};
 use heapreplay_format::reader::{blank_header, encode_record, record_compressor};
-use heapreplay_format::settings::{encode_file_info, Settings};
+use heapreplay_format::settings::{encode_file_info, Attached, Settings};
 use heapreplay_format::{
     ClockSample, EndInfo, FileInfo, Marker, ProgressInfo, RecordHeader, RecordKind,
 };
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a trace's first record says: the process, and the profiling
 /// settings it runs with (made once the trace's path is claimed).
-pub type FirstRecord = (FileInfo, Settings);
+pub type FirstRecord = (FileInfo, Settings, Option<Attached>);
 
 /// zstd level for records: fast, and the writer runs beside the program.
 const ZSTD_LEVEL: i32 = 1;
@@ -90,7 +90,7 @@ impl Output {
             clock: Vec::new(),
             disk_limit: disk_limit(),
         };
-        let result = encode_file_info(&info.0, &info.1)
+        let result = encode_file_info(&info.0, &info.1, info.2.as_ref())
             .map_err(|_| libc::EINVAL)
             .and_then(|info| out.record(blank_header(RecordKind::FileInfo), &info))
             .and_then(|_| out.maps(&crate::maps::read(), seq));

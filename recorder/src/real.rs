@@ -1,5 +1,7 @@
-//! The real allocator, found with `dlsym(RTLD_NEXT, ...)`, and the bootstrap
-//! arena that serves allocations made while it is being looked up.
+//! The real allocator, found with `dlsym(RTLD_NEXT, ...)` (or, in a
+//! program the recorder was loaded into while running, `RTLD_DEFAULT`: see
+//! [`use_global_definitions`]), and the bootstrap arena that serves
+//! allocations made while it is being looked up.
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
@@ -44,6 +46,28 @@ const READY: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNRESOLVED);
 static mut REAL: Option<Real> = None;
 static MISSING_REPORTED: AtomicBool = AtomicBool::new(false);
+/// True when the real functions are the program's global definitions.
+static GLOBAL: AtomicBool = AtomicBool::new(false);
+
+/// From now on, the real functions are the program's global definitions
+/// (`RTLD_DEFAULT`), not the next after this library's (`RTLD_NEXT`): for
+/// a recorder loaded into a running program with `RTLD_LOCAL`, whose own
+/// definitions are not global, the global ones are what the program calls.
+/// Called before anything is looked up.
+pub fn use_global_definitions() {
+    GLOBAL.store(true, Ordering::SeqCst);
+}
+
+/// The real definition of `name` (NULL if there is none); uncached.
+pub fn definition(name: &std::ffi::CStr) -> *mut c_void {
+    let handle = match GLOBAL.load(Ordering::SeqCst) {
+        true => libc::RTLD_DEFAULT,
+        false => libc::RTLD_NEXT,
+    };
+    // SAFETY: a lookup of a NUL-terminated name; the loader maps and
+    // allocates with its own internal calls, never through the hooks.
+    unsafe { libc::dlsym(handle, name.as_ptr()) }
+}
 
 /// The next definition of `name` after this library's (0 if there is
 /// none), looked up inside the guard (the lookup may allocate) and kept in
@@ -54,25 +78,20 @@ pub fn next(slot: &std::sync::atomic::AtomicUsize, name: &std::ffi::CStr) -> usi
         return f;
     }
     let _inside = crate::guard::Guard::enter();
-    // SAFETY: RTLD_NEXT lookup of a NUL-terminated name; the loader maps
-    // and allocates with its own internal calls, never through the hooks
-    // that ask.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    let f = definition(name) as usize;
     if f != 0 {
         slot.store(f, Ordering::Release);
     }
     f
 }
 
-unsafe fn lookup(name: &[u8]) -> *mut c_void {
-    // SAFETY: name is NUL-terminated; RTLD_NEXT lookups are always allowed.
-    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) }
+fn lookup(name: &[u8]) -> *mut c_void {
+    std::ffi::CStr::from_bytes_with_nul(name).map_or(null_mut(), definition)
 }
 
 macro_rules! find {
     ($name:literal, $ty:ty) => {{
-        // SAFETY: the symbol, when present, has the C signature we cast to.
-        let p = unsafe { lookup(concat!($name, "\0").as_bytes()) };
+        let p = lookup(concat!($name, "\0").as_bytes());
         if p.is_null() {
             None
         } else {

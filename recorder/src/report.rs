@@ -2,9 +2,22 @@
 //! reporting never allocates or takes a lock the application might hold.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Writes `msg` to stderr as it is.
+/// True when the recorder must not write to the program's stderr.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Says nothing on stderr from now on: in a program attached to, whose
+/// output must stay its own (the attaching command reports instead).
+pub fn quiet() {
+    QUIET.store(true, Ordering::Relaxed);
+}
+
+/// Writes `msg` to stderr as it is (unless [`quiet`]).
 pub fn line(msg: &[u8]) {
+    if QUIET.load(Ordering::Relaxed) {
+        return;
+    }
     let mut rest = msg;
     while !rest.is_empty() {
         // SAFETY: rest points to rest.len() readable bytes.

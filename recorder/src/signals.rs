@@ -52,12 +52,7 @@ static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 const KEPT_FLAGS: i32 = libc::SA_RESTART | libc::SA_NODEFER | libc::SA_ONSTACK | libc::SA_RESETHAND;
 
 fn real_sigaction() -> Option<SigactionFn> {
-    let mut p = REAL_SIGACTION.load(Ordering::Acquire);
-    if p == 0 {
-        // SAFETY: RTLD_NEXT lookup of a libc function with this signature.
-        p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"sigaction".as_ptr()) } as usize;
-        REAL_SIGACTION.store(p, Ordering::Release);
-    }
+    let p = crate::real::next(&REAL_SIGACTION, c"sigaction");
     // SAFETY: p is the address of libc's sigaction.
     (p != 0).then(|| unsafe { std::mem::transmute::<usize, SigactionFn>(p) })
 }
@@ -237,6 +232,23 @@ pub fn init() {
         remember(sig, &old);
         CRASH[sig as usize].store(true, Ordering::Release);
         install(sig, real);
+    }
+}
+
+/// Gives every signal the recorder handles back to the application's own
+/// disposition, as it stands now (at detach: the process is left as it
+/// would be had the recorder never been there).
+pub fn restore() {
+    let Some(real) = real_sigaction() else { return };
+    for sig in 1..NSIG as i32 {
+        if !is_interposed(sig) {
+            continue;
+        }
+        MARKED[sig as usize].store(false, Ordering::Release);
+        CRASH[sig as usize].store(false, Ordering::Release);
+        let app = app_view(sig);
+        // SAFETY: a valid sigaction: the application's, as it set it.
+        unsafe { real(sig, &app, std::ptr::null_mut()) };
     }
 }
 

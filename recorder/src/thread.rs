@@ -332,6 +332,15 @@ pub fn lock_for_fork() -> ForkLock {
 }
 
 impl ForkLock {
+    /// Drops what every thread's buffer holds (events after a detach's
+    /// last flush, before a new attach starts a new trace).
+    pub fn discard_buffers(&mut self) {
+        for &p in self.0.iter() {
+            // SAFETY: a live thread's state; the registry is locked.
+            drop(unsafe { &*(p as *const ThreadState) }.take());
+        }
+    }
+
     /// In the child, where only the forking thread lives on: the other
     /// threads' states are freed, and the forking thread's buffered events,
     /// which the parent records, are dropped.

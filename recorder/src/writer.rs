@@ -201,9 +201,16 @@ fn run() {
         if let Some(out) = output().as_mut() {
             out.sample_clock(&SEQ, TICK.as_nanos() as u64);
         }
+        if crate::attach::detach_if_asked() {
+            return;
+        }
         let now_loads = maps::load_count();
         if now_loads != loads {
             loads = now_loads;
+            if crate::attach::attached() {
+                // Objects loaded since: their tables get the hooks too.
+                crate::got::patch_loaded();
+            }
             record_maps();
             // Build the new module set here rather than in a recording thread.
             crate::unwind::modules::refresh_if_changed();
@@ -273,6 +280,14 @@ pub fn finish() {
             let (events, size) = out.written();
             crate::say!("wrote {events} events in {size} bytes to {}", out.path());
         }
+    }
+}
+
+/// Closes the trace (after [`finish`], at a detach): nothing more is
+/// written to it.
+pub fn close() {
+    if let Some(out) = output().take() {
+        out.close();
     }
 }
 

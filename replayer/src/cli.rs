@@ -44,6 +44,58 @@ pub enum Command {
     Compact(CompactArgs),
     /// Keep a trace being recorded under a size, folding its oldest part.
     Keep(KeepArgs),
+    /// Start recording a process that is already running (until Ctrl-C).
+    Attach(AttachArgs),
+    /// Stop the recording `heapreplay attach` started in a process.
+    Detach(DetachArgs),
+}
+
+/// `heapreplay attach` options.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Loads the recorder into process PID and records every allocation and free
+from then on, in every thread, until Ctrl-C here, `heapreplay detach PID`
+from elsewhere, or the process's exit. One thread of the process is stopped
+for a moment (a few milliseconds) while the recorder is loaded; after a
+detach the process runs on as before, with its own output, exit status and
+signal dispositions; the library stays mapped, inert, and a later attach
+reuses it. Profiles of the trace cover allocations since the attach: frees
+of blocks allocated before it are counted apart, never subtracted.
+
+Needs the right to trace the process (ptrace): the same user with
+kernel.yama.ptrace_scope=0, or root / CAP_SYS_PTRACE. A process in a
+container gets a copy of the library in its /tmp, and writes the trace in
+its own file system (reachable here as /proc/PID/root/PATH).
+
+  heapreplay attach 4242 -o leak.zst     # Ctrl-C when enough is recorded
+  heapreplay top leak.zst; heapreplay leaks leak.zst
+
+Exit status: 0 once detached (or the process exited); 1 when it cannot
+attach: no such process, ptrace not permitted, statically linked, already
+recorded, stopped, or it exited during the attach.")]
+pub struct AttachArgs {
+    /// The process to record.
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+
+    /// Trace file to write, as the process sees it; `%p` becomes its pid
+    /// [default: heapreplay.PID.zst in this directory].
+    #[arg(short, long, alias = "out", value_name = "PATH")]
+    pub output: Option<String>,
+}
+
+/// `heapreplay detach` options.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Asks the recorder that `heapreplay attach` loaded into PID to stop: it puts
+back every function it hooked and the program's signal dispositions,
+writes the trace's last records and ends its thread. No thread of the
+process is stopped for it. Exit status: 0 once detached; 1 if the process
+is not recorded by an attach.")]
+pub struct DetachArgs {
+    /// The process recorded.
+    #[arg(value_name = "PID")]
+    pub pid: i32,
 }
 
 /// `heapreplay keep` options.

@@ -2,6 +2,7 @@
 //! heap profiles, and runs programs under the recorder.
 
 mod argv;
+mod attach;
 mod cli;
 mod compact;
 mod diff;
@@ -56,6 +57,8 @@ fn main() -> ExitCode {
         Some(cli::Command::Export(args)) => export::run(&args),
         Some(cli::Command::Compact(args)) => compact::run(&args),
         Some(cli::Command::Keep(args)) => keep::run(&args),
+        Some(cli::Command::Attach(args)) => attach::attach(&args),
+        Some(cli::Command::Detach(args)) => attach::detach(&args),
         None => replay::run(&cli.replay),
     };
     match result {

@@ -10,7 +10,7 @@ use std::process::{Command, ExitCode};
 /// Finds librecord.so: `HEAPREPLAY_LIB`, else beside this executable (a
 /// build tree), else in `../lib/heapreplay/` from it (as `scripts/install`
 /// places it).
-fn recorder_library() -> Result<PathBuf, String> {
+pub(crate) fn recorder_library() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("HEAPREPLAY_LIB") {
         return Ok(PathBuf::from(p));
     }
