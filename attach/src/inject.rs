@@ -256,9 +256,13 @@ impl Stopped {
         for (slot, value) in slots.into_iter().zip(&argv) {
             *slot = *value;
         }
+        // glibc's SIGCANCEL and SIGSETXID (32, 33) stay open too: a
+        // setuid in another thread waits for every thread to take it.
         let mask = FAULTS
             .iter()
+            .chain(&[32, 33])
             .fold(u64::MAX, |m, &sig| m & !(1u64 << (sig - 1)));
+        self.set_call_xstate()?;
         set_sigmask(self.tid, mask)?;
         set_regs(self.tid, &regs)?;
         ptrace(libc::PTRACE_CONT, self.tid, 0, 0, "continue")?;
@@ -298,6 +302,29 @@ impl Stopped {
         }
     }
 
+    /// The extended state a call starts with: the thread's, with the x87
+    /// and SSE control words at their defaults (a program that unmasked
+    /// floating-point exceptions must not take one inside the call).
+    fn set_call_xstate(&mut self) -> Result<(), CallError> {
+        let mut xstate = self.xstate.clone();
+        if xstate.len() >= 28 {
+            xstate[0..2].copy_from_slice(&0x037fu16.to_ne_bytes());
+            xstate[24..28].copy_from_slice(&0x1f80u32.to_ne_bytes());
+        }
+        let mut iov = libc::iovec {
+            iov_base: xstate.as_mut_ptr().cast(),
+            iov_len: xstate.len(),
+        };
+        ptrace(
+            libc::PTRACE_SETREGSET,
+            self.tid,
+            NT_X86_XSTATE as usize,
+            &mut iov as *mut libc::iovec as usize,
+            "write the extended registers",
+        )?;
+        Ok(())
+    }
+
     /// Puts the thread back as it was and lets it go.
     pub fn resume(mut self) -> Result<(), CallError> {
         self.let_go = true;
@@ -308,7 +335,15 @@ impl Stopped {
     }
 
     fn put_back(&mut self) -> Result<(), CallError> {
-        set_regs(self.tid, &self.regs)?;
+        let mut regs = self.regs;
+        // A wait the interrupt ended with EINTR (epoll_wait and the like,
+        // which the kernel does not restart) is made again, as if nothing
+        // had come.
+        if (regs.orig_rax as i64) >= 0 && regs.rax as i64 == -(libc::EINTR as i64) {
+            regs.rax = regs.orig_rax;
+            regs.rip -= 2;
+        }
+        set_regs(self.tid, &regs)?;
         let mut iov = libc::iovec {
             iov_base: self.xstate.as_mut_ptr().cast(),
             iov_len: self.xstate.len(),

@@ -29,6 +29,9 @@ const DETACHING: u32 = 3;
 const BUSY: i64 = -1;
 const NO_ALLOCATOR: i64 = -2;
 const NO_THREAD: i64 = -3;
+/// Bytes of stack a thread must have below its stack pointer to make the
+/// calls in.
+const STACK_NEEDED: u64 = 64 * 1024;
 /// glibc's flag that `__libc_dlopen_mode` needs to behave as `dlopen`.
 const RTLD_DLOPEN: u64 = 0x8000_0000;
 
@@ -98,6 +101,12 @@ fn write_u32(pid: i32, addr: u64, value: u32) -> std::io::Result<()> {
     }
 }
 
+/// True for the recorder library's file name (its copy's too, and after
+/// it was replaced on disk).
+fn is_recorder(file: &str) -> bool {
+    file.strip_suffix(" (deleted)").unwrap_or(file) == "librecord.so"
+}
+
 /// The recorder loaded in a process: its control block's address.
 struct Recorder {
     library: String,
@@ -108,10 +117,15 @@ struct Recorder {
 impl Recorder {
     /// The recorder among the process's mappings, if one is loaded.
     fn find(pid: i32, maps: &[Mapping]) -> Result<Option<Recorder>, String> {
-        let Some(m) = maps.iter().find(|m| m.file_name() == "librecord.so") else {
+        let Some(m) = maps.iter().find(|m| is_recorder(m.file_name())) else {
             return Ok(None);
         };
-        let loaded = Loaded::find(maps, &m.path, &target::seen_from_here(pid, &m.path))
+        // Through map_files first: it reads the mapped file even if the
+        // library was replaced on disk since (its path then ends in
+        // " (deleted)").
+        let mapped = format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end);
+        let loaded = Loaded::find(maps, &m.path, Path::new(&mapped))
+            .or_else(|| Loaded::find(maps, &m.path, &target::seen_from_here(pid, &m.path)))
             .ok_or_else(|| {
                 format!(
                     "cannot read the recorder library it has loaded ({})",
@@ -151,12 +165,30 @@ fn refuse_status(pid: i32) -> Result<target::Status, String> {
             "process {pid} ({}) is being traced by process {} (a debugger?); detach that first",
             status.name, status.tracer
         )),
+        _ if !is_x86_64(pid) => Err(format!(
+            "process {pid} ({}) is not an x86-64 program, the only kind heapreplay attach can call into",
+            status.name
+        )),
+        _ if status.ignored & (1 << (libc::SIGSEGV - 1)) != 0 => Err(format!(
+            "process {pid} ({}) ignores SIGSEGV, which the injected calls use to return",
+            status.name
+        )),
         _ if status.shadow_stack => Err(format!(
             "process {pid} ({}) runs with a shadow stack (CET), which a call injected from outside would break",
             status.name
         )),
         _ => Ok(status),
     }
+}
+
+/// True if the process's program is a 64-bit x86 ELF file (unknown: true;
+/// what cannot be read is refused later, with the reason).
+fn is_x86_64(pid: i32) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    let read =
+        std::fs::File::open(format!("/proc/{pid}/exe")).and_then(|mut f| f.read_exact(&mut head));
+    read.is_err() || (head[4] == 2 && u16::from_le_bytes([head[18], head[19]]) == 62)
 }
 
 /// What to do when ptrace is not permitted, from the system's settings.
@@ -196,26 +228,38 @@ fn library_for(pid: i32, library: &Path) -> Result<String, String> {
     if theirs.is_ok_and(|t| t.dev() == ours.dev() && t.ino() == ours.ino()) {
         return Ok(text);
     }
-    // Another filesystem root: place a copy where the process can read it.
-    let name = format!(
-        "/tmp/heapreplay-librecord-{}-{}.so",
-        ours.ino(),
-        ours.size()
-    );
-    let here = target::seen_from_here(pid, &name);
-    let copied = std::fs::metadata(&here).is_ok_and(|m| m.size() == ours.size())
-        || std::fs::copy(&library, &here).is_ok_and(|_| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&here, std::fs::Permissions::from_mode(0o755)).is_ok()
-        });
-    match copied {
-        true => Ok(name),
-        false => Err(format!(
-            "process {pid} runs under another root directory (a container) where {} does not exist, and a copy cannot be placed in its /tmp ({})",
-            text,
-            here.display()
-        )),
-    }
+    // Another filesystem root: place a copy where the process can read it,
+    // in a directory of its own that no one else can have prepared.
+    let copy = || -> std::io::Result<String> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let dir = format!("/tmp/heapreplay-{}-{}", std::process::id(), unique());
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(target::seen_from_here(pid, &dir))?;
+        let name = format!("{dir}/librecord.so");
+        let bytes = std::fs::read(&library)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(target::seen_from_here(pid, &name))?
+            .write_all(&bytes)?;
+        Ok(name)
+    };
+    copy().map_err(|e| {
+        format!(
+            "process {pid} runs under another root directory (a container) where {text} does not exist, and a copy cannot be placed in its /tmp: {e}"
+        )
+    })
+}
+
+/// A number unlikely to repeat: the clock's nanoseconds.
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Stops a thread of the process that holds nothing the loader or the
@@ -225,8 +269,18 @@ fn stop_a_quiet_thread(pid: i32, maps: &[Mapping]) -> Result<inject::Stopped, in
         maps.iter()
             .any(|m| rip >= m.start && rip < m.end && is_allocator_or_loader(m))
     };
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // Room a call needs below the stack pointer (the loader and the
+    // recorder's setup), in the mapping that holds it.
+    let roomy = |sp: u64| {
+        maps.iter()
+            .any(|m| sp >= m.start && sp < m.end && sp - m.start >= STACK_NEEDED)
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(3);
     loop {
+        // Threads running in user space only after a second of waiting for
+        // one in an idle system call.
+        let patient = started.elapsed() < Duration::from_secs(1);
         let mut threads = target::threads(pid);
         if threads.is_empty() {
             return Err(inject::CallError::Exited);
@@ -235,17 +289,21 @@ fn stop_a_quiet_thread(pid: i32, maps: &[Mapping]) -> Result<inject::Stopped, in
         // Threads waiting in an idle system call first.
         threads.sort_by_key(|t| !t.syscall.is_some_and(|nr| IDLE_SYSCALLS.contains(&nr)));
         for t in &threads {
+            if patient && !t.syscall.is_some_and(|nr| IDLE_SYSCALLS.contains(&nr)) {
+                continue;
+            }
             let stopped = match inject::stop(t.tid) {
                 Ok(s) => s,
                 Err(inject::CallError::Exited) => continue,
                 Err(e) => return Err(e),
             };
             let nr = stopped.regs.orig_rax as i64;
-            let quiet = if nr >= 0 {
-                IDLE_SYSCALLS.contains(&nr)
-            } else {
-                !busy(stopped.regs.rip)
-            };
+            let quiet = roomy(stopped.regs.rsp)
+                && if nr >= 0 {
+                    IDLE_SYSCALLS.contains(&nr)
+                } else {
+                    !busy(stopped.regs.rip)
+                };
             if quiet {
                 return Ok(stopped);
             }
@@ -304,6 +362,24 @@ pub fn attach(
         Some(r) => r.library.clone(),
         None => library_for(pid, library)?,
     };
+    // A copy placed for the process goes once it is loaded (its mapping
+    // stays; a later attach reuses that), or once loading it failed.
+    struct Placed(Option<PathBuf>);
+    impl Drop for Placed {
+        fn drop(&mut self) {
+            if let Some(file) = self.0.take() {
+                let _ = std::fs::remove_file(&file);
+                if let Some(dir) = file.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
+    }
+    let _placed = Placed(
+        (existing.is_none()
+            && Path::new(&library_path) != library.canonicalize().unwrap_or_default())
+        .then(|| target::seen_from_here(pid, &library_path)),
+    );
     let libc = Loaded::find(
         &maps,
         &libc_map.path,
@@ -314,8 +390,10 @@ pub fn attach(
     let dlerror = libc.symbol(&["dlerror"]).map(|(a, _)| a);
     let trace = absolute(trace);
     let exited = || format!("process {pid} ({name}) exited during attach");
+    let gone = || target::status(pid).map_or(true, |s| matches!(s.state, 'Z' | 'X'));
     let call_error = |e: inject::CallError| match e {
         inject::CallError::Exited => exited(),
+        _ if gone() => exited(),
         inject::CallError::Ptrace(_, ref io) if io.raw_os_error() == Some(libc::EPERM) => {
             format!(
                 "ptrace not permitted on process {pid}: {}",
@@ -434,10 +512,12 @@ pub fn detach(pid: i32, limit: Duration) -> Result<Detached, String> {
     match recorder.state(pid) {
         Some(ATTACHED) => {}
         Some(DETACHING) => {}
-        Some(PRELOADED) => return Err(format!(
+        Some(PRELOADED) => {
+            return Err(format!(
             "process {pid} ({}) is recorded from its start (LD_PRELOAD), which cannot be detached",
             status.name
-        )),
+        ))
+        }
         Some(_) => {
             return Err(format!(
                 "process {pid} ({}) is not recorded (detached already)",

@@ -65,6 +65,8 @@ pub struct Status {
     pub uid: u32,
     /// True if its shadow stack (CET) is on.
     pub shadow_stack: bool,
+    /// The signals it ignores (`SigIgn`), bit N-1 for signal N.
+    pub ignored: u64,
 }
 
 /// The status of process `pid`.
@@ -87,6 +89,7 @@ pub fn status(pid: i32) -> io::Result<Status> {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0)
             }
+            "SigIgn" => status.ignored = u64::from_str_radix(value, 16).unwrap_or(0),
             "x86_Thread_features" => {
                 status.shadow_stack = value.split_ascii_whitespace().any(|f| f == "shstk")
             }

@@ -43,6 +43,9 @@ impl Counters {
 pub struct Heap {
     per_stack: Vec<Counters>,
     totals: Counters,
+    /// Frees of addresses not live: blocks allocated before the trace
+    /// began (a trace started by an attach), never subtracted.
+    unseen_frees: u64,
 }
 
 impl Heap {
@@ -63,21 +66,40 @@ impl Heap {
                 self.totals.allocs += 1;
                 self.totals.alloc_bytes += e.size;
             }
-            EventKind::Free | EventKind::Retire => {
-                if let Some(stack) = freed_stack(e) {
-                    self.account_free(e.size, stack);
-                }
-            }
+            EventKind::Free | EventKind::Retire => match freed_stack(e) {
+                Some(stack) => self.account_free(e.size, stack),
+                None => self.unseen_frees += 1,
+            },
         }
     }
 
     /// Applies what a run of events did (see
-    /// [`crate::trace::RunSummary`]): each stack's change, and their sums.
-    pub fn apply_changes(&mut self, per_stack: &[(u32, Counters)], totals: &Counters) {
+    /// [`crate::trace::RunSummary`]): each stack's change, their sums, and
+    /// the frees of addresses not live.
+    pub fn apply_changes(
+        &mut self,
+        per_stack: &[(u32, Counters)],
+        totals: &Counters,
+        unseen_frees: u64,
+    ) {
         for (stack, c) in per_stack {
             self.stack_mut(*stack).add(c);
         }
         self.totals.add(totals);
+        self.unseen_frees += unseen_frees;
+    }
+
+    /// Frees of addresses that were not live (blocks allocated before the
+    /// trace began, in a trace started by an attach): counted apart, never
+    /// subtracted.
+    pub fn unseen_frees(&self) -> u64 {
+        self.unseen_frees
+    }
+
+    /// This heap, with `count` frees of addresses not live so far.
+    pub fn with_unseen_frees(mut self, count: u64) -> Self {
+        self.unseen_frees = count;
+        self
     }
 
     /// The counters of `stack`, made if it has none yet.
@@ -112,7 +134,11 @@ impl Heap {
             totals.frees = totals.frees.checked_add(c.frees)?;
             totals.free_bytes = totals.free_bytes.checked_add(c.free_bytes)?;
         }
-        Some(Self { per_stack, totals })
+        Some(Self {
+            per_stack,
+            totals,
+            unseen_frees: 0,
+        })
     }
 
     /// Counters indexed by stack id (stacks that never allocated are zero).

@@ -440,7 +440,8 @@ where
         {
             return false;
         }
-        self.heap.apply_changes(&s.per_stack, &s.totals);
+        self.heap
+            .apply_changes(&s.per_stack, &s.totals, s.unseen_frees);
         self.times = times;
         self.out.end_ns = ns;
         self.last_seq = s.last_seq;

@@ -35,6 +35,25 @@ pub struct EndInfo {
     pub markers_dropped: u64,
 }
 
+/// An End record's payload: `end`, then the byte 1 if the recording ended
+/// with a detach (the process went on running) rather than its exit.
+pub fn encode_end(end: &EndInfo, detached: bool) -> std::io::Result<Vec<u8>> {
+    let mut out = to_bytes(end)?;
+    if detached {
+        out.push(1);
+    }
+    Ok(out)
+}
+
+/// True if an End record's payload (whose `end` is decoded from it) says
+/// the recording ended with a detach.
+pub fn end_detached(payload: &[u8], end: &EndInfo) -> bool {
+    bincode::serialized_size(end)
+        .ok()
+        .and_then(|len| payload.get(usize::try_from(len).ok()?))
+        == Some(&1)
+}
+
 /// How far a trace still being written is complete, written at the end of
 /// every periodic flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -25,7 +25,9 @@ pub use events::{Event, EventKind};
 pub use header::{
     RecordHeader, RecordKind, FORMAT_VERSION, HEADER_LEN, OLDEST_READ_VERSION, RECORD_PREFIX_LEN,
 };
-pub use info::{progress_resident, ClockSample, EndInfo, FileInfo, ProgressInfo};
+pub use info::{
+    encode_end, end_detached, progress_resident, ClockSample, EndInfo, FileInfo, ProgressInfo,
+};
 pub use mappings::{Mapping, MappingOp};
 pub use markers::{Marker, MarkerSource};
 pub use reader::{Damage, RawRecord, Scan};

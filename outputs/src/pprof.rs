@@ -323,18 +323,24 @@ impl Builder {
     }
 }
 
-/// Writes `snapshot` as a gzipped profile.proto.
+/// Writes `snapshot` as a gzipped profile.proto, with `note` (what the
+/// trace covers, if not the whole run) as a second comment.
 pub fn write_snapshot(
     out: impl Write,
     snapshot: &Snapshot,
     stacks: &mut SymbolizedStacks<'_>,
     start_unix_ns: u64,
+    note: Option<&str>,
 ) -> io::Result<()> {
     let mut b = Builder::new(
         SampleKind::InuseSpace,
         start_unix_ns + snapshot.ns,
         &snapshot.reason,
     );
+    if let Some(note) = note {
+        let c = b.string(note);
+        b.profile.comment.push(c);
+    }
     b.add_snapshot(snapshot, stacks);
     b.write(out)
 }

@@ -89,6 +89,9 @@ pub struct Snapshot {
     /// Memory the program mapped itself, per stack id (`HEAP_PROFILE_MMAP`
     /// traces; else empty): apart from the heap's counters.
     pub mapped: Vec<(u32, Counters)>,
+    /// Frees of blocks the trace never saw allocated (allocated before an
+    /// attach), up to this point: counted apart, never subtracted.
+    pub unseen_frees: u64,
 }
 
 impl Snapshot {
@@ -100,6 +103,7 @@ impl Snapshot {
             totals: *heap.totals(),
             stacks: heap.stacks().collect(),
             mapped: Vec::new(),
+            unseen_frees: heap.unseen_frees(),
         }
     }
 

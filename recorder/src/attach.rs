@@ -143,16 +143,28 @@ fn start(path: &str) -> i32 {
         return guard::errno().max(1);
     }
     ACTIVE.store(true, Ordering::SeqCst);
-    if !crate::writer::start() {
-        ACTIVE.store(false, Ordering::SeqCst);
-        crate::writer::close();
-        return NO_THREAD;
-    }
     crate::signals::init();
     crate::register_process_handlers();
     crate::got::patch_loaded();
+    // The writer last: a detach it takes finds everything in place.
+    if !crate::writer::start() {
+        undo();
+        crate::writer::close();
+        return NO_THREAD;
+    }
     CONTROL.attaches.fetch_add(1, Ordering::SeqCst);
     0
+}
+
+/// Gives the program back its own signal dispositions (while the hooked
+/// `sigaction` still keeps track of its changes), then its table entries,
+/// and stops recording once hooks already running are done.
+fn undo() {
+    crate::signals::restore();
+    crate::got::restore();
+    std::thread::sleep(SETTLE);
+    ACTIVE.store(false, Ordering::SeqCst);
+    std::thread::sleep(SETTLE);
 }
 
 /// Time given to hooks already running when their entries are put back,
@@ -166,12 +178,21 @@ pub fn detach_if_asked() -> bool {
         return false;
     }
     CONTROL.state.store(DETACHING, Ordering::SeqCst);
-    crate::got::restore();
-    std::thread::sleep(SETTLE);
-    crate::signals::restore();
-    crate::writer::finish();
-    ACTIVE.store(false, Ordering::SeqCst);
+    undo();
+    crate::writer::finish(true);
     crate::writer::close();
     CONTROL.state.store(INERT, Ordering::SeqCst);
     true
+}
+
+/// On the writer thread, when recording has stopped by itself (the trace
+/// could not be written): an attached process gets everything back, as at
+/// a detach, and can be attached to again.
+pub fn give_up() {
+    if CONTROL.state.load(Ordering::SeqCst) == ATTACHED {
+        CONTROL.state.store(DETACHING, Ordering::SeqCst);
+        undo();
+        crate::writer::close();
+        CONTROL.state.store(INERT, Ordering::SeqCst);
+    }
 }

@@ -131,16 +131,74 @@ struct Object {
     phnum: usize,
 }
 
+/// A hooked function: its name, the recorder's definition, and the one the
+/// program's calls are bound to.
+#[derive(Clone, Copy)]
+struct Hook {
+    name: &'static CStr,
+    ours: usize,
+    real: usize,
+}
+
 #[derive(Default)]
 struct Patches {
-    /// The hooks by name, found once.
-    hooks: Vec<(&'static CStr, usize)>,
+    /// The hooks, found once.
+    hooks: Vec<Hook>,
     /// Load biases of the objects patched.
     objects: Vec<usize>,
     entries: Vec<Patch>,
 }
 
 static PATCHES: Mutex<Option<Patches>> = Mutex::new(None);
+
+/// The dynamic loader's code (start, end), once the hooks are in place.
+/// In a program built without PIE that takes `malloc`'s address, the
+/// loader's own allocations (thread-local storage, the recorder's among
+/// them) go through the program's PLT entry, and so to the hooks: those
+/// must pass them straight on, as recording them would need the very
+/// thread-local storage being allocated.
+static LOADER: [std::sync::atomic::AtomicUsize; 2] = [
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+];
+
+/// True if a hook's caller, whose return address is at `sp`, is the
+/// dynamic loader.
+#[inline]
+pub fn from_loader(sp: u64) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    // SAFETY: `sp` is the stack pointer at the hook's entry, where the
+    // call placed the return address.
+    let ret = unsafe { *(sp as *const usize) };
+    ret >= LOADER[0].load(Relaxed) && ret < LOADER[1].load(Relaxed)
+}
+
+/// Notes where the dynamic loader's code is (see [`LOADER`]).
+fn note_loader(objects: &[Object]) {
+    const PF_X: u32 = 1;
+    for o in objects.iter().filter(|o| is_loader(&o.name)) {
+        // SAFETY: the loader's program headers of a loaded object.
+        let phdrs = unsafe { std::slice::from_raw_parts(o.phdr, o.phnum) };
+        for p in phdrs
+            .iter()
+            .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & PF_X != 0)
+        {
+            let start = o.bias + p.p_vaddr as usize;
+            LOADER[1].store(
+                start + p.p_memsz as usize,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            LOADER[0].store(start, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// True for the dynamic loader's file name.
+fn is_loader(name: &CStr) -> bool {
+    let name = name.to_bytes();
+    let file = name.rsplit(|&c| c == b'/').next().unwrap_or(name);
+    file.starts_with(b"ld-linux") || file.starts_with(b"ld64.so")
+}
 
 fn patches() -> MutexGuard<'static, Option<Patches>> {
     PATCHES.lock().unwrap_or_else(|e| e.into_inner())
@@ -156,8 +214,8 @@ fn own_base() -> usize {
     }
 }
 
-/// The recorder's own definition of each hooked name.
-fn find_hooks() -> Vec<(&'static CStr, usize)> {
+/// The recorder's own definition of each hooked name, with the real one.
+fn find_hooks() -> Vec<Hook> {
     // SAFETY: dladdr and dlopen(RTLD_NOLOAD) of this very library (already
     // loaded: the call only takes a reference), then dlsym on that handle,
     // which finds this library's own definitions first.
@@ -179,7 +237,11 @@ fn find_hooks() -> Vec<(&'static CStr, usize)> {
                 let ours = f != 0
                     && libc::dladdr(f as *const c_void, &mut at) != 0
                     && at.dli_fbase as usize == base;
-                ours.then_some((name, f))
+                ours.then(|| Hook {
+                    name,
+                    ours: f,
+                    real: crate::real::definition(name) as usize,
+                })
             })
             .collect();
         libc::dlclose(handle);
@@ -187,8 +249,9 @@ fn find_hooks() -> Vec<(&'static CStr, usize)> {
     }
 }
 
-/// The loaded objects whose tables may be rewritten.
-fn loaded_objects() -> Vec<Object> {
+/// The loaded objects whose tables may be rewritten (and, with
+/// `with_loader`, the dynamic loader too).
+fn loaded_objects_with(with_loader: bool) -> Vec<Object> {
     unsafe extern "C" fn visit(
         info: *mut libc::dl_phdr_info,
         _size: usize,
@@ -220,12 +283,16 @@ fn loaded_objects() -> Vec<Object> {
         let name = o.name.to_bytes();
         let file = name.rsplit(|&c| c == b'/').next().unwrap_or(name);
         o.bias != own
-            && !file.starts_with(b"ld-linux")
-            && !file.starts_with(b"ld64.so")
+            && (with_loader || !is_loader(&o.name))
             && !file.starts_with(b"linux-vdso")
             && !file.starts_with(b"linux-gate")
     });
     out
+}
+
+/// The loaded objects whose tables may be rewritten.
+fn loaded_objects() -> Vec<Object> {
+    loaded_objects_with(false)
 }
 
 /// Keeps `object` loaded while its table is read or written; `None` if it
@@ -233,7 +300,17 @@ fn loaded_objects() -> Vec<Object> {
 /// always there.
 struct Held(*mut c_void);
 
+extern "C" {
+    fn dlinfo(handle: *mut c_void, request: c_int, info: *mut c_void) -> c_int;
+}
+
+/// `dlinfo`'s request for an object's link map, whose first field is its
+/// load bias.
+const RTLD_DI_LINKMAP: c_int = 2;
+
 impl Held {
+    /// `None` if the object is no longer loaded, or what its name now
+    /// names is another object (unloaded and loaded again elsewhere).
     fn take(object: &Object) -> Option<Held> {
         if object.name.is_empty() {
             return Some(Held(std::ptr::null_mut()));
@@ -241,7 +318,24 @@ impl Held {
         // SAFETY: a NOLOAD lookup of a name the loader gave.
         let handle =
             unsafe { libc::dlopen(object.name.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
-        (!handle.is_null()).then_some(Held(handle))
+        if handle.is_null() {
+            return None;
+        }
+        let held = Held(handle);
+        let mut map: *const usize = std::ptr::null();
+        // SAFETY: RTLD_DI_LINKMAP writes the handle's link map, whose
+        // first field (l_addr) is the object's load bias.
+        let bias = unsafe {
+            match dlinfo(
+                handle,
+                RTLD_DI_LINKMAP,
+                (&mut map as *mut *const usize).cast(),
+            ) {
+                0 if !map.is_null() => *map,
+                _ => return None,
+            }
+        };
+        (bias == object.bias).then_some(held)
     }
 }
 
@@ -269,7 +363,7 @@ fn dyn_addr(bias: usize, value: u64) -> usize {
 ///
 /// # Safety
 /// `object` is loaded (held) and its program headers are the loader's.
-unsafe fn entries(object: &Object, hooks: &[(&'static CStr, usize)]) -> Vec<(usize, usize)> {
+unsafe fn entries(object: &Object, hooks: &[Hook]) -> Vec<(usize, Hook)> {
     let mut out = Vec::new();
     // SAFETY: the loader's program headers of a loaded object.
     let phdrs = unsafe { std::slice::from_raw_parts(object.phdr, object.phnum) };
@@ -321,12 +415,41 @@ unsafe fn entries(object: &Object, hooks: &[(&'static CStr, usize)]) -> Vec<(usi
                 }
                 CStr::from_ptr((strtab + name) as *const c_char)
             };
-            if let Some(&(_, hook)) = hooks.iter().find(|(n, _)| *n == name) {
+            if let Some(&hook) = hooks.iter().find(|h| h.name == name) {
                 out.push((object.bias + r.offset as usize, hook));
             }
         }
     }
     out
+}
+
+/// The load bias of the allocator underneath, unless it is libc's: its
+/// calls to itself and to `mmap` are made holding its locks, and must
+/// reach it directly (libc's own calls to `malloc` are the program's, and
+/// go through the hooks as under `LD_PRELOAD`).
+fn allocator_base(hooks: &[Hook]) -> Option<usize> {
+    let malloc = hooks.iter().find(|h| h.name == c"malloc")?.real;
+    // SAFETY: dladdr fills `info` for an address; the name it gives is
+    // NUL-terminated and lives while the object is loaded.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(malloc as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let name = CStr::from_ptr(info.dli_fname).to_bytes();
+        let libc = name.ends_with(b"/libc.so.6") || name == b"libc.so.6";
+        (!libc).then_some(info.dli_fbase as usize)
+    }
+}
+
+/// The addresses `object` is loaded at.
+fn extent(object: &Object) -> std::ops::Range<usize> {
+    // SAFETY: as in `entries`.
+    let phdrs = unsafe { std::slice::from_raw_parts(object.phdr, object.phnum) };
+    let loads = phdrs.iter().filter(|p| p.p_type == libc::PT_LOAD);
+    let start = loads.clone().map(|p| p.p_vaddr).min().unwrap_or(0) as usize;
+    let end = loads.map(|p| p.p_vaddr + p.p_memsz).max().unwrap_or(0) as usize;
+    object.bias + start..object.bias + end
 }
 
 /// The pages of `object` the loader made read-only after relocating.
@@ -383,6 +506,7 @@ pub fn patch_loaded() -> usize {
     let state = guard.get_or_insert_with(Patches::default);
     if state.hooks.is_empty() {
         state.hooks = find_hooks();
+        note_loader(&loaded_objects_with(true));
     }
     let loaded = loaded_objects();
     // Objects unloaded since: their entries are gone with them.
@@ -392,9 +516,10 @@ pub fn patch_loaded() -> usize {
     state
         .entries
         .retain(|p| loaded.iter().any(|o| o.bias == p.object));
+    let allocator = allocator_base(&state.hooks);
     let mut patched = 0;
     for object in loaded {
-        if state.objects.contains(&object.bias) {
+        if state.objects.contains(&object.bias) || Some(object.bias) == allocator {
             continue;
         }
         let Some(_held) = Held::take(&object) else {
@@ -402,13 +527,20 @@ pub fn patch_loaded() -> usize {
         };
         state.objects.push(object.bias);
         let relro = relro(&object);
+        let own = extent(&object);
         // SAFETY: the object is held loaded; its headers are the loader's.
         for (slot, hook) in unsafe { entries(&object, &state.hooks) } {
             // SAFETY: an aligned table entry of a held object.
             let original = unsafe { *(slot as *const usize) };
-            if original == hook || !write_slot(slot, hook, relro) {
+            // Only entries bound to the real definition, or not bound yet
+            // (lazily: to the object's own PLT): one bound elsewhere (a
+            // library's own allocator, RTLD_DEEPBIND) would free through
+            // the wrong allocator.
+            let bound = original != 0 && (original == hook.real || own.contains(&original));
+            if !bound || original == hook.ours || !write_slot(slot, hook.ours, relro) {
                 continue;
             }
+            let hook = hook.ours;
             state.entries.push(Patch {
                 object: object.bias,
                 slot,

@@ -154,6 +154,9 @@ unsafe extern "C" fn malloc_from(size: usize, sp: u64, bp: u64) -> *mut c_void {
     };
     // SAFETY: forwarding the caller's arguments to the real function.
     let p = unsafe { (real.malloc)(size) };
+    if crate::got::from_loader(sp) {
+        return p;
+    }
     record_alloc(p, size, Some(unwind::Caller { sp, bp }));
     p
 }
@@ -167,12 +170,21 @@ unsafe extern "C" fn calloc_from(n: usize, size: usize, sp: u64, bp: u64) -> *mu
     };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { (real.calloc)(n, size) };
+    if crate::got::from_loader(sp) {
+        return p;
+    }
     record_alloc(p, n.wrapping_mul(size), Some(unwind::Caller { sp, bp }));
     p
 }
 
 /// `realloc`, entered from [`realloc`].
 unsafe extern "C" fn realloc_from(ptr: *mut c_void, size: usize, sp: u64, bp: u64) -> *mut c_void {
+    if crate::got::from_loader(sp) && !is_bootstrap(ptr) {
+        if let Some(real) = real() {
+            // SAFETY: forwarding the caller's arguments.
+            return unsafe { (real.realloc)(ptr, size) };
+        }
+    }
     // SAFETY: same contract as realloc.
     unsafe { realloc_impl(ptr, size, Some(unwind::Caller { sp, bp })) }
 }

@@ -285,7 +285,7 @@ extern "C" fn at_exit() {
     let _guard = guard::Guard::enter();
     let _errno = guard::ErrnoKeeper::save();
     if ACTIVE.load(Ordering::SeqCst) {
-        writer::finish();
+        writer::finish(false);
     }
 }
 
@@ -379,7 +379,7 @@ extern "C" fn after_fork_in_child() {
     };
     let _guard = guard::Guard::enter();
     let _errno = guard::ErrnoKeeper::save();
-    if attach::attached() {
+    if attach::CONTROL.state.load(Ordering::SeqCst) != attach::PRELOADED {
         // A child of a process attached to is not recorded: it gets the
         // program's own entries and dispositions back, and no trace.
         ACTIVE.store(false, Ordering::SeqCst);
@@ -465,6 +465,8 @@ fn traced() -> bool {
 
 /// What a recording needs before its trace opens (once per process).
 pub(crate) fn prepare() {
+    #[cfg(not(test))]
+    map_hooks::resolve();
     unwind::init();
     mapping::init(settings(), &allocator_library());
     thread::init(writer::queued);

@@ -36,6 +36,23 @@ type MremapFn = unsafe extern "C" fn(*mut c_void, usize, usize, c_int, *mut c_vo
 type SbrkFn = unsafe extern "C" fn(isize) -> *mut c_void;
 type BrkFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
+/// Looks up every next definition now, so that no hook needs the lookup
+/// (and the guard's thread-local storage) later: an allocator calls these
+/// from inside itself, holding its locks, and a thread's first touch of a
+/// loaded library's thread-local storage allocates.
+pub fn resolve() {
+    for (slot, name) in [
+        (&NEXT_MMAP, c"mmap"),
+        (&NEXT_MMAP64, c"mmap64"),
+        (&NEXT_MUNMAP, c"munmap"),
+        (&NEXT_MREMAP, c"mremap"),
+        (&NEXT_SBRK, c"sbrk"),
+        (&NEXT_BRK, c"brk"),
+    ] {
+        next(slot, name);
+    }
+}
+
 /// What a hook does besides the real call: whether it needs the caller's
 /// stack (the calls that add memory), and how it turns the call's result
 /// into recorded calls.

@@ -294,7 +294,7 @@ impl Output {
     }
 
     /// Writes the end record: the next seq, and what was written.
-    pub fn end(&mut self, next_seq: u64, markers_dropped: u64) -> Result<(), i32> {
+    pub fn end(&mut self, next_seq: u64, markers_dropped: u64, detached: bool) -> Result<(), i32> {
         let end = EndInfo {
             next_seq,
             events: self.events,
@@ -304,7 +304,7 @@ impl Output {
         let mut h = blank_header(RecordKind::End);
         h.first_seq = end.next_seq;
         h.last_seq = end.next_seq;
-        let end = to_bytes(&end).map_err(|_| libc::EINVAL)?;
+        let end = heapreplay_format::encode_end(&end, detached).map_err(|_| libc::EINVAL)?;
         self.record(h, &end)
     }
 }

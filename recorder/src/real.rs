@@ -60,13 +60,85 @@ pub fn use_global_definitions() {
 
 /// The real definition of `name` (NULL if there is none); uncached.
 pub fn definition(name: &std::ffi::CStr) -> *mut c_void {
-    let handle = match GLOBAL.load(Ordering::SeqCst) {
-        true => libc::RTLD_DEFAULT,
-        false => libc::RTLD_NEXT,
-    };
-    // SAFETY: a lookup of a NUL-terminated name; the loader maps and
-    // allocates with its own internal calls, never through the hooks.
-    unsafe { libc::dlsym(handle, name.as_ptr()) }
+    if !GLOBAL.load(Ordering::SeqCst) {
+        // SAFETY: a lookup of a NUL-terminated name; the loader maps and
+        // allocates with its own internal calls, never through the hooks.
+        return unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    }
+    // SAFETY: as above.
+    let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    // SAFETY: a function's first bytes, readable code.
+    if global.is_null() || !unsafe { is_plt_entry(global.cast()) } {
+        return global;
+    }
+    // A program linked without PIE that takes the function's address
+    // defines it as its own PLT entry, which jumps through the very table
+    // entry the hooks replace: the real definition is the first object's
+    // own, in load order.
+    first_definition(name)
+}
+
+/// True if the code at `code` is a PLT entry (`jmp *slot(%rip)`, maybe
+/// after `endbr64` and `bnd`), not a function.
+///
+/// # Safety
+/// `code` points to at least 7 readable bytes of code.
+unsafe fn is_plt_entry(code: *const u8) -> bool {
+    // SAFETY: the caller's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(code, 7) };
+    let rest = bytes
+        .strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa])
+        .unwrap_or(bytes);
+    let rest = rest.strip_prefix(&[0xf2]).unwrap_or(rest);
+    rest.starts_with(&[0xff, 0x25])
+}
+
+/// The definition of `name` in the first loaded object (in load order,
+/// the program itself aside) that defines it itself.
+fn first_definition(name: &std::ffi::CStr) -> *mut c_void {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the Vec passed below; `info` is valid for the
+        // call, its name NUL-terminated or NULL.
+        unsafe {
+            let out = &mut *data.cast::<Vec<(std::ffi::CString, usize)>>();
+            let name = (*info).dlpi_name;
+            if !name.is_null() && *name != 0 {
+                out.push((
+                    std::ffi::CStr::from_ptr(name).to_owned(),
+                    (*info).dlpi_addr as usize,
+                ));
+            }
+        }
+        0
+    }
+    let mut objects: Vec<(std::ffi::CString, usize)> = Vec::new();
+    // SAFETY: `visit` only copies what it is shown into `objects`.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut objects as *mut Vec<_>).cast()) };
+    for (object, base) in &objects {
+        // SAFETY: a NOLOAD reference to a loaded object, a lookup in it,
+        // dladdr of the result, and the reference given back.
+        unsafe {
+            let handle = libc::dlopen(object.as_ptr(), libc::RTLD_NOLOAD | libc::RTLD_LAZY);
+            if handle.is_null() {
+                continue;
+            }
+            let f = libc::dlsym(handle, name.as_ptr());
+            libc::dlclose(handle);
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            if !f.is_null()
+                && !is_plt_entry(f.cast())
+                && libc::dladdr(f, &mut info) != 0
+                && info.dli_fbase as usize == *base
+            {
+                return f;
+            }
+        }
+    }
+    null_mut()
 }
 
 /// The next definition of `name` after this library's (0 if there is

@@ -196,6 +196,7 @@ fn run() {
     loop {
         queue::wait(TICK);
         if !ACTIVE.load(Ordering::Relaxed) {
+            crate::attach::give_up();
             return;
         }
         if let Some(out) = output().as_mut() {
@@ -260,7 +261,7 @@ pub fn start() -> bool {
 /// Final flush at process exit: everything buffered, then the end record.
 /// Events that still happen afterwards (later exit handlers) are written
 /// as they come.
-pub fn finish() {
+pub fn finish(detached: bool) {
     FINISHED.store(true, Ordering::SeqCst);
     if let Some(out) = output().as_mut() {
         out.sample_clock(&SEQ, 0);
@@ -273,6 +274,7 @@ pub fn finish() {
         out.end(
             SEQ.load(Ordering::SeqCst),
             markers::DROPPED.load(Ordering::Relaxed),
+            detached,
         )
     });
     if crate::verbose() {

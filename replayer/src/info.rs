@@ -132,6 +132,12 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
         seconds(end_ns),
         info.recorder_version
     );
+    if let Some(when) = crate::attached::when(&trace) {
+        println!(
+            "attached:   at {when}: allocations before it are not in the trace; {} of such blocks counted apart, never subtracted",
+            heapreplay_outputs::report::counted(heap.borrow().unseen_frees(), "free")
+        );
+    }
     println!("threads:    {}", trace.threads().len());
     println!(
         "events:     {} ({allocs} allocations, {frees} frees), {} allocated",
@@ -190,7 +196,10 @@ pub fn run(args: &InfoArgs) -> Result<ExitCode, String> {
     }
     match &trace.end {
         Some(end) => {
-            println!("end:        clean (the process exited normally)");
+            match trace.detached {
+                true => println!("end:        clean, at a detach (heapreplay detach): the process went on running"),
+                false => println!("end:        clean (the process exited normally)"),
+            }
             if end.markers_dropped > 0 {
                 println!("            {} markers were dropped (too many at once)", end.markers_dropped);
             }

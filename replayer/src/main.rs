@@ -3,6 +3,7 @@
 
 mod argv;
 mod attach;
+mod attached;
 mod cli;
 mod compact;
 mod diff;

@@ -98,10 +98,15 @@ impl FileWriter<'_> {
                 let stacks = self
                     .stacks
                     .get_or_insert_with(|| pass::stacks(trace, common));
+                let since = crate::attached::since(trace);
                 if self.format == Format::Pprof {
-                    pprof::write_snapshot(out, &snapshot, stacks, trace.info.start_unix_ns)
+                    let start = trace.info.start_unix_ns;
+                    pprof::write_snapshot(out, &snapshot, stacks, start, since.as_deref())
                 } else {
-                    let title = format!("{} — {}", trace.info.cmdline, name);
+                    let mut title = format!("{} — {}", trace.info.cmdline, name);
+                    if let Some(since) = since {
+                        title += &format!(" ({since})");
+                    }
                     flamegraph::write_snapshot(out, &snapshot, stacks, self.sample, &title)
                 }
             }
@@ -149,6 +154,12 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
     let path = args.trace.as_deref().ok_or("no trace given")?;
     let (trace, pipeline) = pass::open(path, &args.common)?;
     let rules = Rules::of(args, &trace.settings);
+    if let (Some(since), false) = (crate::attached::since(&trace), args.common.quiet) {
+        eprintln!(
+            "heapreplay: {}: the profiles cover allocations {since} only; frees of older blocks are not subtracted",
+            path.display()
+        );
+    }
     let Written { outcome, code, .. } = write(&trace, &rules, args, pipeline, Span::Whole)?;
     let outcome = outcome.unwrap_or_default();
     if outcome.snapshots == 0 && !args.common.quiet {

@@ -141,11 +141,14 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         Some(_) => "Heap in use and mapped memory",
         None => "Heap in use",
     };
-    let title = format!(
+    let mut title = format!(
         "{what}: {program} (pid {}), {}",
         trace.info.pid,
         trace.path.display()
     );
+    if let Some(since) = crate::attached::since(&trace) {
+        title += &format!(", {since}");
+    }
     render(&timeline, &out, &title)?;
     if !quiet {
         let peak = match timeline.peak() {

@@ -33,7 +33,12 @@ pub fn top(args: &TopArgs) -> Result<ExitCode, String> {
         trace.path.display(),
         args.at.describe_at(snapshot.ns)
     );
-    print(|out| report::write_top(out, &title, snapshot, &mut stacks, args.count))?;
+    print(|out| {
+        if let Some(note) = crate::attached::note(&trace, snapshot.unseen_frees) {
+            writeln!(out, "{note}")?;
+        }
+        report::write_top(out, &title, snapshot, &mut stacks, args.count)
+    })?;
     crate::symbol_hint::say(&stacks, args.common.quiet);
     Ok(code)
 }
@@ -43,7 +48,9 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
     let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
     let (snapshots, code) = pass::capture(&trace, &[Point::End], pipeline, args.common.quiet)?;
     let mut stacks = pass::stacks(&trace, &args.common);
-    let how = if trace.end.is_some() {
+    let how = if trace.detached {
+        "at the detach (the process went on running: some of this may yet be freed)"
+    } else if trace.end.is_some() {
         "at exit"
     } else if trace.live.is_some() {
         "so far (the process is still running: some of this may yet be freed)"
@@ -52,16 +59,20 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
     };
     let title = format!("{} {how}", trace.path.display());
     let (snapshot, n) = (&snapshots[0], args.count);
-    let leaked =
-        print(|out| report::write_leaks(out, &title, snapshot, &mut stacks, n, &args.ignore))?;
+    let leaked = print(|out| {
+        if let Some(note) = crate::attached::note(&trace, snapshot.unseen_frees) {
+            writeln!(out, "{note}")?;
+        }
+        report::write_leaks(out, &title, snapshot, &mut stacks, n, &args.ignore)
+    })?;
     crate::symbol_hint::say(&stacks, args.common.quiet);
     if !args.check {
         return Ok(code);
     }
     let max = args.max.unwrap_or(0);
     let shown = trace.path.display();
-    if trace.end.is_none() {
-        eprintln!("heapreplay: {shown}: leak check failed: the process did not exit normally, so what it still held is not known to be leaked");
+    if trace.end.is_none() || trace.detached {
+        eprintln!("heapreplay: {shown}: leak check failed: the process did not exit normally while recorded, so what it still held is not known to be leaked");
         return Ok(ExitCode::FAILURE);
     }
     if leaked.bytes > max {

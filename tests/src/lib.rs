@@ -5,6 +5,7 @@
 //! The tests use the release build of `librecord.so` and `heapreplay`
 //! (`scripts/test` builds them first).
 
+pub mod attachee;
 pub mod hostile;
 pub mod service;
 

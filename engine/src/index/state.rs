@@ -4,7 +4,9 @@
 //! Layout before compression (every number a LEB128 varint):
 //! `blocks`, then per block in ascending address order `address - previous
 //! address` (the first from 0), `size`, `stack`; then `stacks`, then per
-//! stack id from 0 `allocs`, `alloc_bytes`, `frees`, `free_bytes`.
+//! stack id from 0 `allocs`, `alloc_bytes`, `frees`, `free_bytes`; then,
+//! only if not 0, the count of frees of addresses not live (a trace started
+//! by an attach).
 
 use crate::heap::{Counters, Heap};
 use crate::resolve::Resolver;
@@ -33,6 +35,9 @@ pub fn encode_raw(resolver: &Resolver, heap: &Heap) -> Vec<u8> {
         for v in [c.allocs, c.alloc_bytes, c.frees, c.free_bytes] {
             varint::push(&mut raw, v);
         }
+    }
+    if heap.unseen_frees() > 0 {
+        varint::push(&mut raw, heap.unseen_frees());
     }
     raw
 }
@@ -93,6 +98,10 @@ pub fn decode_raw(raw: &[u8]) -> Option<(Resolver, Heap)> {
             free_bytes: r.u64().ok()?,
         });
     }
+    let unseen_frees = match r.is_empty() {
+        true => 0,
+        false => r.u64().ok()?,
+    };
     if !r.is_empty() {
         return None;
     }
@@ -105,7 +114,7 @@ pub fn decode_raw(raw: &[u8]) -> Option<(Resolver, Heap)> {
         c.0 += 1;
         c.1 = c.1.checked_add(size)?;
     }
-    let heap = Heap::with_counters(counters)?;
+    let heap = Heap::with_counters(counters)?.with_unseen_frees(unseen_frees);
     let agrees = heap
         .counters()
         .iter()

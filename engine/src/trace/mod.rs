@@ -148,6 +148,12 @@ pub struct Trace {
     pub info: FileInfo,
     /// The profiling settings it ran with (gperftools' variables).
     pub settings: Settings,
+    /// Set if the trace began with an attach to a running process: it
+    /// covers allocations since then (`info.start_unix_ns`) only.
+    pub attached: Option<heapreplay_format::settings::Attached>,
+    /// True if the recording ended with a detach: the process went on
+    /// running after the trace's end.
+    pub detached: bool,
     /// The defined stacks: id to return addresses (frame 0 first).
     pub stacks: StackTable,
     /// Maps records in sequence order.

@@ -11,7 +11,7 @@ use heapreplay_format::info::{decode_clock, decode_threads, from_bytes};
 use heapreplay_format::mappings::decode_mappings;
 use heapreplay_format::markers::decode_markers;
 use heapreplay_format::reader::{scan_from, Findings};
-use heapreplay_format::settings::{decode_settings, Settings};
+use heapreplay_format::settings::{decode_attached, decode_settings, Attached, Settings};
 use heapreplay_format::RecordHeader;
 use heapreplay_format::{
     progress_resident, ClockSample, EndInfo, FileInfo, Mapping, Marker, ProgressInfo, RawRecord,
@@ -153,6 +153,8 @@ impl Trace {
             path: path.to_path_buf(),
             info,
             settings: meta.settings,
+            attached: meta.attached,
+            detached: meta.detached,
             stacks: meta.stacks,
             maps: meta.maps,
             clock: meta.clock,
@@ -383,6 +385,10 @@ struct Metadata {
     info: Option<FileInfo>,
     /// The profiling settings the FileInfo record carries.
     settings: Settings,
+    /// The attach the FileInfo record names, if the trace began with one.
+    attached: Option<Attached>,
+    /// True if the End record says the recording ended with a detach.
+    detached: bool,
     stacks: StackTable,
     maps: Vec<MapsRecord>,
     clock: Vec<ClockSample>,
@@ -450,6 +456,7 @@ impl Metadata {
             RecordKind::FileInfo => match from_bytes::<FileInfo>(&raw) {
                 Some(i) if self.info.is_none() => {
                     self.settings = decode_settings(&raw, &i);
+                    self.attached = decode_attached(&raw, &i, &self.settings);
                     self.info = Some(i);
                     self.version = rec.header.version;
                 }
@@ -510,6 +517,7 @@ impl Metadata {
             RecordKind::End => match from_bytes::<EndInfo>(&raw) {
                 Some(_) if self.end.is_some() => problems.push(bad("a second end record")),
                 Some(e) => {
+                    self.detached = heapreplay_format::end_detached(&raw, &e);
                     self.end = Some(e);
                     self.end_offset = rec.offset;
                 }

@@ -30,6 +30,9 @@ pub struct RunSummary {
     /// The most that in-use bytes rise above where they stood before the
     /// run, after any of its events (0 if they never rise).
     pub rise: u64,
+    /// Frees of addresses no block of the trace holds (see
+    /// [`crate::heap::Heap::unseen_frees`]).
+    pub unseen_frees: u64,
     /// Per stack: the blocks the run frees or retires that it did not
     /// allocate itself (objects, bytes).
     pub(crate) earlier: Vec<(u32, u64, u64)>,
@@ -155,6 +158,7 @@ fn summarize_part<'a>(
     table: &mut Table,
 ) -> Option<RunSummary> {
     let (mut inuse, mut rise) = (0i128, 0i128);
+    let mut unseen_frees = 0;
     for i in range.clone() {
         let e = &events[i];
         if let Some(&(_, (size, stack))) = retired.next_if(|r| r.0 as usize == i) {
@@ -180,7 +184,7 @@ fn summarize_part<'a>(
                 inuse -= i128::from(e.size);
             }
             // A free of no block the run knows: it frees nothing.
-            (EventKind::Free, 0) => {}
+            (EventKind::Free, 0) => unseen_frees += 1,
             // Its block, allocated in this part: counted there.
             (EventKind::Free, back) if i - range.start >= back as usize => {
                 inuse -= i128::from(table.pending[i - range.start]);
@@ -200,6 +204,7 @@ fn summarize_part<'a>(
         first_seq: events[range.start].seq,
         last_seq: events[range.end - 1].seq,
         rise: rise as u64,
+        unseen_frees,
         range,
         ..RunSummary::default()
     };
