@@ -147,6 +147,7 @@ fn start(path: &str) -> i32 {
     crate::register_process_handlers();
     crate::got::patch_loaded();
     // The writer last: a detach it takes finds everything in place.
+    crate::writer::serve_attach(tick, give_up);
     if !crate::writer::start() {
         undo();
         crate::writer::close();
@@ -171,9 +172,21 @@ fn undo() {
 /// before the trace's last records are written.
 const SETTLE: Duration = Duration::from_millis(20);
 
-/// On the writer thread, each tick: detaches if asked. True once detached
-/// (the writer thread then ends).
-pub fn detach_if_asked() -> bool {
+/// On the writer thread, each tick (`loaded`: libraries were loaded since
+/// the last): detaches if asked, else patches what was loaded. True once
+/// detached (the writer thread then ends).
+fn tick(loaded: bool) -> bool {
+    if detach_if_asked() {
+        return true;
+    }
+    if loaded && attached() {
+        crate::got::patch_loaded();
+    }
+    false
+}
+
+/// Detaches if asked. True once detached.
+fn detach_if_asked() -> bool {
     if !attached() || CONTROL.detach.swap(0, Ordering::SeqCst) == 0 {
         return false;
     }
@@ -188,7 +201,7 @@ pub fn detach_if_asked() -> bool {
 /// On the writer thread, when recording has stopped by itself (the trace
 /// could not be written): an attached process gets everything back, as at
 /// a detach, and can be attached to again.
-pub fn give_up() {
+fn give_up() {
     if CONTROL.state.load(Ordering::SeqCst) == ATTACHED {
         CONTROL.state.store(DETACHING, Ordering::SeqCst);
         undo();

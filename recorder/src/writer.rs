@@ -196,22 +196,23 @@ fn run() {
     loop {
         queue::wait(TICK);
         if !ACTIVE.load(Ordering::Relaxed) {
-            crate::attach::give_up();
+            if let Some(stopped) = ATTACH_STOPPED.get() {
+                stopped();
+            }
             return;
         }
         if let Some(out) = output().as_mut() {
             out.sample_clock(&SEQ, TICK.as_nanos() as u64);
         }
-        if crate::attach::detach_if_asked() {
+        let now_loads = maps::load_count();
+        if ATTACH_TICK
+            .get()
+            .is_some_and(|tick| tick(now_loads != loads))
+        {
             return;
         }
-        let now_loads = maps::load_count();
         if now_loads != loads {
             loads = now_loads;
-            if crate::attach::attached() {
-                // Objects loaded since: their tables get the hooks too.
-                crate::got::patch_loaded();
-            }
             record_maps();
             // Build the new module set here rather than in a recording thread.
             crate::unwind::modules::refresh_if_changed();
@@ -228,6 +229,21 @@ fn run() {
             CRASH_FLUSH.store(2, Ordering::SeqCst);
         }
     }
+}
+
+/// What the writer thread does for a recording started by an attach, each
+/// tick (told whether libraries were loaded since the last): true ends the
+/// thread (a detach). Set by the attach, which sits above this module.
+static ATTACH_TICK: std::sync::OnceLock<fn(bool) -> bool> = std::sync::OnceLock::new();
+/// What the writer thread does for an attach when recording stopped by
+/// itself (the trace could not be written).
+static ATTACH_STOPPED: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Gives the writer thread an attach's work: `tick` each tick, `stopped`
+/// when recording stops by itself.
+pub fn serve_attach(tick: fn(bool) -> bool, stopped: fn()) {
+    let _ = ATTACH_TICK.set(tick);
+    let _ = ATTACH_STOPPED.set(stopped);
 }
 
 /// Starts the writer thread. It is a raw pthread so that its very first

@@ -163,6 +163,18 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(back_heap.counters(), heap.counters());
         assert_eq!(back_heap.totals(), heap.totals());
+        assert_eq!(back_heap.unseen_frees(), 0);
+        // A free of an address never allocated (a block from before an
+        // attach) is counted apart, kept in the state, and frees nothing.
+        let without = encode_raw(&resolver, &heap);
+        let mut unseen = ev(5, EventKind::Free, 0x6600_0000_0000, 0, 0);
+        assert!(resolver.resolve(&mut unseen).is_none());
+        heap.apply(&unseen);
+        assert_eq!(heap.unseen_frees(), 1);
+        let with = encode_raw(&resolver, &heap);
+        assert_eq!(&with[..without.len()], &without[..]);
+        let (_, h) = decode_raw(&with).unwrap();
+        assert_eq!((h.unseen_frees(), h.totals()), (1, heap.totals()));
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x20;
