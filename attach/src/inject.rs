@@ -18,6 +18,11 @@ const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
 const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
 const NT_X86_XSTATE: libc::c_int = 0x202;
 const PTRACE_EVENT_STOP: i32 = 128;
+/// System calls whose EINTR is looked at when a thread is put back.
+const EPOLL_WAIT: u64 = 232;
+const EPOLL_PWAIT: u64 = 281;
+const EPOLL_PWAIT2: u64 = 441;
+const RT_SIGTIMEDWAIT: u64 = 128;
 /// Bytes below the stack pointer a function may use without moving it.
 const RED_ZONE: u64 = 128;
 /// Room kept for the extended state (AVX-512 and AMX fit).
@@ -96,6 +101,10 @@ pub struct Stopped {
     pub regs: libc::user_regs_struct,
     xstate: Vec<u8>,
     sigmask: u64,
+    /// True once a call changed the signal mask (putting it back is then
+    /// needed; otherwise it is left alone, as setting it would drop a mask
+    /// that `ppoll` and the like restore when they return).
+    mask_changed: bool,
     let_go: bool,
 }
 
@@ -133,6 +142,7 @@ pub fn stop(tid: i32) -> Result<Stopped, CallError> {
             regs,
             xstate,
             sigmask,
+            mask_changed: false,
             let_go: false,
         })
     })();
@@ -263,6 +273,7 @@ impl Stopped {
             .chain(&[32, 33])
             .fold(u64::MAX, |m, &sig| m & !(1u64 << (sig - 1)));
         self.set_call_xstate()?;
+        self.mask_changed = true;
         set_sigmask(self.tid, mask)?;
         set_regs(self.tid, &regs)?;
         ptrace(libc::PTRACE_CONT, self.tid, 0, 0, "continue")?;
@@ -337,11 +348,19 @@ impl Stopped {
     fn put_back(&mut self) -> Result<(), CallError> {
         let mut regs = self.regs;
         // A wait the interrupt ended with EINTR (epoll_wait and the like,
-        // which the kernel does not restart) is made again, as if nothing
-        // had come.
+        // which the kernel does not restart): one without a time limit is
+        // made again, as if nothing had come; an epoll wait with one
+        // reports nothing ready (a wait made again would start its limit
+        // anew).
         if (regs.orig_rax as i64) >= 0 && regs.rax as i64 == -(libc::EINTR as i64) {
-            regs.rax = regs.orig_rax;
-            regs.rip -= 2;
+            match (regs.orig_rax, regs.r10) {
+                (EPOLL_WAIT | EPOLL_PWAIT, limit) if (limit as i32) >= 0 => regs.rax = 0,
+                (EPOLL_PWAIT2 | RT_SIGTIMEDWAIT, limit) if limit != 0 => {}
+                _ => {
+                    regs.rax = regs.orig_rax;
+                    regs.rip -= 2;
+                }
+            }
         }
         set_regs(self.tid, &regs)?;
         let mut iov = libc::iovec {
@@ -355,7 +374,10 @@ impl Stopped {
             &mut iov as *mut libc::iovec as usize,
             "write the extended registers",
         )?;
-        set_sigmask(self.tid, self.sigmask)
+        match self.mask_changed {
+            true => set_sigmask(self.tid, self.sigmask),
+            false => Ok(()),
+        }
     }
 }
 

@@ -46,18 +46,33 @@ pub struct Recording {
     pub trace_here: PathBuf,
     /// The thread that made the calls.
     pub tid: i32,
+    /// How long that thread was stopped.
+    pub paused: Duration,
     /// The recorder library, as the process names it.
     pub library: String,
 }
 
 /// System calls a thread waits in when it holds nothing the loader or the
 /// allocator need: read, poll, select, pause, nanosleep, accept, recvfrom,
-/// recvmsg, wait4, rt_sigtimedwait, rt_sigsuspend, clock_nanosleep,
+/// recvmsg, wait4, rt_sigtimedwait, clock_nanosleep,
 /// epoll_wait, waitid, pselect6, ppoll, epoll_pwait, accept4, recvmmsg,
 /// epoll_pwait2, readv.
-const IDLE_SYSCALLS: [i64; 21] = [
-    0, 7, 23, 34, 35, 43, 45, 47, 61, 128, 130, 230, 232, 247, 270, 271, 281, 288, 299, 441, 19,
+const IDLE_SYSCALLS: [i64; 20] = [
+    0, 7, 23, 34, 35, 43, 45, 47, 61, 128, 230, 232, 247, 270, 271, 281, 288, 299, 441, 19,
 ];
+
+/// True if a thread waiting in system call `nr` with these registers holds
+/// a signal mask of the call's own, which the kernel puts back when the
+/// call returns (pselect6, ppoll, epoll_pwait, epoll_pwait2 given one):
+/// its mask cannot be saved and put back from outside.
+fn swaps_signal_mask(nr: i64, regs: &libc::user_regs_struct) -> bool {
+    match nr {
+        270 => regs.r9 != 0,
+        271 => regs.r10 != 0,
+        281 | 441 => regs.r8 != 0,
+        _ => false,
+    }
+}
 
 fn is_allocator_or_loader(m: &Mapping) -> bool {
     let name = m.file_name();
@@ -300,7 +315,7 @@ fn stop_a_quiet_thread(pid: i32, maps: &[Mapping]) -> Result<inject::Stopped, in
             let nr = stopped.regs.orig_rax as i64;
             let quiet = roomy(stopped.regs.rsp)
                 && if nr >= 0 {
-                    IDLE_SYSCALLS.contains(&nr)
+                    IDLE_SYSCALLS.contains(&nr) && !swaps_signal_mask(nr, &stopped.regs)
                 } else {
                     !busy(stopped.regs.rip)
                 };
@@ -403,6 +418,7 @@ pub fn attach(
         e => format!("attaching to process {pid} failed: {e}"),
     };
     let mut stopped = stop_a_quiet_thread(pid, &maps).map_err(call_error)?;
+    let paused_at = Instant::now();
     let tid = stopped.tid;
     let attach_at = match existing.as_ref().and_then(|r| r.attach) {
         Some(at) => at,
@@ -446,6 +462,7 @@ pub fn attach(
         .call(attach_at, Some(&trace), &[], waiting)
         .map_err(call_error)? as i64 as i32 as i64;
     stopped.resume().map_err(call_error)?;
+    let paused = paused_at.elapsed();
     match code {
         0 => Ok(Recording {
             pid,
@@ -458,6 +475,7 @@ pub fn attach(
             .into(),
             trace: trace.replace("%p", &pid.to_string()),
             tid,
+            paused,
             library: library_path,
         }),
         BUSY => Err(format!("process {pid} ({name}) is already being recorded")),

@@ -68,7 +68,8 @@ impl Heap {
             }
             EventKind::Free | EventKind::Retire => match freed_stack(e) {
                 Some(stack) => self.account_free(e.size, stack),
-                None => self.unseen_frees += 1,
+                None if e.kind == EventKind::Free => self.unseen_frees += 1,
+                None => {}
             },
         }
     }

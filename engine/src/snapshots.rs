@@ -211,7 +211,7 @@ impl<'a> Context<'a> {
             markers: &trace.markers,
             clock: &trace.clock,
             start_unix_ns: trace.info.start_unix_ns,
-            clean_end: trace.end.is_some(),
+            clean_end: trace.end.is_some() && !trace.detached,
             fold: trace.fold(),
         }
     }

@@ -187,7 +187,8 @@ macro_rules! delete_hook {
             let f = next(&NEXT, name);
             if f == 0 {
                 // SAFETY: a block new_without_runtime had from malloc.
-                return unsafe { crate::hooks::free($ptr) };
+                unsafe { crate::hooks::free($ptr) };
+                return;
             }
             // SAFETY: the next definition of this very function.
             let f = unsafe {

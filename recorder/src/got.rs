@@ -442,6 +442,26 @@ fn allocator_base(hooks: &[Hook]) -> Option<usize> {
     }
 }
 
+/// True if `object` is the one mapped first at `base` (`dladdr`'s
+/// `dli_fbase`: where its lowest segment's page starts, which is its load
+/// bias only if that segment's address is 0).
+fn mapped_at(object: &Object, base: usize) -> bool {
+    extent(object).start & !(page_size() - 1) == base
+}
+
+/// True if `f` is `object`'s own definition of `name` (not a PLT entry).
+fn defines(f: usize, name: &CStr) -> bool {
+    // SAFETY: dladdr fills `info` for an address; the names it gives are
+    // NUL-terminated and live while the object is loaded.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        libc::dladdr(f as *const c_void, &mut info) != 0
+            && !info.dli_sname.is_null()
+            && info.dli_saddr as usize == f
+            && CStr::from_ptr(info.dli_sname) == name
+    }
+}
+
 /// The addresses `object` is loaded at.
 fn extent(object: &Object) -> std::ops::Range<usize> {
     // SAFETY: as in `entries`.
@@ -519,7 +539,9 @@ pub fn patch_loaded() -> usize {
     let allocator = allocator_base(&state.hooks);
     let mut patched = 0;
     for object in loaded {
-        if state.objects.contains(&object.bias) || Some(object.bias) == allocator {
+        if state.objects.contains(&object.bias)
+            || allocator.is_some_and(|base| mapped_at(&object, base))
+        {
             continue;
         }
         let Some(_held) = Held::take(&object) else {
@@ -533,10 +555,12 @@ pub fn patch_loaded() -> usize {
             // SAFETY: an aligned table entry of a held object.
             let original = unsafe { *(slot as *const usize) };
             // Only entries bound to the real definition, or not bound yet
-            // (lazily: to the object's own PLT): one bound elsewhere (a
-            // library's own allocator, RTLD_DEEPBIND) would free through
-            // the wrong allocator.
-            let bound = original != 0 && (original == hook.real || own.contains(&original));
+            // (lazily: to the object's own PLT): one bound elsewhere, or to
+            // the object's own definition (a library's own allocator,
+            // RTLD_DEEPBIND), would free through the wrong allocator.
+            let bound = original != 0
+                && (original == hook.real
+                    || (own.contains(&original) && !defines(original, hook.name)));
             if !bound || original == hook.ours || !write_slot(slot, hook.ours, relro) {
                 continue;
             }

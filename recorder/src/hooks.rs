@@ -189,22 +189,30 @@ unsafe extern "C" fn realloc_from(ptr: *mut c_void, size: usize, sp: u64, bp: u6
     unsafe { realloc_impl(ptr, size, Some(unwind::Caller { sp, bp })) }
 }
 
-/// `free`.
-#[no_mangle]
-pub unsafe extern "C" fn free(ptr: *mut c_void) {
+entry_noting_hook!(
+    /// `free` (its return register carries nothing: callers ignore it).
+    free => free_from, (ptr: *mut c_void), "rsi", "rdx");
+
+/// `free`, entered from [`free`] with its caller's stack pointer.
+unsafe extern "C" fn free_from(ptr: *mut c_void, sp: u64, _bp: u64) -> *mut c_void {
     if ptr.is_null() || is_bootstrap(ptr) {
-        return;
+        return null_mut();
     }
-    let Some(real) = real() else { return };
-    if let Some(r) = Recording::begin() {
-        r.free(None, ptr);
-        // SAFETY: forwarding the caller's pointer.
-        unsafe { (real.free)(ptr) };
-        r.end();
-        return;
+    let Some(real) = real() else {
+        return null_mut();
+    };
+    if !crate::got::from_loader(sp) {
+        if let Some(r) = Recording::begin() {
+            r.free(None, ptr);
+            // SAFETY: forwarding the caller's pointer.
+            unsafe { (real.free)(ptr) };
+            r.end();
+            return null_mut();
+        }
     }
     // SAFETY: forwarding the caller's pointer.
     unsafe { (real.free)(ptr) };
+    null_mut()
 }
 
 /// Copies the bootstrap block `old` into `new` (of `size` bytes, or NULL);

@@ -40,8 +40,10 @@ pub fn attach(args: &AttachArgs) -> Result<ExitCode, String> {
     };
     let recording = heapreplay_attach::attach(pid, &library, &trace, &waiting)?;
     eprintln!(
-        "heapreplay: recording process {pid} to {}; Ctrl-C or `heapreplay detach {pid}` stops",
-        recording.trace_here.display()
+        "heapreplay: recording process {pid} to {} (its thread {} was stopped for {:.1} ms); Ctrl-C or `heapreplay detach {pid}` stops",
+        recording.trace_here.display(),
+        recording.tid,
+        recording.paused.as_secs_f64() * 1000.0
     );
     loop {
         std::thread::sleep(Duration::from_millis(50));

@@ -182,7 +182,7 @@ pub(super) fn spool(index_path: &Path) -> io::Result<File> {
 }
 
 /// The table's version: a table of another version is not read.
-const TABLE_VERSION: u64 = 1;
+const TABLE_VERSION: u64 = 2;
 
 fn encode_table(t: &Table) -> Vec<u8> {
     let mut out = Vec::new();
