@@ -358,6 +358,10 @@ pub fn attach(
         .iter()
         .find(|m| m.file_name().starts_with("libc.so") || m.file_name().starts_with("libc-"))
     else {
+        // A process in its exit has no mappings left: not a static one.
+        if maps.is_empty() {
+            return Err(format!("process {pid} ({name}) exited during attach"));
+        }
         let dynamic = maps.iter().any(|m| m.file_name().starts_with("ld-linux"));
         return Err(match dynamic {
             true => format!("process {pid} ({name}) has no C library (libc.so.6) loaded; heapreplay attach needs glibc"),

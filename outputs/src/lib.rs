@@ -20,3 +20,4 @@ pub mod pprof;
 pub mod profile;
 pub mod report;
 pub mod timeline;
+pub mod web;

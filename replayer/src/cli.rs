@@ -44,10 +44,36 @@ pub enum Command {
     Compact(CompactArgs),
     /// Keep a trace being recorded under a size, folding its oldest part.
     Keep(KeepArgs),
+    /// A page on 127.0.0.1: the run's timeline, and the heap at any moment.
+    Serve(ServeArgs),
     /// Start recording a process that is already running (until Ctrl-C).
     Attach(AttachArgs),
     /// Stop the recording `heapreplay attach` started in a process.
     Detach(DetachArgs),
+}
+
+/// `heapreplay serve` options.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Serves a page on 127.0.0.1 and prints its address: the run's in-use bytes
+over time with its markers and peak; a click on a moment (or a time typed
+in) shows the heap then as a flame graph and a table of its top stacks,
+with the numbers `heapreplay top --at` prints. It opens at the peak. Each
+moment is replayed from the nearest checkpoint of the trace's index.
+Ctrl-C stops it.
+
+  heapreplay serve trace.zst            # then open the printed address")]
+pub struct ServeArgs {
+    /// The trace to show.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// The port to listen on (0: any free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// `heapreplay attach` options.

@@ -18,10 +18,10 @@ mod progress;
 mod record;
 mod replay;
 mod seek;
+mod serve;
 mod shrink_guard;
 mod symbol_hint;
 mod threads;
-#[cfg(feature = "chart")]
 mod timeline;
 mod top;
 
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Export(args)) => export::run(&args),
         Some(cli::Command::Compact(args)) => compact::run(&args),
         Some(cli::Command::Keep(args)) => keep::run(&args),
+        Some(cli::Command::Serve(args)) => serve::run(&args),
         Some(cli::Command::Attach(args)) => attach::attach(&args),
         Some(cli::Command::Detach(args)) => attach::detach(&args),
         None => replay::run(&cli.replay),

@@ -1,23 +1,31 @@
 //! `heapreplay timeline`: in-use bytes over time as an SVG or PNG plot.
 
+#[cfg(feature = "chart")]
 use crate::cli::TimelineArgs;
 use crate::pass;
-use heapreplay_engine::clock::{seconds, SeqClock};
+#[cfg(feature = "chart")]
+use heapreplay_engine::clock::seconds;
+use heapreplay_engine::clock::SeqClock;
 use heapreplay_engine::mapped::levels;
 use heapreplay_engine::plan::marker_label;
+#[cfg(feature = "chart")]
 use heapreplay_engine::plan::TimePoint;
 use heapreplay_engine::resolve::freed_stack;
 use heapreplay_engine::snapshots::Trigger;
 use heapreplay_engine::Trace;
 use heapreplay_format::ClockSample;
+#[cfg(feature = "chart")]
 use heapreplay_outputs::report::human;
+#[cfg(feature = "chart")]
 use heapreplay_outputs::timeline::chart::{check_output, render};
 use heapreplay_outputs::timeline::{Timeline, DEFAULT_BUCKETS};
 use std::cell::RefCell;
+#[cfg(feature = "chart")]
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `trace.zst` -> `trace.timeline.svg`.
+#[cfg(feature = "chart")]
 fn default_output(trace: &Path) -> PathBuf {
     let mut s = crate::replay::default_prefix(trace).into_os_string();
     s.push(".timeline.svg");
@@ -50,6 +58,7 @@ fn clock_samples(trace: &Trace) -> Vec<ClockSample> {
 }
 
 /// Draws the plot.
+#[cfg(feature = "chart")]
 pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
     let out = args
         .output
@@ -82,57 +91,15 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
             seconds(to_ns)
         ));
     }
-    let mut timeline = Timeline::window(from_ns, to_ns, DEFAULT_BUCKETS);
-    for m in (trace.markers.iter()).filter(|m| args.to.is_none() || m.ns <= to_ns) {
-        timeline.marker(m.ns, marker_label(m));
-    }
-
-    let timeline = RefCell::new(timeline);
-    let samples = clock_samples(&trace);
-    let mut snapshot_clock = SeqClock::new(&samples);
-    let mut event_clock = SeqClock::new(&samples);
-    // A window starts at the checkpoint before it, and the pass ends once
-    // past it.
-    let at_or_before_from = |last_seq: u64, _| SeqClock::new(&samples).ns_at(last_seq) <= from_ns;
-    let past = std::cell::Cell::new(false);
-    let started = std::cell::Cell::new(from_ns == 0);
-    let (_, code) = pass::run_while(
+    let (timeline, code) = collect(
         &trace,
         &plan,
         pipeline,
         quiet,
-        pass::From::Where(&at_or_before_from),
-        |heap, trigger, seq, _| {
-            // Without rules the plan asks for the end of the trace only,
-            // as gperftools dumps at exit: not worth a point unless asked.
-            if matches!(trigger, Trigger::Exit { .. }) && !args.rules.at_exit {
-                return Ok(());
-            }
-            let ns = trigger.ns().unwrap_or_else(|| snapshot_clock.ns_at(seq));
-            if args.to.is_some() && ns > to_ns {
-                return Ok(());
-            }
-            let bytes = heap.totals().inuse_bytes();
-            timeline.borrow_mut().snapshot(ns, bytes, trigger.reason());
-            Ok(())
-        },
-        Some(&mut |heap, event| {
-            let ns = event_clock.ns_at(event.seq);
-            past.set(ns > to_ns);
-            let mut timeline = timeline.borrow_mut();
-            let inuse = heap.totals().inuse_bytes();
-            if ns >= from_ns && !started.replace(true) {
-                // The level the window starts at: before its first event.
-                timeline.push(from_ns.saturating_sub(1), level_before(inuse, event));
-            }
-            timeline.push(ns, inuse);
-        }),
-        || past.get(),
+        (from_ns, to_ns),
+        args.to.is_some(),
+        args.rules.at_exit,
     )?;
-    let mut timeline = timeline.into_inner();
-    if !trace.mappings.is_empty() {
-        timeline.set_mapped(mapped_curve(&trace, &samples, from_ns, to_ns));
-    }
     let program = Path::new(&trace.info.exe)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -158,6 +125,73 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         eprintln!("heapreplay: wrote {} ({peak})", out.display());
     }
     Ok(code)
+}
+
+/// Replays `trace` into its timeline between `from_ns` and `to_ns` (past
+/// `to_ns` only if not `bounded`), with `plan`'s snapshots marked (the
+/// end's only with `at_exit`): in-use bytes, markers, the peak, and the
+/// memory the program mapped itself.
+pub fn collect(
+    trace: &Trace,
+    plan: &heapreplay_engine::plan::Plan,
+    pipeline: bool,
+    quiet: bool,
+    (from_ns, to_ns): (u64, u64),
+    bounded: bool,
+    at_exit: bool,
+) -> Result<(Timeline, ExitCode), String> {
+    let mut timeline = Timeline::window(from_ns, to_ns, DEFAULT_BUCKETS);
+    for m in (trace.markers.iter()).filter(|m| !bounded || m.ns <= to_ns) {
+        timeline.marker(m.ns, marker_label(m));
+    }
+
+    let timeline = RefCell::new(timeline);
+    let samples = clock_samples(trace);
+    let mut snapshot_clock = SeqClock::new(&samples);
+    let mut event_clock = SeqClock::new(&samples);
+    // A window starts at the checkpoint before it, and the pass ends once
+    // past it.
+    let at_or_before_from = |last_seq: u64, _| SeqClock::new(&samples).ns_at(last_seq) <= from_ns;
+    let past = std::cell::Cell::new(false);
+    let started = std::cell::Cell::new(from_ns == 0);
+    let (_, code) = pass::run_while(
+        trace,
+        plan,
+        pipeline,
+        quiet,
+        pass::From::Where(&at_or_before_from),
+        |heap, trigger, seq, _| {
+            // Without rules the plan asks for the end of the trace only,
+            // as gperftools dumps at exit: not worth a point unless asked.
+            if matches!(trigger, Trigger::Exit { .. }) && !at_exit {
+                return Ok(());
+            }
+            let ns = trigger.ns().unwrap_or_else(|| snapshot_clock.ns_at(seq));
+            if bounded && ns > to_ns {
+                return Ok(());
+            }
+            let bytes = heap.totals().inuse_bytes();
+            timeline.borrow_mut().snapshot(ns, bytes, trigger.reason());
+            Ok(())
+        },
+        Some(&mut |heap, event| {
+            let ns = event_clock.ns_at(event.seq);
+            past.set(ns > to_ns);
+            let mut timeline = timeline.borrow_mut();
+            let inuse = heap.totals().inuse_bytes();
+            if ns >= from_ns && !started.replace(true) {
+                // The level the window starts at: before its first event.
+                timeline.push(from_ns.saturating_sub(1), level_before(inuse, event));
+            }
+            timeline.push(ns, inuse);
+        }),
+        || past.get(),
+    )?;
+    let mut timeline = timeline.into_inner();
+    if !trace.mappings.is_empty() {
+        timeline.set_mapped(mapped_curve(trace, &samples, from_ns, to_ns));
+    }
+    Ok((timeline, code))
 }
 
 /// The memory the program mapped itself over the window, one point per

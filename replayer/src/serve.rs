@@ -1,0 +1,125 @@
+//! `heapreplay serve`: the time-travel page on 127.0.0.1. The timeline of
+//! the whole run is replayed once; each moment the page asks for is
+//! replayed from the nearest checkpoint of the trace's index, and its heap
+//! sent as JSON with the numbers `heapreplay top` prints.
+
+use crate::cli::ServeArgs;
+use crate::pass;
+use heapreplay_engine::plan::{Plan, Point, TimePoint};
+use heapreplay_engine::Trace;
+use heapreplay_outputs::profile::SymbolizedStacks;
+use heapreplay_outputs::web;
+use std::process::ExitCode;
+
+type Response = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+        .expect("a valid header");
+    tiny_http::Response::from_data(body)
+        .with_status_code(status)
+        .with_header(header)
+}
+
+fn error(status: u16, message: &str) -> Response {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        message.as_bytes().to_vec(),
+    )
+}
+
+/// The title of the page: the program, its pid, the trace.
+fn title(trace: &Trace) -> String {
+    let program = std::path::Path::new(&trace.info.exe)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| trace.path.display().to_string());
+    format!(
+        "{program} (pid {}), {}",
+        trace.info.pid,
+        trace.path.display()
+    )
+}
+
+/// The point `at` names: nanoseconds since the start, or anything `top
+/// --at` takes (`peak`, `end`, `30s`, `marker:usr2`).
+fn point(at: &str) -> Result<Point, String> {
+    match at.parse::<u64>() {
+        Ok(ns) => Ok(Point::Time(TimePoint::Offset(ns))),
+        Err(_) => Point::parse(at),
+    }
+}
+
+/// The heap at the moment `query` names (`at=...`), as JSON.
+fn moment(
+    trace: &Trace,
+    pipeline: bool,
+    query: &str,
+    stacks: &mut SymbolizedStacks<'_>,
+) -> Response {
+    let at = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("at="))
+        .unwrap_or("peak");
+    let point = match point(at) {
+        Ok(p) => p,
+        Err(e) => return error(400, &e),
+    };
+    match pass::capture(trace, std::slice::from_ref(&point), pipeline, true) {
+        Ok((snapshots, _)) => {
+            let snapshot = &snapshots[0];
+            let label = point.describe_at(snapshot.ns);
+            let body = web::moment(snapshot, &label, stacks).to_string();
+            respond(200, "application/json", body.into_bytes())
+        }
+        Err(e) => error(400, &e),
+    }
+}
+
+/// Serves the page until interrupted.
+pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
+    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    let end_ns = trace
+        .clock
+        .iter()
+        .map(|c| c.ns)
+        .chain(trace.end.as_ref().map(|e| e.end_ns))
+        .max()
+        .unwrap_or(0);
+    let quiet = args.common.quiet;
+    let (timeline, _) = crate::timeline::collect(
+        &trace,
+        &Plan::default(),
+        pipeline,
+        quiet,
+        (0, end_ns.max(1)),
+        false,
+        false,
+    )?;
+    let covers = crate::attached::since(&trace).map(|s| format!("Allocations {s} only."));
+    let timeline = web::timeline(&timeline, &title(&trace), covers.as_deref()).to_string();
+    let server = tiny_http::Server::http(("127.0.0.1", args.port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    let port = server.server_addr().to_ip().map_or(args.port, |a| a.port());
+    eprintln!(
+        "heapreplay: serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)",
+        trace.path.display()
+    );
+    let mut stacks = pass::stacks(&trace, &args.common);
+    for request in server.incoming_requests() {
+        let url = request.url().to_string();
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let path = path.trim_start_matches('/');
+        let response = match path {
+            "api/timeline" => respond(200, "application/json", timeline.clone().into_bytes()),
+            "api/moment" => moment(&trace, pipeline, query, &mut stacks),
+            _ => match web::asset(path) {
+                Some(a) => respond(200, a.content_type, a.body.as_bytes().to_vec()),
+                None => error(404, "not found"),
+            },
+        };
+        let _ = request.respond(response);
+    }
+    Ok(ExitCode::SUCCESS)
+}
