@@ -75,7 +75,10 @@ function drawTimeline() {
       height: 240,
       scales: { x: { time: false } },
       series,
-      axes: [{ label: "seconds" }, { label: "bytes", size: 90 }],
+      axes: [
+        { label: "seconds", values: (u, splits) => splits.map((v) => seconds(v * 1e9).replace(" s", "")) },
+        { label: "bytes", size: 90 },
+      ],
       cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: { drawClear: [drawMarks] },
     },
@@ -113,7 +116,7 @@ function render() {
   const [field, other, heading] = VALUES[document.getElementById("value").value];
   const t = moment.totals;
   document.getElementById("summary").textContent =
-    `${moment.label} (${seconds(moment.ns)}): ${grouped(t.inuse_bytes)} bytes in use in ${grouped(t.inuse_objects)} objects; ` +
+    `${moment.label.includes("(") ? moment.label : `${moment.label} (${seconds(moment.ns)})`}: ${grouped(t.inuse_bytes)} bytes in use in ${grouped(t.inuse_objects)} objects; ` +
     `${grouped(t.alloc_bytes)} bytes allocated in ${grouped(t.allocs)} objects since the start` +
     (timeline.covers ? ` (since the attach; ${grouped(moment.unseen_frees)} frees of older blocks counted apart)` : "");
   // Largest first; ties in the order `heapreplay top` breaks them (by frames).
