@@ -58,6 +58,18 @@ pub const ASSETS: [Asset; 7] = [
     },
 ];
 
+/// The page with its first screen's data in it (`initial`: the timeline
+/// and the first moment, as JSON), so that it shows them with no request
+/// of its own.
+pub fn page_with(initial: &Value) -> String {
+    // `</` could end the script element early: JSON allows `<\/`.
+    let data = initial.to_string().replace("</", "<\\/");
+    ASSETS[0].body.replace(
+        "<script src=\"vendor/d3.min.js\">",
+        &format!("<script id=\"initial\" type=\"application/json\">{data}</script>\n<script src=\"vendor/d3.min.js\">"),
+    )
+}
+
 /// The asset at `path` (without its leading `/`), if there is one.
 pub fn asset(path: &str) -> Option<&'static Asset> {
     ASSETS.iter().find(|a| a.path == path)

@@ -43,8 +43,16 @@ async function get(path) {
   return response.json();
 }
 
+/** The data the page came with (the timeline and the first moment), so
+ * that its first screen needs no request; null if it came without. */
+function initial() {
+  const el = document.getElementById("initial");
+  return el ? JSON.parse(el.textContent) : null;
+}
+
 async function main() {
-  timeline = await get("api/timeline");
+  const given = initial();
+  timeline = given ? given.timeline : await get("api/timeline");
   document.getElementById("title").textContent = timeline.title;
   document.title = "heapreplay: " + timeline.title;
   document.getElementById("covers").textContent = timeline.covers || "";
@@ -56,7 +64,12 @@ async function main() {
     if (!Number.isNaN(s)) show(Math.round(s * 1e9));
   });
   document.getElementById("peak").addEventListener("click", () => show("peak"));
-  await show(timeline.peak ? "peak" : "end");
+  if (given) {
+    moment = given.moment;
+    shown();
+  } else {
+    await show(timeline.peak ? "peak" : "end");
+  }
 }
 
 function drawTimeline() {
@@ -107,6 +120,11 @@ function drawMarks(u) {
 
 async function show(at) {
   moment = await get("api/moment?at=" + at);
+  shown();
+}
+
+/** Shows the moment just chosen. */
+function shown() {
   document.getElementById("at").value = (moment.ns / 1e9).toFixed(3);
   if (plot) plot.redraw(false, false);
   render();

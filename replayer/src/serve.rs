@@ -98,7 +98,22 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
         false,
     )?;
     let covers = crate::attached::since(&trace).map(|s| format!("Allocations {s} only."));
-    let timeline = web::timeline(&timeline, &title(&trace), covers.as_deref()).to_string();
+    let timeline = web::timeline(&timeline, &title(&trace), covers.as_deref());
+    let mut stacks = pass::stacks(&trace, &args.common);
+    // The first screen: the peak (or the end), in the page itself.
+    let first = if timeline["peak"].is_null() {
+        Point::End
+    } else {
+        Point::Peak
+    };
+    let (snapshots, _) = pass::capture(&trace, std::slice::from_ref(&first), pipeline, true)?;
+    let moment_json = web::moment(
+        &snapshots[0],
+        &first.describe_at(snapshots[0].ns),
+        &mut stacks,
+    );
+    let page = web::page_with(&serde_json::json!({"timeline": &timeline, "moment": moment_json}));
+    let timeline = timeline.to_string();
     let server = tiny_http::Server::http(("127.0.0.1", args.port))
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
     let port = server.server_addr().to_ip().map_or(args.port, |a| a.port());
@@ -106,7 +121,6 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
         "heapreplay: serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)",
         trace.path.display()
     );
-    let mut stacks = pass::stacks(&trace, &args.common);
     for request in server.incoming_requests() {
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -114,6 +128,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
         let response = match path {
             "api/timeline" => respond(200, "application/json", timeline.clone().into_bytes()),
             "api/moment" => moment(&trace, pipeline, query, &mut stacks),
+            "" => respond(200, web::ASSETS[0].content_type, page.clone().into_bytes()),
             _ => match web::asset(path) {
                 Some(a) => respond(200, a.content_type, a.body.as_bytes().to_vec()),
                 None => error(404, "not found"),

@@ -50,9 +50,10 @@ fn rendered(url: &str, work: &Work) -> String {
         "chromium is missing: install Debian's chromium (scripts/install-deps does)"
     );
     // Written to a file, with no pipe: Chromium's helper processes may
-    // outlive it, holding any pipe it was given open. A headless Chromium
-    // here now and then never ends its load: given up after 20 s, and
-    // tried again, at most five times.
+    // outlive it, holding any pipe it was given open. The page brings its
+    // first screen's data with it, so its DOM is whole once it has loaded,
+    // with no request to wait for. Given up after 20 s, and tried again,
+    // at most five times (a headless Chromium here has been seen to hang).
     let dom = work.path("dom.html");
     let profile = work.path("chromium");
     for _ in 0..5 {
@@ -70,7 +71,6 @@ fn rendered(url: &str, work: &Work) -> String {
                 "--disable-component-update",
                 "--disable-sync",
                 "--window-size=1280,800",
-                "--virtual-time-budget=10000",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .args(["--dump-dom", url])
