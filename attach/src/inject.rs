@@ -190,6 +190,22 @@ fn set_regs(tid: i32, regs: &libc::user_regs_struct) -> Result<(), CallError> {
     Ok(())
 }
 
+/// Writes the thread's extended state (`NT_X86_XSTATE`).
+fn set_xstate(tid: i32, xstate: &mut [u8]) -> Result<(), CallError> {
+    let mut iov = libc::iovec {
+        iov_base: xstate.as_mut_ptr().cast(),
+        iov_len: xstate.len(),
+    };
+    ptrace(
+        libc::PTRACE_SETREGSET,
+        tid,
+        NT_X86_XSTATE as usize,
+        &mut iov as *mut libc::iovec as usize,
+        "write the extended registers",
+    )?;
+    Ok(())
+}
+
 fn set_sigmask(tid: i32, mask: u64) -> Result<(), CallError> {
     ptrace(
         PTRACE_SETSIGMASK,
@@ -322,18 +338,7 @@ impl Stopped {
             xstate[0..2].copy_from_slice(&0x037fu16.to_ne_bytes());
             xstate[24..28].copy_from_slice(&0x1f80u32.to_ne_bytes());
         }
-        let mut iov = libc::iovec {
-            iov_base: xstate.as_mut_ptr().cast(),
-            iov_len: xstate.len(),
-        };
-        ptrace(
-            libc::PTRACE_SETREGSET,
-            self.tid,
-            NT_X86_XSTATE as usize,
-            &mut iov as *mut libc::iovec as usize,
-            "write the extended registers",
-        )?;
-        Ok(())
+        set_xstate(self.tid, &mut xstate)
     }
 
     /// Puts the thread back as it was and lets it go.
@@ -363,17 +368,7 @@ impl Stopped {
             }
         }
         set_regs(self.tid, &regs)?;
-        let mut iov = libc::iovec {
-            iov_base: self.xstate.as_mut_ptr().cast(),
-            iov_len: self.xstate.len(),
-        };
-        ptrace(
-            libc::PTRACE_SETREGSET,
-            self.tid,
-            NT_X86_XSTATE as usize,
-            &mut iov as *mut libc::iovec as usize,
-            "write the extended registers",
-        )?;
+        set_xstate(self.tid, &mut self.xstate)?;
         match self.mask_changed {
             true => set_sigmask(self.tid, self.sigmask),
             false => Ok(()),

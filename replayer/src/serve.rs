@@ -80,13 +80,7 @@ fn moment(
 /// Serves the page until interrupted.
 pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
     let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
-    let end_ns = trace
-        .clock
-        .iter()
-        .map(|c| c.ns)
-        .chain(trace.end.as_ref().map(|e| e.end_ns))
-        .max()
-        .unwrap_or(0);
+    let end_ns = crate::timeline::end_ns(&trace);
     let quiet = args.common.quiet;
     let (timeline, _) = crate::timeline::collect(
         &trace,

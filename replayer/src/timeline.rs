@@ -69,13 +69,7 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
     let quiet = args.common.quiet;
     let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
     let plan = pass::plan(&args.rules);
-    let end_ns = trace
-        .clock
-        .iter()
-        .map(|c| c.ns)
-        .chain(trace.end.as_ref().map(|e| e.end_ns))
-        .max()
-        .unwrap_or(0);
+    let end_ns = end_ns(&trace);
     let shown = trace.path.display();
     let offset = |t: &Option<TimePoint>, default: u64| match t {
         None => Ok(default),
@@ -125,6 +119,18 @@ pub fn run(args: &TimelineArgs) -> Result<ExitCode, String> {
         eprintln!("heapreplay: wrote {} ({peak})", out.display());
     }
     Ok(code)
+}
+
+/// Where the trace's timeline ends: its last clock sample or its end,
+/// whichever is later, in ns since the start.
+pub fn end_ns(trace: &Trace) -> u64 {
+    trace
+        .clock
+        .iter()
+        .map(|c| c.ns)
+        .chain(trace.end.as_ref().map(|e| e.end_ns))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Replays `trace` into its timeline between `from_ns` and `to_ns` (past

@@ -38,6 +38,15 @@ pub fn heapreplay() -> PathBuf {
     artifact("heapreplay")
 }
 
+/// A TCP port free on 127.0.0.1 now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The recorder library.
 pub fn librecord() -> PathBuf {
     artifact("librecord.so")

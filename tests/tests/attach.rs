@@ -366,14 +366,6 @@ fn a_process_in_another_mount_namespace_gets_a_copy_of_the_library() {
     assert_flat(&objects, "after_attach", 4.0, "blocks after the attach");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn redis_server_attached_under_load_answers_every_request() {
     let work = Work::new("attach_redis");
