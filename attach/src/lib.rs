@@ -346,12 +346,30 @@ pub fn attach(
     waiting: &dyn Fn(),
 ) -> Result<Recording, String> {
     let status = refuse_status(pid)?;
+    // Whatever step failed, a process that is gone by now exited during
+    // the attach: that is what failed.
+    attach_to(pid, &status, library, trace, waiting).map_err(|e| {
+        match target::status(pid).map_or(true, |s| matches!(s.state, 'Z' | 'X')) {
+            true => format!("process {pid} ({}) exited during attach", status.name),
+            false => e,
+        }
+    })
+}
+
+/// [`attach`], once the process's status allows it.
+fn attach_to(
+    pid: i32,
+    status: &target::Status,
+    library: &Path,
+    trace: &str,
+    waiting: &dyn Fn(),
+) -> Result<Recording, String> {
     let name = status.name.clone();
     let maps = target::maps(pid).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!("no process {pid}"),
         _ => format!(
             "cannot read the memory map of process {pid}: {}",
-            ptrace_advice(pid, &status)
+            ptrace_advice(pid, status)
         ),
     })?;
     let Some(libc_map) = maps
@@ -374,7 +392,7 @@ pub fn attach(
             Some(INERT) => {}
             Some(PRELOADED) => return Err(format!("process {pid} ({name}) is already recorded: librecord.so was preloaded into it (LD_PRELOAD)")),
             Some(ATTACHED) | Some(DETACHING) => return Err(format!("process {pid} ({name}) is already recorded by an earlier heapreplay attach; heapreplay detach {pid} stops that")),
-            _ => return Err(format!("cannot read the recorder's state in process {pid}: {}", ptrace_advice(pid, &status))),
+            _ => return Err(format!("cannot read the recorder's state in process {pid}: {}", ptrace_advice(pid, status))),
         }
     }
     let library_path = match &existing {
@@ -416,7 +434,7 @@ pub fn attach(
         inject::CallError::Ptrace(_, ref io) if io.raw_os_error() == Some(libc::EPERM) => {
             format!(
                 "ptrace not permitted on process {pid}: {}",
-                ptrace_advice(pid, &status)
+                ptrace_advice(pid, status)
             )
         }
         e => format!("attaching to process {pid} failed: {e}"),
