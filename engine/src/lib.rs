@@ -8,10 +8,11 @@
 //! the user's [`plan`], and gperftools' profiler [`windows`]). Beside them: [`mapped`] (the memory the program
 //! mapped itself, replayed apart from the heap), [`stack_table`] and [`stack_ids`] (the
 //! recorded stacks), [`maps`] (which memory maps apply at a point), [`clock`]
-//! (sequence numbers to times). [`index`] keeps checkpoints of the heap's
+//! (sequence numbers to times). [`allocated_since`] counts what a window of the run left live. [`index`] keeps checkpoints of the heap's
 //! state beside a trace, so that a point is replayed from the checkpoint
 //! before it.
 
+pub mod allocated_since;
 pub mod clock;
 pub mod compressed;
 pub mod heap;

@@ -16,7 +16,7 @@ pub fn by_frames(snapshot: &Snapshot, stacks: &mut SymbolizedStacks<'_>) -> Vec<
 }
 
 /// Counters per stack id (`per_stack`) by name.
-fn named(per_stack: &[(u32, Counters)], stacks: &mut SymbolizedStacks<'_>) -> Vec<NamedStack> {
+pub fn named(per_stack: &[(u32, Counters)], stacks: &mut SymbolizedStacks<'_>) -> Vec<NamedStack> {
     let mut merged: HashMap<Vec<Frame>, Counters> = HashMap::new();
     for (id, c) in per_stack {
         merged
@@ -226,7 +226,61 @@ pub fn write_leaks(
     n: Option<usize>,
     ignore: &[String],
 ) -> io::Result<Leaked> {
-    let mut live: Vec<NamedStack> = by_frames(snapshot, stacks)
+    let named = by_frames(snapshot, stacks);
+    write_live(out, title, named, "never freed", n, ignore)
+}
+
+/// `heapreplay leaks --from A --to B`: the blocks allocated in the window
+/// (`allocated`, per stack id, as [`heapreplay_engine::allocated_since`]
+/// counts them) and still live at its end, with their whole stacks; then
+/// the `n` stacks whose blocks were allocated and freed within it.
+pub fn write_window(
+    out: &mut impl Write,
+    title: &str,
+    allocated: &[(u32, Counters)],
+    stacks: &mut SymbolizedStacks<'_>,
+    n: Option<usize>,
+    ignore: &[String],
+) -> io::Result<Leaked> {
+    let named = named(allocated, stacks);
+    let leaked = write_live(
+        out,
+        title,
+        named.clone(),
+        "allocated in the window and still live at its end",
+        n,
+        ignore,
+    )?;
+    let mut total = Counters::default();
+    for (_, c) in &named {
+        total.add(c);
+    }
+    let freed = |c: &Counters| (c.free_bytes, c.frees);
+    let heading = |shown, all| {
+        format!("Temporary (allocated and freed within the window): top {shown} of {all} stacks")
+    };
+    top_table(
+        out,
+        heading,
+        &named,
+        freed(&total),
+        freed,
+        n.unwrap_or(usize::MAX),
+    )?;
+    Ok(leaked)
+}
+
+/// The stacks of `named` with blocks in use (`what` they are), largest
+/// first, with their whole stacks, leaving out those `ignore` matches.
+fn write_live(
+    out: &mut impl Write,
+    title: &str,
+    named: Vec<NamedStack>,
+    what: &str,
+    n: Option<usize>,
+    ignore: &[String],
+) -> io::Result<Leaked> {
+    let mut live: Vec<NamedStack> = named
         .into_iter()
         .filter(|(_, c)| c.inuse_objects() > 0)
         .collect();
@@ -254,7 +308,7 @@ pub fn write_leaks(
     };
     writeln!(
         out,
-        "{title}: {} bytes ({}) in {} never freed, from {}{ignored}",
+        "{title}: {} bytes ({}) in {} {what}, from {}{ignored}",
         grouped(leaked.bytes),
         human(leaked.bytes),
         counted(leaked.objects, "object"),

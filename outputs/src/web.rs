@@ -1,78 +1,80 @@
 //! The time-travel page of `heapreplay serve`: the page (`web/page.html`,
 //! `web/app.js`), the front-end libraries it uses, vendored from the npm
 //! registry with their licences (`web/vendor/`: d3, d3-flame-graph,
-//! uPlot), and the JSON it asks for. Everything is in the binary.
+//! uPlot), and the JSON it asks for. Everything is in the binary, and
+//! the page is served as one file, its scripts and style sheets inlined.
 
 use crate::profile::{Frame, Snapshot, SymbolizedStacks};
-use crate::report::by_frames;
+use crate::report::{by_frames, named};
 use crate::timeline::Timeline;
+use heapreplay_engine::heap::Counters;
 use serde_json::{json, Value};
 
-/// A file the page loads: its path (relative to the page), content type and
-/// bytes.
+/// A file of the page: its path (as the page names it) and its text.
 pub struct Asset {
     /// Its path, as the page asks for it.
     pub path: &'static str,
-    /// Its `Content-Type`.
-    pub content_type: &'static str,
     /// Its bytes.
     pub body: &'static str,
 }
 
-/// The page and everything it loads.
+/// The page, then everything it loads, each inlined by [`page_with`].
 pub const ASSETS: [Asset; 7] = [
     Asset {
         path: "",
-        content_type: "text/html; charset=utf-8",
         body: include_str!("../web/page.html"),
     },
     Asset {
         path: "app.js",
-        content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/app.js"),
     },
     Asset {
         path: "vendor/d3.min.js",
-        content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/vendor/d3.min.js"),
     },
     Asset {
         path: "vendor/d3-flamegraph.umd.min.js",
-        content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/vendor/d3-flamegraph.umd.min.js"),
     },
     Asset {
         path: "vendor/uPlot.iife.min.js",
-        content_type: "text/javascript; charset=utf-8",
         body: include_str!("../web/vendor/uPlot.iife.min.js"),
     },
     Asset {
         path: "vendor/uPlot.min.css",
-        content_type: "text/css; charset=utf-8",
         body: include_str!("../web/vendor/uPlot.min.css"),
     },
     Asset {
         path: "vendor/d3-flamegraph.css",
-        content_type: "text/css; charset=utf-8",
         body: include_str!("../web/vendor/d3-flamegraph.css"),
     },
 ];
 
-/// The page with its first screen's data in it (`initial`: the timeline
-/// and the first moment, as JSON), so that it shows them with no request
-/// of its own.
+/// The page as one file: every script and style sheet it loads inlined,
+/// with its first screen's data (`initial`: the timeline and the first
+/// moment, as JSON), so that it shows them with no request of its own.
 pub fn page_with(initial: &Value) -> String {
     // `</` could end the script element early: JSON allows `<\/`.
     let data = initial.to_string().replace("</", "<\\/");
-    ASSETS[0].body.replace(
+    let mut page = ASSETS[0].body.replace(
         "<script src=\"vendor/d3.min.js\">",
         &format!("<script id=\"initial\" type=\"application/json\">{data}</script>\n<script src=\"vendor/d3.min.js\">"),
-    )
-}
-
-/// The asset at `path` (without its leading `/`), if there is one.
-pub fn asset(path: &str) -> Option<&'static Asset> {
-    ASSETS.iter().find(|a| a.path == path)
+    );
+    for asset in &ASSETS[1..] {
+        let (tag, inline) = if asset.path.ends_with(".css") {
+            (
+                format!("<link rel=\"stylesheet\" href=\"{}\">", asset.path),
+                format!("<style>\n{}\n</style>", asset.body),
+            )
+        } else {
+            (
+                format!("<script src=\"{}\"></script>", asset.path),
+                format!("<script>\n{}\n</script>", asset.body),
+            )
+        };
+        page = page.replace(&tag, &inline);
+    }
+    page
 }
 
 fn frame(f: &Frame) -> Value {
@@ -111,6 +113,35 @@ pub fn moment(snapshot: &Snapshot, label: &str, stacks: &mut SymbolizedStacks<'_
     })
 }
 
+/// A window of the run, for the page: its ends (`from` and `to`: label
+/// and time), and per stack that allocated in it (merged by name, as
+/// `heapreplay leaks --from --to` merges them) the bytes and objects still
+/// live at its end and those allocated and freed within it.
+pub fn window(
+    from: (&str, u64),
+    to: (&str, u64),
+    allocated: &[(u32, Counters)],
+    stacks: &mut SymbolizedStacks<'_>,
+) -> Value {
+    let rows: Vec<Value> = named(allocated, stacks)
+        .iter()
+        .map(|(frames, c)| {
+            json!({
+                "frames": frames.iter().map(frame).collect::<Vec<_>>(),
+                "live_bytes": c.inuse_bytes(),
+                "live_objects": c.inuse_objects(),
+                "temporary_bytes": c.free_bytes,
+                "temporary_objects": c.frees,
+            })
+        })
+        .collect();
+    json!({
+        "from": {"label": from.0, "ns": from.1},
+        "to": {"label": to.0, "ns": to.1},
+        "stacks": rows,
+    })
+}
+
 /// The whole run, for the page's chart: `title`, what the trace covers if
 /// not the whole run (`covers`), in-use bytes over time, the memory mapped
 /// at the same times if any, the markers and the peak.
@@ -139,4 +170,27 @@ pub fn timeline(timeline: &Timeline, title: &str, covers: Option<&str>) -> Value
         "peak": timeline.peak().map(|(ns, bytes)| json!({"ns": ns, "bytes": bytes})),
         "end_ns": timeline.end_ns(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_is_one_file_with_every_asset_inlined() {
+        for asset in &ASSETS[1..] {
+            // Inlined, none may end its element early.
+            assert!(!asset.body.contains("</script"), "{}", asset.path);
+            assert!(!asset.body.contains("</style"), "{}", asset.path);
+        }
+        let page = page_with(&json!({"text": "</script><b>"}));
+        assert!(!page.contains(" src="), "a script is still loaded");
+        assert!(
+            !page.contains("stylesheet"),
+            "a style sheet is still loaded"
+        );
+        assert!(page.contains("<\\/script><b>"));
+        let total: usize = ASSETS[1..].iter().map(|a| a.body.len()).sum();
+        assert!(page.len() > total, "{} of {total}", page.len());
+    }
 }

@@ -404,6 +404,16 @@ pub struct LeaksArgs {
     #[arg(long, value_name = "PATTERN")]
     pub ignore: Vec<String>,
 
+    /// A window's start (see `top --at`): list what was allocated from
+    /// then to --to and still live at --to (leak suspects), then what was
+    /// allocated and freed in between (temporaries).
+    #[arg(long, value_name = "POINT", value_parser = parse_point, conflicts_with = "check")]
+    pub from: Option<Point>,
+
+    /// A window's end [default: end]; alone, the window starts at the start.
+    #[arg(long, value_name = "POINT", value_parser = parse_point, conflicts_with = "check")]
+    pub to: Option<Point>,
+
     /// With --check: bytes that may stay unfreed [default: 0].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true, requires = "check")]
     pub max: Option<u64>,

@@ -24,6 +24,7 @@ mod symbol_hint;
 mod threads;
 mod timeline;
 mod top;
+mod window;
 
 use clap::{CommandFactory, Parser};
 use std::process::ExitCode;

@@ -504,6 +504,31 @@ pub fn capture(
     pipeline: bool,
     quiet: bool,
 ) -> Result<(Vec<Snapshot>, ExitCode), String> {
+    capture_with(trace, points, pipeline, quiet, |_| {}, None)
+}
+
+/// Where in the pass a point's snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// Which of the points.
+    pub point: usize,
+    /// The event at which it was taken (0 before the first).
+    pub seq: u64,
+    /// The snapshot holds that event (the peak), else it was taken just
+    /// before it.
+    pub after_event: bool,
+}
+
+/// [`capture`], calling `taken` as each point's snapshot is taken and
+/// `each` after every event, from the first on.
+pub fn capture_with(
+    trace: &Trace,
+    points: &[Point],
+    pipeline: bool,
+    quiet: bool,
+    mut taken: impl FnMut(Taken),
+    each: Option<Each<'_>>,
+) -> Result<(Vec<Snapshot>, ExitCode), String> {
     let mut plan = Plan::default();
     let mut targets = Vec::new();
     let shown = trace.path.display();
@@ -569,6 +594,15 @@ pub fn capture(
             matches!(t, Target::Start).then(|| Snapshot::take(&Heap::new(), "start".into(), 0))
         })
         .collect();
+    for (point, slot) in found.iter().enumerate() {
+        if slot.is_some() {
+            taken(Taken {
+                point,
+                seq: 0,
+                after_event: false,
+            });
+        }
+    }
     let mut clock = SeqClock::new(&trace.clock);
     let mut mapped = MappedMemory::new(&trace.mappings);
     // The pass stops once every point is taken: a point early in a long
@@ -591,16 +625,22 @@ pub fn capture(
         From::Where(&before_all),
         |heap, trigger, seq, _| {
             let ns = trigger.ns().unwrap_or_else(|| clock.ns_at(seq));
-            for (slot, target) in found.iter_mut().zip(&targets) {
+            for (point, (slot, target)) in found.iter_mut().zip(&targets).enumerate() {
                 if slot.is_none() && target.matches(trigger, seq) {
                     let mapped = mapped.seek_snapshot(trigger, seq);
                     *slot = Some(Snapshot::take(heap, trigger.reason(), ns).with_mapped(mapped));
                     missing.set(missing.get() - 1);
+                    let after_event = matches!(target, Target::Peak);
+                    taken(Taken {
+                        point,
+                        seq,
+                        after_event,
+                    });
                 }
             }
             Ok(())
         },
-        None,
+        each,
         || missing.get() == 0,
     )?;
     let mut snapshots = Vec::new();

@@ -58,10 +58,7 @@ fn moment(
     query: &str,
     stacks: &mut SymbolizedStacks<'_>,
 ) -> Response {
-    let at = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("at="))
-        .unwrap_or("peak");
+    let at = param(query, "at").unwrap_or("peak");
     let point = match point(at) {
         Ok(p) => p,
         Err(e) => return error(400, &e),
@@ -72,6 +69,42 @@ fn moment(
             let label = point.describe_at(snapshot.ns);
             let body = web::moment(snapshot, &label, stacks).to_string();
             respond(200, "application/json", body.into_bytes())
+        }
+        Err(e) => error(400, &e),
+    }
+}
+
+/// The value of `key` in `query` (`a=1&b=2`).
+fn param<'q>(query: &'q str, key: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// What the window of `query` (`from=...&to=...`) allocated, as JSON.
+fn window(
+    trace: &Trace,
+    pipeline: bool,
+    query: &str,
+    stacks: &mut SymbolizedStacks<'_>,
+) -> Response {
+    let ends = param(query, "from")
+        .zip(param(query, "to"))
+        .ok_or_else(|| "give the window as from=...&to=...".to_string())
+        .and_then(|(from, to)| Ok((point(from)?, point(to)?)));
+    let (from, to) = match ends {
+        Ok(ends) => ends,
+        Err(e) => return error(400, &e),
+    };
+    match crate::window::capture(trace, &from, &to, pipeline, true) {
+        Ok((w, _)) => {
+            let body = web::window(
+                (&from.describe_at(w.from.ns), w.from.ns),
+                (&to.describe_at(w.to.ns), w.to.ns),
+                &w.allocated,
+                stacks,
+            );
+            respond(200, "application/json", body.to_string().into_bytes())
         }
         Err(e) => error(400, &e),
     }
@@ -122,11 +155,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
         let response = match path {
             "api/timeline" => respond(200, "application/json", timeline.clone().into_bytes()),
             "api/moment" => moment(&trace, pipeline, query, &mut stacks),
-            "" => respond(200, web::ASSETS[0].content_type, page.clone().into_bytes()),
-            _ => match web::asset(path) {
-                Some(a) => respond(200, a.content_type, a.body.as_bytes().to_vec()),
-                None => error(404, "not found"),
-            },
+            "api/window" => window(&trace, pipeline, query, &mut stacks),
+            "" => respond(200, "text/html; charset=utf-8", page.clone().into_bytes()),
+            _ => error(404, "not found"),
         };
         let _ = request.respond(response);
     }

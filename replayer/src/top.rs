@@ -2,7 +2,7 @@
 
 use crate::cli::{LeaksArgs, TopArgs};
 use crate::pass;
-use heapreplay_engine::plan::Point;
+use heapreplay_engine::plan::{Point, TimePoint};
 use heapreplay_outputs::report;
 use std::io::Write;
 use std::process::ExitCode;
@@ -43,8 +43,11 @@ pub fn top(args: &TopArgs) -> Result<ExitCode, String> {
     Ok(code)
 }
 
-/// Prints what was never freed.
+/// Prints what was never freed, or what a window left live.
 pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
+    if args.from.is_some() || args.to.is_some() {
+        return window(args);
+    }
     let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
     let (snapshots, code) = pass::capture(&trace, &[Point::End], pipeline, args.common.quiet)?;
     let mut stacks = pass::stacks(&trace, &args.common);
@@ -88,5 +91,36 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
             leaked.bytes
         );
     }
+    Ok(code)
+}
+
+/// Prints what the window from `--from` to `--to` allocated and left live,
+/// and what it allocated and freed.
+fn window(args: &LeaksArgs) -> Result<ExitCode, String> {
+    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    let from = args
+        .from
+        .clone()
+        .unwrap_or(Point::Time(TimePoint::Offset(0)));
+    let to = args.to.clone().unwrap_or(Point::End);
+    let (window, code) = crate::window::capture(&trace, &from, &to, pipeline, args.common.quiet)?;
+    let mut stacks = pass::stacks(&trace, &args.common);
+    let title = format!(
+        "{} from {} to {}",
+        trace.path.display(),
+        from.describe_at(window.from.ns),
+        to.describe_at(window.to.ns)
+    );
+    print(|out| {
+        report::write_window(
+            out,
+            &title,
+            &window.allocated,
+            &mut stacks,
+            args.count,
+            &args.ignore,
+        )
+    })?;
+    crate::symbol_hint::say(&stacks, args.common.quiet);
     Ok(code)
 }

@@ -6,6 +6,7 @@
 //! (`scripts/test` builds them first).
 
 pub mod attachee;
+pub mod browser;
 pub mod hostile;
 pub mod service;
 

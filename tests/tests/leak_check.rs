@@ -1,5 +1,6 @@
 //! `heapreplay leaks --check`: a leak gate for CI, beside gperftools'
-//! `HEAPCHECK=normal` on the same program.
+//! `HEAPCHECK=normal` on the same program; and `leaks --from --to`, what
+//! a window of the run left live and what it freed.
 
 use heapreplay_e2e::*;
 use std::process::Command;
@@ -101,4 +102,137 @@ fn the_check_agrees_with_gperftools_heapcheck_on_the_same_program() {
             checked.stderr
         );
     }
+}
+
+/// (bytes, objects, allocating function).
+type Row = (String, String, String);
+
+/// The rows of each stack a leak report lists, and of its temporary table.
+fn window_rows(text: &str) -> (Vec<Row>, Vec<Row>) {
+    let lines: Vec<&str> = text.lines().collect();
+    let live = lines
+        .windows(2)
+        .filter(|w| w[0].ends_with("allocated at:"))
+        .map(|w| {
+            let f: Vec<&str> = w[0].split_whitespace().collect();
+            let function = w[1].split_whitespace().nth(1).unwrap_or("").to_string();
+            (f[0].to_string(), f[3].to_string(), function)
+        })
+        .collect();
+    let temporary = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("Temporary"))
+        .skip(2)
+        .take_while(|l| !l.ends_with("all stacks"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[2].to_string(), f[3].to_string())
+        })
+        .collect();
+    (live, temporary)
+}
+
+fn row(bytes: &str, objects: &str, function: &str) -> Row {
+    (bytes.into(), objects.into(), function.into())
+}
+
+#[test]
+fn a_window_lists_what_it_allocated_and_left_live_and_what_it_freed() {
+    let work = Work::new("leaks_window");
+    let exe = work.compile("phases.c", "phases", &["-O1"]);
+    let ran = work.record(&exe, &[], "trace.zst");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // Between the two markers: the middle phase, as phases.c says.
+    let between = work
+        .heapreplay_ok(&[
+            "leaks",
+            "--from",
+            "marker:usr2",
+            "--to",
+            "marker:usr2#2",
+            "trace.zst",
+        ])
+        .stdout;
+    assert!(
+        between.starts_with("trace.zst from SIGUSR2 marker #1 ("),
+        "{between}"
+    );
+    assert!(between.contains("90,000 bytes (87.9 KiB) in 30 objects allocated in the window and still live at its end, from 1 stack"), "{between}");
+    let (live, temporary) = window_rows(&between);
+    assert_eq!(live, vec![row("90,000", "30", "keep_mid")], "{between}");
+    assert_eq!(
+        temporary,
+        vec![row("20,000", "40", "temp_mid")],
+        "{between}"
+    );
+    // From the first marker to the end: the late phase freed a third of
+    // the middle's blocks.
+    let after = work
+        .heapreplay_ok(&["leaks", "--from", "marker:usr2", "trace.zst"])
+        .stdout;
+    let (live, temporary) = window_rows(&after);
+    assert_eq!(
+        live,
+        vec![
+            row("60,000", "20", "keep_mid"),
+            row("49,000", "7", "keep_late")
+        ],
+        "{after}"
+    );
+    assert_eq!(
+        temporary,
+        vec![
+            row("30,000", "10", "keep_mid"),
+            row("20,000", "40", "temp_mid")
+        ],
+        "{after}"
+    );
+    // From the start, a window's live blocks are all the heap holds at
+    // its end: top's in-use table, row for row.
+    let to = work
+        .heapreplay_ok(&["leaks", "--to", "marker:usr2#2", "trace.zst"])
+        .stdout;
+    let top = work
+        .heapreplay_ok(&["top", "--at", "marker:usr2#2", "trace.zst"])
+        .stdout;
+    let (live, _) = window_rows(&to);
+    assert_eq!(
+        live,
+        vec![
+            row("90,000", "30", "keep_mid"),
+            row("80,000", "80", "keep_early")
+        ],
+        "{to}"
+    );
+    let in_use: Vec<Row> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("In use:"))
+        .skip(2)
+        .take_while(|l| !l.ends_with("all stacks"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[2].to_string(), f[3].to_string())
+        })
+        .collect();
+    assert_eq!(live, in_use, "{top}");
+    // A window that ends before it starts is refused, in one line.
+    let backwards = work.heapreplay(&[
+        "leaks",
+        "--from",
+        "marker:usr2#2",
+        "--to",
+        "marker:usr2",
+        "trace.zst",
+    ]);
+    assert_ne!(backwards.code, 0);
+    assert!(backwards.stdout.is_empty(), "{}", backwards.stdout);
+    assert_eq!(backwards.stderr.lines().count(), 1, "{}", backwards.stderr);
+    assert!(
+        backwards.stderr.contains("is after its end"),
+        "{}",
+        backwards.stderr
+    );
+    // A window is no gate: --check refuses it.
+    let gate = work.heapreplay(&["leaks", "--check", "--from", "1s", "trace.zst"]);
+    assert_eq!(gate.code, 2, "{}", gate.stderr);
 }

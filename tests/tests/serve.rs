@@ -1,6 +1,7 @@
 //! `heapreplay serve`: the page, read in a real headless browser (Debian's
 //! Chromium), shows what `heapreplay top` prints for the same moment.
 
+use heapreplay_e2e::browser::Browser;
 use heapreplay_e2e::*;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -43,81 +44,72 @@ fn serve(work: &Work, trace: &str) -> Served {
     Served { child, url }
 }
 
-/// The page's DOM once its scripts have run, from headless Chromium.
-fn rendered(url: &str, work: &Work) -> String {
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "chromium is missing: install Debian's chromium (scripts/install-deps does)"
+/// The tables the page shows: (id, caption, rows of cell texts).
+fn tables(browser: &mut Browser) -> Vec<(String, String, Vec<Vec<String>>)> {
+    let v = browser.eval(
+        "[...document.querySelectorAll('#tables table')].map(t => [t.id, t.caption.textContent, \
+         [...t.tBodies[0].rows].map(r => [...r.cells].map(c => c.textContent))])",
     );
-    // Written to a file, with no pipe: Chromium's helper processes may
-    // outlive it, holding any pipe it was given open. The page brings its
-    // first screen's data with it, so its DOM is whole once it has loaded,
-    // with no request to wait for. Given up after 20 s, and tried again,
-    // at most five times (a headless Chromium here has been seen to hang).
-    let dom = work.path("dom.html");
-    let profile = work.path("chromium");
-    for _ in 0..5 {
-        let status = Command::new("timeout")
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("HOME", &profile)
-            .args(["20", "/usr/bin/chromium"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=1280,800",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(["--dump-dom", url])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&dom).unwrap())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        // Its helper processes, which outlive it, go too: a later browser
-        // on the same profile would hand its page over to them and wait.
-        let _ = Command::new("pkill")
-            .arg("-f")
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .status();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        if status.success() {
-            return std::fs::read_to_string(dom).unwrap();
-        }
-        eprintln!("chromium: {status}; again");
-    }
-    panic!("headless chromium did not load the page in five tries");
+    serde_json::from_value(v).unwrap()
 }
 
-/// The text of every `<td class="num">` of the page's table, three a row.
-fn table_numbers(dom: &str) -> Vec<[String; 3]> {
-    let cells: Vec<String> = dom
-        .split("<td class=\"num\">")
-        .skip(1)
-        .map(|s| s[..s.find('<').unwrap()].to_string())
-        .collect();
-    cells
-        .chunks(3)
-        .map(|c| [c[0].clone(), c[1].clone(), c[2].clone()])
+/// The rows of the page's table `id`.
+fn table(browser: &mut Browser, id: &str) -> Vec<Vec<String>> {
+    let all = tables(browser);
+    all.iter()
+        .find(|t| t.0 == id)
+        .unwrap_or_else(|| panic!("no table {id} in {all:?}"))
+        .2
+        .clone()
+}
+
+/// The first three cells of each row: the numbers.
+fn numbers(rows: &[Vec<String>]) -> Vec<[String; 3]> {
+    rows.iter()
+        .map(|r| [r[0].clone(), r[1].clone(), r[2].clone()])
         .collect()
 }
 
-/// The (bytes, share, objects) columns of `heapreplay top`'s first table.
-fn top_numbers(top: &str) -> Vec<[String; 3]> {
-    top.lines()
-        .skip_while(|l| !l.starts_with("In use:"))
+/// The first three fields of each line of the table under the heading
+/// that starts with `heading`, down to its `all stacks` line or the first
+/// blank line.
+fn cli_rows(text: &str, heading: &str) -> Vec<[String; 3]> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(heading))
         .skip(2)
-        .take_while(|l| !l.ends_with("all stacks"))
+        .take_while(|l| !l.is_empty() && !l.ends_with("all stacks"))
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             [f[0].to_string(), f[1].to_string(), f[2].to_string()]
         })
         .collect()
+}
+
+/// (bytes, objects, allocating function) of each stack `leaks` lists.
+fn leaks_rows(text: &str) -> Vec<(String, String, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].ends_with("allocated at:"))
+        .map(|w| {
+            let f: Vec<&str> = w[0].split_whitespace().collect();
+            let function = w[1].split_whitespace().nth(1).unwrap_or("").to_string();
+            (f[0].to_string(), f[3].to_string(), function)
+        })
+        .collect()
+}
+
+/// The page's x (CSS pixels) for `seconds` into the run, and the y of
+/// the chart's middle.
+fn chart_at(browser: &mut Browser, seconds: f64) -> (f64, f64) {
+    let (left, top, _, height) = browser.rect("#timeline .u-over");
+    let x = browser.eval(&format!("plot.valToPos({seconds}, 'x')"));
+    (left + x.as_f64().unwrap(), top + height / 2.0)
+}
+
+/// The time of the moment the page shows, in ns.
+fn shown_ns(browser: &mut Browser) -> u64 {
+    browser.eval("moment.ns").as_u64().unwrap()
 }
 
 #[test]
@@ -127,25 +119,229 @@ fn the_page_opens_at_the_peak_with_the_numbers_top_prints() {
     let ran = work.record(&exe, &[], "trace.zst");
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let served = serve(&work, "trace.zst");
-    let dom = rendered(&served.url, &work);
+    let mut browser = Browser::open(&served.url, &work.dir);
+    browser.settled();
     let top = work
         .heapreplay_ok(&["top", "--at", "peak", "-n", "20", "trace.zst"])
         .stdout;
-    let page = table_numbers(&dom);
-    let cli = top_numbers(&top);
+    let page = numbers(&table(&mut browser, "top"));
+    let cli = cli_rows(&top, "In use:");
     assert!(!cli.is_empty(), "{top}");
-    assert_eq!(page, cli, "page:\n{dom}\ntop:\n{top}");
+    assert_eq!(page, cli, "top:\n{top}");
     // Its heading says which moment, with the totals top prints in bytes.
     let heading = top.lines().next().unwrap();
     assert!(heading.contains("at the peak"), "{heading}");
-    assert!(dom.contains("the peak ("), "{dom}");
-    // The function names are there, for a screen reader as for the eye.
+    let summary = browser.eval("document.getElementById('summary').textContent");
+    assert!(
+        summary.as_str().unwrap().starts_with("the peak ("),
+        "{summary}"
+    );
+    // The function names are there, as text, for a screen reader as for
+    // the eye; and the flame graph was drawn (an SVG of frames).
+    let text = browser.eval("document.body.innerText").to_string();
     for function in ["leak_a", "aligned_e"] {
         assert!(top.contains(function), "{function} not in top: {top}");
-        assert!(dom.contains(function), "{function} not on the page");
+        assert!(text.contains(function), "{function} not on the page");
     }
-    // The flame graph was drawn (an SVG of frames).
-    assert!(dom.contains("class=\"frame\""), "no flame graph frames");
+    let frames = browser.eval("document.querySelectorAll('#flame g.frame').length");
+    assert!(frames.as_u64().unwrap() > 5, "flame graph frames: {frames}");
+    // A search highlights the function in the flame graph, and only it.
+    browser.eval("(() => { const f = document.getElementById('find'); f.value = 'leak_a'; f.dispatchEvent(new Event('input')); })()");
+    let lit = browser.eval(
+        "[...document.querySelectorAll('#flame g.frame')].filter(g => g.querySelector('rect').getAttribute('fill') === '#E600E6').map(g => g.getAttribute('name'))",
+    );
+    let lit: Vec<String> = serde_json::from_value(lit).unwrap();
+    assert!(
+        !lit.is_empty() && lit.iter().all(|n| n.contains("leak_a")),
+        "{lit:?}"
+    );
+}
+
+/// The phases program, recorded, and its page open in a browser.
+fn phases(name: &str) -> (Work, Served, Browser) {
+    let work = Work::new(name);
+    let exe = work.compile("phases.c", "phases", &["-O1"]);
+    let ran = work.record(&exe, &[], "trace.zst");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let served = serve(&work, "trace.zst");
+    let mut browser = Browser::open(&served.url, &work.dir);
+    browser.settled();
+    (work, served, browser)
+}
+
+/// Where screenshots go (`HEAPREPLAY_SCREENSHOTS=docs/images` makes the
+/// README's), if anywhere.
+fn screenshot(browser: &mut Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("HEAPREPLAY_SCREENSHOTS") {
+        browser.screenshot(&std::path::Path::new(&dir).join(name));
+    }
+}
+
+#[test]
+fn a_click_a_drag_and_two_moments_show_what_top_leaks_and_diff_print() {
+    let (work, _served, mut browser) = phases("serve_views");
+    // The phases: early at 0.3 s, a marker at 0.6 s, middle at 0.9 s, a
+    // marker at 1.2 s, late at 1.5 s. Quiet stretches between.
+    // A click at 0.45 s: the early phase's heap, as top prints it.
+    let (x, y) = chart_at(&mut browser, 0.45);
+    browser.click(x, y, false);
+    browser.settled();
+    let early = shown_ns(&mut browser);
+    assert!((400_000_000..500_000_000).contains(&early), "{early}");
+    let at = format!("{early}ns");
+    let top = work
+        .heapreplay_ok(&["top", "--at", &at, "-n", "20", "trace.zst"])
+        .stdout;
+    assert_eq!(
+        numbers(&table(&mut browser, "top")),
+        cli_rows(&top, "In use:")
+    );
+    assert_eq!(
+        cli_rows(&top, "In use:"),
+        vec![["100,000".to_string(), "100.0%".into(), "100".into()]],
+        "{top}"
+    );
+    assert!(top.contains("keep_early"), "{top}");
+    screenshot(&mut browser, "serve-moment.png");
+
+    // A click on a row shows its whole stack, every frame as leaks has it.
+    browser.eval("document.querySelector('#top tbody tr').click()");
+    let stack =
+        browser.eval("[...document.querySelectorAll('#stack li')].map(li => li.textContent)");
+    let stack: Vec<String> = serde_json::from_value(stack).unwrap();
+    let leaks_at = work
+        .heapreplay_ok(&["leaks", "--to", &at, "trace.zst"])
+        .stdout;
+    let whole: Vec<String> = leaks_at
+        .lines()
+        .skip_while(|l| !l.contains("allocated at:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    #"))
+        .map(|l| {
+            let frame = l
+                .split_once(' ')
+                .unwrap()
+                .1
+                .trim_start()
+                .split_once(' ')
+                .unwrap()
+                .1;
+            match frame.split_once(" (") {
+                Some((f, place)) => format!("{f} at {}", place.trim_end_matches(')')),
+                None => frame.to_string(),
+            }
+        })
+        .collect();
+    assert!(whole.len() >= 2, "{leaks_at}");
+    assert_eq!(stack, whole, "{leaks_at}");
+
+    // A drag from 0.75 s to 1.35 s: the middle phase. What it left live
+    // and what it freed, as leaks --from --to prints them.
+    let (x0, y) = chart_at(&mut browser, 0.75);
+    let (x1, _) = chart_at(&mut browser, 1.35);
+    browser.drag(x0, x1, y);
+    browser.settled();
+    let span =
+        browser.eval("[view.kind, view.span && view.span.from.ns, view.span && view.span.to.ns]");
+    assert_eq!(span[0], "window", "{span}");
+    let (from, to) = (span[1].as_u64().unwrap(), span[2].as_u64().unwrap());
+    assert!(from < 900_000_000 && to > 1_200_000_000, "{span}");
+    let leaks = work
+        .heapreplay_ok(&[
+            "leaks",
+            "--from",
+            &format!("{from}ns"),
+            "--to",
+            &format!("{to}ns"),
+            "trace.zst",
+        ])
+        .stdout;
+    let suspects = table(&mut browser, "suspects");
+    let cli = leaks_rows(&leaks);
+    assert_eq!(
+        cli,
+        vec![("90,000".into(), "30".into(), "keep_mid".into())],
+        "{leaks}"
+    );
+    assert_eq!(suspects.len(), cli.len());
+    for (row, (bytes, objects, function)) in suspects.iter().zip(&cli) {
+        assert_eq!((&row[0], &row[2]), (bytes, objects));
+        assert!(row[3].starts_with(function.as_str()), "{row:?}");
+    }
+    let temporaries = numbers(&table(&mut browser, "temporaries"));
+    assert_eq!(temporaries, cli_rows(&leaks, "Temporary"), "{leaks}");
+    assert_eq!(temporaries[0][0], "20,000");
+    assert_eq!(temporaries[0][2], "40");
+    screenshot(&mut browser, "serve-window.png");
+
+    // Two moments: a click at 0.45 s, then a shift-click at 1.35 s. The
+    // stacks that grew and shrank, as diff prints them.
+    let (x0, y) = chart_at(&mut browser, 0.45);
+    browser.click(x0, y, false);
+    browser.settled();
+    let (x1, _) = chart_at(&mut browser, 1.35);
+    browser.click(x1, y, true);
+    browser.settled();
+    let ends =
+        browser.eval("[view.kind, view.before && view.before.ns, view.after && view.after.ns]");
+    assert_eq!(ends[0], "compare", "{ends}");
+    let (before, after) = (ends[1].as_u64().unwrap(), ends[2].as_u64().unwrap());
+    let diff = work
+        .heapreplay_ok(&[
+            "diff",
+            "--from",
+            &format!("{before}ns"),
+            "--to",
+            &format!("{after}ns"),
+            "-n",
+            "20",
+            "trace.zst",
+        ])
+        .stdout;
+    assert_eq!(
+        numbers(&table(&mut browser, "grew")),
+        cli_rows(&diff, "Grew"),
+        "{diff}"
+    );
+    assert_eq!(
+        numbers(&table(&mut browser, "shrank")),
+        cli_rows(&diff, "Shrank"),
+        "{diff}"
+    );
+    assert!(diff.contains("+90,000"), "{diff}");
+    assert!(diff.contains("-20,000"), "{diff}");
+    // The differential flame graph colours what grew red.
+    let red = browser.eval(
+        "[...document.querySelectorAll('#flame g.frame')].filter(g => /^rgb\\(\\d+, ?0, ?0\\)$|^rgb\\(255,/.test(g.querySelector('rect').getAttribute('fill'))).map(g => g.getAttribute('name'))",
+    );
+    assert!(red.to_string().contains("keep_mid"), "{red}");
+    screenshot(&mut browser, "serve-compare.png");
+
+    // The keyboard: the chart focused, the right arrow moves the moment
+    // a hundredth of the run on, and the table follows.
+    browser.eval("document.getElementById('timeline').focus()");
+    browser.key("ArrowRight");
+    browser.settled();
+    let moved = shown_ns(&mut browser);
+    let step = browser
+        .eval("Math.round(timeline.end_ns / 100)")
+        .as_u64()
+        .unwrap();
+    assert_eq!(moved, before + step);
+    let top = work
+        .heapreplay_ok(&[
+            "top",
+            "--at",
+            &format!("{moved}ns"),
+            "-n",
+            "20",
+            "trace.zst",
+        ])
+        .stdout;
+    assert_eq!(
+        numbers(&table(&mut browser, "top")),
+        cli_rows(&top, "In use:")
+    );
 }
 
 #[test]
