@@ -54,8 +54,9 @@ pub const ASSETS: [Asset; 7] = [
 /// with its first screen's data (`initial`: the timeline and the first
 /// moment, as JSON), so that it shows them with no request of its own.
 pub fn page_with(initial: &Value) -> String {
-    // `</` could end the script element early: JSON allows `<\/`.
-    let data = initial.to_string().replace("</", "<\\/");
+    // No `<` at all, so that nothing in it (`</script>`, `<!--`) can end
+    // the script element or change how it is read: JSON spells it `\u003c`.
+    let data = initial.to_string().replace('<', "\\u003c");
     let mut page = ASSETS[0].body.replace(
         "<script src=\"vendor/d3.min.js\">",
         &format!("<script id=\"initial\" type=\"application/json\">{data}</script>\n<script src=\"vendor/d3.min.js\">"),
@@ -142,6 +143,152 @@ pub fn window(
     })
 }
 
+/// One moment of a report: its snapshot, what it is, and the blocks live
+/// then by the period they were allocated in (per stack id; see
+/// [`heapreplay_engine::allocated_since`]).
+pub struct Moment<'a> {
+    /// The heap then.
+    pub snapshot: &'a Snapshot,
+    /// What the moment is (`the peak (3.2 s)`, `1.500 s`).
+    pub label: String,
+    /// (stack id, period, counters) of the blocks live then, by the
+    /// period they were allocated in: period k began at moment k.
+    pub live_by_period: &'a [(u32, u32, Counters)],
+}
+
+/// The data of a self-contained report: every stack it names, once
+/// (`stacks`: frames), and per moment its totals, its stacks as rows
+/// `[stack, inuse_bytes, inuse_objects, alloc_bytes, allocs]` and its live
+/// blocks by period as rows `[stack, period, bytes, objects]`. Each moment
+/// names its `keep` stacks with the most bytes in use and its `keep` that
+/// allocated the most; the rest are summed in one row named
+/// `[other stacks]` (`other`: its index), so that totals stay whole
+/// whatever the run's length.
+pub fn report(moments: &[Moment<'_>], stacks: &mut SymbolizedStacks<'_>, keep: usize) -> Value {
+    use std::collections::{BTreeMap, HashMap, HashSet};
+    let mut names = Names::default();
+    // The stacks the file lists: names kept by some moment, and the rest.
+    let mut listed: Vec<usize> = Vec::new();
+    let mut listed_at: HashMap<usize, usize> = HashMap::new();
+    let other = usize::MAX;
+    let mut list = |name: usize| -> usize {
+        *listed_at.entry(name).or_insert_with(|| {
+            listed.push(name);
+            listed.len() - 1
+        })
+    };
+    let mut out = Vec::new();
+    for m in moments {
+        let mut per_name: HashMap<usize, Counters> = HashMap::new();
+        for &(id, c) in &m.snapshot.stacks {
+            per_name.entry(names.of(id, stacks)).or_default().add(&c);
+        }
+        let mut named: Vec<(usize, Counters)> = per_name.into_iter().collect();
+        // The biggest by bytes in use, then by bytes allocated, are kept.
+        let mut kept: HashSet<usize> = HashSet::new();
+        for value in [Counters::inuse_bytes as fn(&Counters) -> u64, |c| {
+            c.alloc_bytes
+        }] {
+            named.sort_by(|a, b| {
+                value(&b.1)
+                    .cmp(&value(&a.1))
+                    .then_with(|| names.frames(a.0).cmp(names.frames(b.0)))
+            });
+            kept.extend(named.iter().take(keep).map(|n| n.0));
+        }
+        let mut rows: Vec<(usize, Counters)> = Vec::new();
+        let mut rest = Counters::default();
+        for (name, c) in named {
+            if kept.contains(&name) {
+                rows.push((list(name), c));
+            } else {
+                rest.add(&c);
+            }
+        }
+        let rest_row = (rest.allocs > 0).then(|| list(other));
+        if let Some(row) = rest_row {
+            rows.push((row, rest));
+        }
+        // Live blocks by period, merged by name as the rows are.
+        let mut born: BTreeMap<(usize, u32), (u64, u64)> = BTreeMap::new();
+        for &(id, period, c) in m.live_by_period {
+            let n = names.of(id, stacks);
+            let row = if kept.contains(&n) {
+                Some(list(n))
+            } else {
+                rest_row
+            };
+            if let Some(row) = row {
+                let e = born.entry((row, period)).or_default();
+                e.0 += c.inuse_bytes();
+                e.1 += c.inuse_objects();
+            }
+        }
+        let t = &m.snapshot.totals;
+        out.push(json!({
+            "label": m.label,
+            "ns": m.snapshot.ns,
+            "totals": {
+                "inuse_bytes": t.inuse_bytes(),
+                "inuse_objects": t.inuse_objects(),
+                "alloc_bytes": t.alloc_bytes,
+                "allocs": t.allocs,
+            },
+            "unseen_frees": m.snapshot.unseen_frees,
+            "rows": rows.iter().map(|(row, c)| [*row as u64, c.inuse_bytes(), c.inuse_objects(), c.alloc_bytes, c.allocs]).collect::<Vec<_>>(),
+            "born": born.iter().map(|(&(row, period), &(bytes, objects))| [row as u64, u64::from(period), bytes, objects]).collect::<Vec<_>>(),
+        }));
+    }
+    let rest_frames = [Frame {
+        function: "[other stacks]".into(),
+        place: None,
+    }];
+    let table: Vec<Value> = listed
+        .iter()
+        .map(|&n| {
+            let frames = if n == other {
+                &rest_frames[..]
+            } else {
+                names.frames(n)
+            };
+            Value::from(frames.iter().map(frame).collect::<Vec<_>>())
+        })
+        .collect();
+    let rest = listed.iter().position(|&n| n == other);
+    json!({ "stacks": table, "moments": out, "other": rest, "keep": keep })
+}
+
+/// Stack ids by name: stacks that differ only in return addresses on the
+/// same lines share one.
+#[derive(Default)]
+struct Names {
+    names: Vec<Vec<Frame>>,
+    by_name: std::collections::HashMap<Vec<Frame>, usize>,
+    name_of: std::collections::HashMap<u32, usize>,
+}
+
+impl Names {
+    /// The name of stack `id`, as an index.
+    fn of(&mut self, id: u32, stacks: &mut SymbolizedStacks<'_>) -> usize {
+        if let Some(&n) = self.name_of.get(&id) {
+            return n;
+        }
+        let frames = stacks.frames(id).to_vec();
+        let next = self.names.len();
+        let n = *self.by_name.entry(frames.clone()).or_insert(next);
+        if n == next {
+            self.names.push(frames);
+        }
+        self.name_of.insert(id, n);
+        n
+    }
+
+    /// The frames of name `n`.
+    fn frames(&self, n: usize) -> &[Frame] {
+        &self.names[n]
+    }
+}
+
 /// The whole run, for the page's chart: `title`, what the trace covers if
 /// not the whole run (`covers`), in-use bytes over time, the memory mapped
 /// at the same times if any, the markers and the peak.
@@ -183,13 +330,13 @@ mod tests {
             assert!(!asset.body.contains("</script"), "{}", asset.path);
             assert!(!asset.body.contains("</style"), "{}", asset.path);
         }
-        let page = page_with(&json!({"text": "</script><b>"}));
+        let page = page_with(&json!({"text": "<!-- <script></script><b>"}));
         assert!(!page.contains(" src="), "a script is still loaded");
         assert!(
             !page.contains("stylesheet"),
             "a style sheet is still loaded"
         );
-        assert!(page.contains("<\\/script><b>"));
+        assert!(page.contains(r#""\u003c!-- \u003cscript>\u003c/script>\u003cb>""#));
         let total: usize = ASSETS[1..].iter().map(|a| a.body.len()).sum();
         assert!(page.len() > total, "{} of {total}", page.len());
     }

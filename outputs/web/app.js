@@ -32,8 +32,20 @@ let flameRoot = null;
 const grouped = (n) => n.toLocaleString("en-US");
 /** `+1,024` / `-512`, as `heapreplay diff` prints changes. */
 const signed = (n) => (n < 0 ? "-" : "+") + grouped(Math.abs(n));
-/** `part` of `whole` in percent with one decimal, as `heapreplay top`. */
-const share = (part, whole) => (whole === 0 ? "-" : ((part * 100) / whole).toFixed(1) + "%");
+/** `part` of `whole` in percent with one decimal, as `heapreplay top`
+ * prints it: an exact tie (a quarter: 0.25, 1.75) goes to the even
+ * digit, as Rust rounds it, where `toFixed` would round it up. */
+function share(part, whole) {
+  if (whole === 0) return "-";
+  const x = (part * 100) / whole;
+  if (Number.isInteger(4 * x) && (4 * x) % 2 === 1) {
+    const n = Math.floor(x * 10);
+    return ((n % 2 === 0 ? n : n + 1) / 10).toFixed(1) + "%";
+  }
+  return x.toFixed(1) + "%";
+}
+/** `+1 object`, `-2 objects`, as `heapreplay diff` counts changes. */
+const signedCounted = (n, noun) => `${signed(n)} ${noun}${Math.abs(n) === 1 ? "" : "s"}`;
 const seconds = (ns) => (ns / 1e9).toFixed(3) + " s";
 const frameText = (f) => (f.place ? `${f.function} (${f.place})` : f.function);
 const stackText = (frames) => frames.map(frameText).join(" < ") || "[no stack]";
@@ -53,13 +65,79 @@ function byFrames(a, b) {
   return a.length - b.length;
 }
 
-/** `rows` with `value(row) > 0`, largest first, ties by frames. */
-const largest = (rows, value) => rows.filter((r) => value(r) > 0).sort((a, b) => value(b) - value(a) || byFrames(a.frames, b.frames));
+/** `rows` with `value(row) > 0` (or `counted(row) > 0`), largest value
+ * first, ties by frames. */
+const largest = (rows, value, counted = value) => rows.filter((r) => counted(r) > 0).sort((a, b) => value(b) - value(a) || byFrames(a.frames, b.frames));
+
+/** The precomputed moments of a report file (`heapreplay report`), or
+ * null when a server answers. */
+let report = null;
 
 async function get(path) {
+  if (report) return offline(path);
   const response = await fetch(path);
   if (!response.ok) throw new Error(await response.text());
   return response.json();
+}
+
+/** A report's answer to what a server would be asked (`api/moment?at=`,
+ * `api/window?from=&to=`), from its moments: the nearest at or before
+ * each time asked for. */
+function offline(path) {
+  const query = new URLSearchParams(path.split("?")[1] || "");
+  const moments = report.moments;
+  const nearest = (at) => {
+    if (at === "peak") return moments.findIndex((m) => m.label.startsWith("the peak"));
+    if (at === "end") return moments.findIndex((m) => m.label.startsWith("the end"));
+    const ns = Number(at);
+    let best = 0;
+    moments.forEach((m, i) => {
+      if (m.ns <= ns && m.ns > moments[best].ns) best = i;
+    });
+    return best;
+  };
+  if (path.startsWith("api/moment")) return expand(moments[Math.max(0, nearest(query.get("at")))]);
+  let [i, j] = [nearest(query.get("from")), nearest(query.get("to"))];
+  if (moments[i].ns > moments[j].ns) [i, j] = [j, i];
+  return spanOf(moments[i], moments[j]);
+}
+
+/** A report's moment in the shape the server sends. */
+function expand(m) {
+  const stacks = m.rows.map(([id, inuse_bytes, inuse_objects, alloc_bytes, allocs]) => ({ frames: report.stacks[id], inuse_bytes, inuse_objects, alloc_bytes, allocs, other: id === report.other }));
+  return { label: m.label, ns: m.ns, totals: m.totals, unseen_frees: m.unseen_frees, stacks };
+}
+
+/** The window between two of a report's moments, in the shape the server
+ * sends: what was allocated after `a` and is still live at `b` (the
+ * periods after a's, counted at b), and the rest of what was allocated in
+ * between (allocated at b minus at a), which was freed within it. */
+function spanOf(a, b) {
+  const first = report.moments.indexOf(a) + 1;
+  const last = report.moments.indexOf(b);
+  const per = new Map();
+  const row = (id) => {
+    if (!per.has(id)) per.set(id, { frames: report.stacks[id], live_bytes: 0, live_objects: 0, temporary_bytes: 0, temporary_objects: 0 });
+    return per.get(id);
+  };
+  for (const [id, period, bytes, objects] of b.born) {
+    if (period >= first && period <= last) {
+      row(id).live_bytes += bytes;
+      row(id).live_objects += objects;
+    }
+  }
+  const allocated = new Map();
+  for (const [id, , , bytes, objects] of b.rows) allocated.set(id, [bytes, objects]);
+  for (const [id, , , bytes, objects] of a.rows) {
+    const [later, laterObjects] = allocated.get(id) || [0, 0];
+    allocated.set(id, [later - bytes, laterObjects - objects]);
+  }
+  for (const [id, [bytes, objects]] of allocated) {
+    const r = row(id);
+    r.temporary_bytes = Math.max(0, bytes - r.live_bytes);
+    r.temporary_objects = Math.max(0, objects - r.live_objects);
+  }
+  return { from: { label: a.label, ns: a.ns }, to: { label: b.label, ns: b.ns }, stacks: [...per.values()] };
 }
 
 /** The data the page came with (the timeline and the first moment), so
@@ -77,6 +155,14 @@ function typed(id) {
 
 async function main() {
   const given = initial();
+  report = given && given.report ? given.report : null;
+  if (report) {
+    given.moment = expand(report.moments[given.first]);
+    $("hint").append(
+      ` This file holds ${report.moments.length} moments: a click shows the nearest at or before it. ` +
+        `Each lists its ${report.keep} biggest stacks whole (by bytes in use, and by bytes allocated), the rest as [other stacks].`,
+    );
+  }
   timeline = given ? given.timeline : await get("api/timeline");
   $("title").textContent = timeline.title;
   document.title = "heapreplay: " + timeline.title;
@@ -162,11 +248,20 @@ function drawTimeline() {
 }
 
 /** Keyboard on the chart: arrows move the moment by a hundredth of the
- * run (a tenth with Shift), Home and End go to either end, P to the peak. */
+ * run (a tenth with Shift; in a report, to the next moment it holds, or
+ * the tenth), Home and End go to either end, P to the peak. */
 function stepped(e) {
   const end = timeline.end_ns;
   const now = moment ? moment.ns : 0;
-  const step = Math.max(1, Math.round(end / (e.shiftKey ? 10 : 100)));
+  let step = Math.max(1, Math.round(end / (e.shiftKey ? 10 : 100)));
+  if (report) {
+    // A report's moments one by one (ten with Shift).
+    const times = [...new Set(report.moments.map((m) => m.ns))];
+    const here = Math.max(0, times.findLastIndex((ns) => ns <= now));
+    const by = e.shiftKey ? 10 : 1;
+    const to = { ArrowLeft: times[Math.max(0, here - by)], ArrowRight: times[Math.min(times.length - 1, here + by)] }[e.key];
+    if (to !== undefined) step = Math.abs(to - now);
+  }
   const to = {
     ArrowLeft: Math.max(0, now - step),
     ArrowRight: Math.min(end, now + step),
@@ -275,7 +370,10 @@ function renderMoment() {
     `${when(moment)}: ${grouped(t.inuse_bytes)} bytes in use in ${grouped(t.inuse_objects)} objects; ` +
     `${grouped(t.alloc_bytes)} bytes allocated in ${grouped(t.allocs)} objects since the start` +
     (timeline.covers ? ` (since the attach; ${grouped(moment.unseen_frees)} frees of older blocks counted apart)` : "");
-  const rows = largest(moment.stacks, (s) => s[field]);
+  // A report's stacks beyond those it lists whole are one row: in the
+  // flame graph, not in the table.
+  const all = largest(moment.stacks, (s) => s[field]);
+  const rows = all.filter((s) => !s.other);
   tables([
     {
       id: "top",
@@ -284,12 +382,13 @@ function renderMoment() {
       rows: rows.slice(0, ROWS).map((s) => ({ frames: s.frames, cells: [grouped(s[field]), share(s[field], t[field]), grouped(s[other])] })),
     },
   ]);
-  drawFlame(rows.map((s) => ({ frames: s.frames, value: s[field] })));
+  drawFlame(all.map((s) => ({ frames: s.frames, value: s[field] })));
 }
 
 function renderWindow() {
   const span = view.span;
-  const live = largest(span.stacks, (s) => s.live_bytes);
+  // As leaks lists them: every stack with a block live (even of 0 bytes).
+  const live = largest(span.stacks, (s) => s.live_bytes, (s) => s.live_objects);
   const temporary = largest(span.stacks, (s) => s.temporary_bytes);
   const sum = (rows, f) => rows.reduce((acc, s) => acc + s[f], 0);
   const [liveBytes, liveObjects] = [sum(live, "live_bytes"), sum(live, "live_objects")];
@@ -344,8 +443,8 @@ function renderCompare() {
   const total = (f) => all.reduce((acc, c) => acc + c.delta[f], 0);
   $("view-heading").textContent = "What changed between two moments";
   $("summary").textContent =
-    `From ${when(view.before)} to ${when(view.after)}: in use ${signed(total("inuse_bytes"))} bytes (${signed(total("inuse_objects"))} objects); ` +
-    `allocated ${signed(total("alloc_bytes"))} bytes (${signed(total("allocs"))} objects) in between. ` +
+    `From ${when(view.before)} to ${when(view.after)}: in use ${signed(total("inuse_bytes"))} bytes (${signedCounted(total("inuse_objects"), "object")}); ` +
+    `allocated ${signed(total("alloc_bytes"))} bytes (${signedCounted(total("allocs"), "object")}) in between. ` +
     "In the flame graph, widths are the later moment's; red grew, blue shrank, orange is new.";
   const grew = all.filter((c) => c.delta.inuse_bytes > 0);
   const shrank = all.filter((c) => c.delta.inuse_bytes < 0).reverse();

@@ -46,6 +46,8 @@ pub enum Command {
     Keep(KeepArgs),
     /// A page on 127.0.0.1: the run's timeline, and the heap at any moment.
     Serve(ServeArgs),
+    /// The page of `serve` as one self-contained HTML file, with moments precomputed.
+    Report(ReportArgs),
     /// Start recording a process that is already running (until Ctrl-C).
     Attach(AttachArgs),
     /// Stop the recording `heapreplay attach` started in a process.
@@ -71,6 +73,35 @@ pub struct ServeArgs {
     /// The port to listen on (0: any free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `heapreplay report` options.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Writes the page `heapreplay serve` serves as one file that needs no network
+and no server: open it in a browser, attach it to a bug report. The heap is
+precomputed at --moments moments evenly spread over the run, and at the
+peak and the end; a click picks the nearest moment at or before it. A
+window or two moments compare those moments. Each moment lists its biggest
+stacks whole and the rest as one; the file is at most 10 MB whatever the
+trace's length.
+
+  heapreplay report trace.zst -o report.html")]
+pub struct ReportArgs {
+    /// The trace to show.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// The file to write [default: the trace's name with .html].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// How many moments, evenly spread, besides the peak and the end (2 to 500).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=500))]
+    pub moments: u32,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -410,7 +441,8 @@ pub struct LeaksArgs {
     #[arg(long, value_name = "POINT", value_parser = parse_point, conflicts_with = "check")]
     pub from: Option<Point>,
 
-    /// A window's end [default: end]; alone, the window starts at the start.
+    /// A window's end [default: end]; alone, the window starts at the start
+    /// (of the part a folded trace keeps).
     #[arg(long, value_name = "POINT", value_parser = parse_point, conflicts_with = "check")]
     pub to: Option<Point>,
 

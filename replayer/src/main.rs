@@ -17,6 +17,7 @@ mod pass;
 mod progress;
 mod record;
 mod replay;
+mod report_file;
 mod seek;
 mod serve;
 mod shrink_guard;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Compact(args)) => compact::run(&args),
         Some(cli::Command::Keep(args)) => keep::run(&args),
         Some(cli::Command::Serve(args)) => serve::run(&args),
+        Some(cli::Command::Report(args)) => report_file::run(&args),
         Some(cli::Command::Attach(args)) => attach::attach(&args),
         Some(cli::Command::Detach(args)) => attach::detach(&args),
         None => replay::run(&cli.replay),

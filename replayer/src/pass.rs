@@ -608,10 +608,13 @@ pub fn capture_with(
     // The pass stops once every point is taken: a point early in a long
     // trace costs only the part of the trace before it.
     let missing = std::cell::Cell::new(found.iter().filter(|s| s.is_none()).count());
-    // Start at the latest checkpoint before every point.
+    // Start at the latest checkpoint before every point; at the
+    // beginning if `each` must see every event from the start.
+    let from_start = each.is_some();
     let before_all = |last_seq: u64, peak: Option<(u64, u64)>| {
         targets.iter().all(|t| match t {
-            Target::Start | Target::Exit => true,
+            Target::Start => !from_start,
+            Target::Exit => true,
             Target::Peak => peak.is_none_or(|(seq, _)| seq > last_seq),
             Target::At(ns) => SeqClock::new(&trace.clock).ns_at(last_seq) <= *ns,
             Target::MarkerSeq(seq) => last_seq <= *seq,

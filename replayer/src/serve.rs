@@ -110,13 +110,11 @@ fn window(
     }
 }
 
-/// Serves the page until interrupted.
-pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
-    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
-    let end_ns = crate::timeline::end_ns(&trace);
-    let quiet = args.common.quiet;
+/// The whole run's timeline, as the page's chart shows it.
+pub fn timeline(trace: &Trace, pipeline: bool, quiet: bool) -> Result<serde_json::Value, String> {
+    let end_ns = crate::timeline::end_ns(trace);
     let (timeline, _) = crate::timeline::collect(
-        &trace,
+        trace,
         &Plan::default(),
         pipeline,
         quiet,
@@ -124,8 +122,14 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
         false,
         false,
     )?;
-    let covers = crate::attached::since(&trace).map(|s| format!("Allocations {s} only."));
-    let timeline = web::timeline(&timeline, &title(&trace), covers.as_deref());
+    let covers = crate::attached::since(trace).map(|s| format!("Allocations {s} only."));
+    Ok(web::timeline(&timeline, &title(trace), covers.as_deref()))
+}
+
+/// Serves the page until interrupted.
+pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
+    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    let timeline = timeline(&trace, pipeline, args.common.quiet)?;
     let mut stacks = pass::stacks(&trace, &args.common);
     // The first screen: the peak (or the end), in the page itself.
     let first = if timeline["peak"].is_null() {

@@ -98,10 +98,12 @@ pub fn leaks(args: &LeaksArgs) -> Result<ExitCode, String> {
 /// and what it allocated and freed.
 fn window(args: &LeaksArgs) -> Result<ExitCode, String> {
     let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    // By default from the start, or from where a folded trace begins.
+    let start = trace.fold().map_or(0, |f| f.info.ns);
     let from = args
         .from
         .clone()
-        .unwrap_or(Point::Time(TimePoint::Offset(0)));
+        .unwrap_or(Point::Time(TimePoint::Offset(start)));
     let to = args.to.clone().unwrap_or(Point::End);
     let (window, code) = crate::window::capture(&trace, &from, &to, pipeline, args.common.quiet)?;
     let mut stacks = pass::stacks(&trace, &args.common);
@@ -112,6 +114,9 @@ fn window(args: &LeaksArgs) -> Result<ExitCode, String> {
         to.describe_at(window.to.ns)
     );
     print(|out| {
+        if let Some(note) = crate::attached::note(&trace, window.to.unseen_frees) {
+            writeln!(out, "{note}")?;
+        }
         report::write_window(
             out,
             &title,

@@ -39,22 +39,33 @@ struct Tracking {
     done: Option<AllocatedSince>,
     /// The end came before the start.
     backwards: bool,
+    /// Events seen so far.
+    events: u64,
+    /// The end was taken first, after this many events.
+    end_first: Option<u64>,
 }
 
 impl Tracking {
     fn taken(&mut self, t: Taken) {
         match t.point {
+            // The end taken first at the same event (a marker and a time
+            // between the same two events): an empty window.
+            0 if self.end_first == Some(self.events) => {
+                self.done = Some(AllocatedSince::new());
+            }
+            0 if self.end_first.is_some() => self.backwards = true,
             0 => {
                 self.since = Some(AllocatedSince::new());
                 self.skip = t.after_event.then_some(t.seq);
             }
-            _ if self.since.is_none() => self.backwards = true,
+            _ if self.since.is_none() => self.end_first = Some(self.events),
             _ if t.after_event => self.close_after = Some(t.seq),
             _ => self.done = self.since.take(),
         }
     }
 
     fn event(&mut self, e: &Event) {
+        self.events += 1;
         if let Some(since) = self.since.as_mut() {
             if self.skip != Some(e.seq) {
                 since.apply(e);
@@ -106,7 +117,7 @@ pub fn capture(
         Window {
             from: from_snapshot,
             to: to_snapshot,
-            allocated: since.stacks().collect(),
+            allocated: since.stacks(),
         },
         code,
     ))

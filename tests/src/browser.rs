@@ -70,12 +70,13 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: between fork and exec only fcntl and dup2 run, which are
-        // async-signal-safe. Both ends are first copied above 10, so that
-        // neither is 3 or 4 itself (dup2 onto itself would keep it closed
-        // on exec); the copies on 3 and 4 stay open across exec.
+        // async-signal-safe. Both ends are first copied above 10 (closed on
+        // exec), so that neither is 3 or 4 itself (dup2 onto itself would
+        // keep it closed on exec); the copies dup2 makes on 3 and 4 stay
+        // open across exec.
         unsafe {
             command.pre_exec(move || {
-                let high = |fd| libc::fcntl(fd, libc::F_DUPFD, 10);
+                let high = |fd| libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
                 let (cr, aw) = (high(cr), high(aw));
                 if cr < 0 || aw < 0 || libc::dup2(cr, 3) < 0 || libc::dup2(aw, 4) < 0 {
                     return Err(std::io::Error::last_os_error());

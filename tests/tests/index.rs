@@ -139,6 +139,31 @@ fn any_point_replayed_from_a_checkpoint_equals_the_replay_from_the_start() {
             );
         }
         same_either_way(&work, &[&["leaks", "-q"], &t[..], &["trace.zst"]].concat());
+        // A window: from a checkpoint before its start; one from the start
+        // of the run, from the start whatever the index holds.
+        let to_end = &["leaks", "-q", "--from", "marker:usr2#2", "--to", "end"];
+        let said = same_either_way(&work, &[&to_end[..], &t[..], &["trace.zst"]].concat());
+        assert!(said.contains("replaying from checkpoint"), "{said}");
+        let from_start = &["leaks", "-q", "--to", "end"];
+        let said = same_either_way(&work, &[&from_start[..], &t[..], &["trace.zst"]].concat());
+        assert!(said.contains("replaying from the start"), "{said}");
+        // ...which holds what leaks holds at the end, stack for stack.
+        let whole = work
+            .heapreplay_env(OFF, &["leaks", "-q", "trace.zst"])
+            .stdout;
+        let window = work
+            .heapreplay_env(&indexed(), &[&from_start[..], &["trace.zst"]].concat())
+            .stdout;
+        let stacks = |text: &str| -> Vec<String> {
+            text.lines()
+                .skip(1)
+                .take_while(|l| !l.starts_with("Temporary"))
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        assert!(!stacks(&whole).is_empty(), "{whole}");
+        assert_eq!(stacks(&whole), stacks(&window), "{window}");
         same_either_way(
             &work,
             &[

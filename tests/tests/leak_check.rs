@@ -215,6 +215,22 @@ fn a_window_lists_what_it_allocated_and_left_live_and_what_it_freed() {
         })
         .collect();
     assert_eq!(live, in_use, "{top}");
+    // A time and a marker with no event between them: the marker is
+    // placed first, yet the window is there, and empty.
+    let quiet = work
+        .heapreplay_ok(&[
+            "leaks",
+            "--from",
+            "0.45s",
+            "--to",
+            "marker:usr2",
+            "trace.zst",
+        ])
+        .stdout;
+    assert!(
+        quiet.contains(": 0 bytes (0 B) in 0 objects allocated in the window"),
+        "{quiet}"
+    );
     // A window that ends before it starts is refused, in one line.
     let backwards = work.heapreplay(&[
         "leaks",
