@@ -152,22 +152,54 @@ pub struct Moment<'a> {
     /// What the moment is (`the peak (3.2 s)`, `1.500 s`).
     pub label: String,
     /// (stack id, period, counters) of the blocks live then, by the
-    /// period they were allocated in: period k began at moment k.
+    /// period they were allocated in: period k is what was allocated after
+    /// moment k-1, up to moment k.
     pub live_by_period: &'a [(u32, u32, Counters)],
 }
 
 /// The data of a self-contained report: every stack it names, once
-/// (`stacks`: frames), and per moment its totals, its stacks as rows
-/// `[stack, inuse_bytes, inuse_objects, alloc_bytes, allocs]` and its live
-/// blocks by period as rows `[stack, period, bytes, objects]`. Each moment
-/// names its `keep` stacks with the most bytes in use and its `keep` that
-/// allocated the most; the rest are summed in one row named
-/// `[other stacks]` (`other`: its index), so that totals stay whole
-/// whatever the run's length.
+/// (`stacks`: frames), and per moment its totals, its stack count, its
+/// stacks as rows `[stack, inuse_bytes, inuse_objects, alloc_bytes,
+/// allocs]` and its live blocks by period as rows `[stack, period, bytes,
+/// objects]`. The file names the `keep` stacks that held the most bytes at
+/// any moment and the `keep` that allocated the most, the same in every
+/// moment, so that moments compare stack for stack; the rest are summed in
+/// one row named `[other stacks]` (`other`: its index), so that totals
+/// stay whole whatever the run's length.
 pub fn report(moments: &[Moment<'_>], stacks: &mut SymbolizedStacks<'_>, keep: usize) -> Value {
     use std::collections::{BTreeMap, HashMap, HashSet};
     let mut names = Names::default();
-    // The stacks the file lists: names kept by some moment, and the rest.
+    // Each moment's counters by name.
+    let per_moment: Vec<HashMap<usize, Counters>> = moments
+        .iter()
+        .map(|m| {
+            let mut per_name: HashMap<usize, Counters> = HashMap::new();
+            for &(id, c) in &m.snapshot.stacks {
+                per_name.entry(names.of(id, stacks)).or_default().add(&c);
+            }
+            per_name
+        })
+        .collect();
+    // The names kept: the most in use at any moment, and the most allocated.
+    let mut most: HashMap<usize, (u64, u64)> = HashMap::new();
+    for per_name in &per_moment {
+        for (&n, c) in per_name {
+            let e = most.entry(n).or_default();
+            e.0 = e.0.max(c.inuse_bytes());
+            e.1 = e.1.max(c.alloc_bytes);
+        }
+    }
+    let mut ranked: Vec<(usize, (u64, u64))> = most.into_iter().collect();
+    let mut kept: HashSet<usize> = HashSet::new();
+    for value in [|m: &(u64, u64)| m.0, |m: &(u64, u64)| m.1] {
+        ranked.sort_by(|a, b| {
+            value(&b.1)
+                .cmp(&value(&a.1))
+                .then_with(|| names.frames(a.0).cmp(names.frames(b.0)))
+        });
+        kept.extend(ranked.iter().take(keep).map(|n| n.0));
+    }
+    // The stacks the file lists: the kept names, then the rest.
     let mut listed: Vec<usize> = Vec::new();
     let mut listed_at: HashMap<usize, usize> = HashMap::new();
     let other = usize::MAX;
@@ -178,27 +210,11 @@ pub fn report(moments: &[Moment<'_>], stacks: &mut SymbolizedStacks<'_>, keep: u
         })
     };
     let mut out = Vec::new();
-    for m in moments {
-        let mut per_name: HashMap<usize, Counters> = HashMap::new();
-        for &(id, c) in &m.snapshot.stacks {
-            per_name.entry(names.of(id, stacks)).or_default().add(&c);
-        }
-        let mut named: Vec<(usize, Counters)> = per_name.into_iter().collect();
-        // The biggest by bytes in use, then by bytes allocated, are kept.
-        let mut kept: HashSet<usize> = HashSet::new();
-        for value in [Counters::inuse_bytes as fn(&Counters) -> u64, |c| {
-            c.alloc_bytes
-        }] {
-            named.sort_by(|a, b| {
-                value(&b.1)
-                    .cmp(&value(&a.1))
-                    .then_with(|| names.frames(a.0).cmp(names.frames(b.0)))
-            });
-            kept.extend(named.iter().take(keep).map(|n| n.0));
-        }
+    for (m, per_name) in moments.iter().zip(per_moment) {
+        let count = per_name.values().filter(|c| c.allocs > 0).count();
         let mut rows: Vec<(usize, Counters)> = Vec::new();
         let mut rest = Counters::default();
-        for (name, c) in named {
+        for (name, c) in per_name {
             if kept.contains(&name) {
                 rows.push((list(name), c));
             } else {
@@ -235,6 +251,7 @@ pub fn report(moments: &[Moment<'_>], stacks: &mut SymbolizedStacks<'_>, keep: u
                 "allocs": t.allocs,
             },
             "unseen_frees": m.snapshot.unseen_frees,
+            "count": count,
             "rows": rows.iter().map(|(row, c)| [*row as u64, c.inuse_bytes(), c.inuse_objects(), c.alloc_bytes, c.allocs]).collect::<Vec<_>>(),
             "born": born.iter().map(|(&(row, period), &(bytes, objects))| [row as u64, u64::from(period), bytes, objects]).collect::<Vec<_>>(),
         }));
@@ -289,10 +306,26 @@ impl Names {
     }
 }
 
+/// The most markers the chart shows: more would be a solid band.
+const MARKERS_SHOWN: usize = 2000;
+
+/// The timeline's markers, at most [`MARKERS_SHOWN`], evenly chosen.
+fn shown_markers(timeline: &Timeline) -> impl Iterator<Item = &crate::timeline::Mark> {
+    let all = timeline.markers();
+    let step = all.len().div_ceil(MARKERS_SHOWN).max(1);
+    all.iter().step_by(step)
+}
+
 /// The whole run, for the page's chart: `title`, what the trace covers if
-/// not the whole run (`covers`), in-use bytes over time, the memory mapped
+/// not the whole run (`covers`), whether it is still being written
+/// (`live`: what to say of it), in-use bytes over time, the memory mapped
 /// at the same times if any, the markers and the peak.
-pub fn timeline(timeline: &Timeline, title: &str, covers: Option<&str>) -> Value {
+pub fn timeline(
+    timeline: &Timeline,
+    title: &str,
+    covers: Option<&str>,
+    live: Option<&str>,
+) -> Value {
     let points = timeline.points();
     let mapped = timeline.mapped().map(|m| {
         let curve = m.points();
@@ -311,9 +344,11 @@ pub fn timeline(timeline: &Timeline, title: &str, covers: Option<&str>) -> Value
     json!({
         "title": title,
         "covers": covers,
+        "live": live,
         "points": points.iter().map(|&(ns, bytes)| [ns, bytes]).collect::<Vec<_>>(),
         "mapped": mapped,
-        "markers": timeline.markers().iter().map(|m| json!({"ns": m.ns, "label": m.label})).collect::<Vec<_>>(),
+        "markers": shown_markers(timeline).map(|m| json!({"ns": m.ns, "label": m.label})).collect::<Vec<_>>(),
+        "markers_total": timeline.markers().len(),
         "peak": timeline.peak().map(|(ns, bytes)| json!({"ns": ns, "bytes": bytes})),
         "end_ns": timeline.end_ns(),
     })

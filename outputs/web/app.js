@@ -87,8 +87,12 @@ function offline(path) {
   const query = new URLSearchParams(path.split("?")[1] || "");
   const moments = report.moments;
   const nearest = (at) => {
-    if (at === "peak") return moments.findIndex((m) => m.label.startsWith("the peak"));
-    if (at === "end") return moments.findIndex((m) => m.label.startsWith("the end"));
+    const end = moments.findIndex((m) => m.label.startsWith("the end"));
+    if (at === "peak") {
+      const peak = moments.findIndex((m) => m.label.startsWith("the peak"));
+      return peak < 0 ? end : peak;
+    }
+    if (at === "end") return end;
     const ns = Number(at);
     let best = 0;
     moments.forEach((m, i) => {
@@ -105,7 +109,7 @@ function offline(path) {
 /** A report's moment in the shape the server sends. */
 function expand(m) {
   const stacks = m.rows.map(([id, inuse_bytes, inuse_objects, alloc_bytes, allocs]) => ({ frames: report.stacks[id], inuse_bytes, inuse_objects, alloc_bytes, allocs, other: id === report.other }));
-  return { label: m.label, ns: m.ns, totals: m.totals, unseen_frees: m.unseen_frees, stacks };
+  return { label: m.label, ns: m.ns, totals: m.totals, unseen_frees: m.unseen_frees, count: m.count, stacks };
 }
 
 /** The window between two of a report's moments, in the shape the server
@@ -117,7 +121,7 @@ function spanOf(a, b) {
   const last = report.moments.indexOf(b);
   const per = new Map();
   const row = (id) => {
-    if (!per.has(id)) per.set(id, { frames: report.stacks[id], live_bytes: 0, live_objects: 0, temporary_bytes: 0, temporary_objects: 0 });
+    if (!per.has(id)) per.set(id, { frames: report.stacks[id], other: id === report.other, live_bytes: 0, live_objects: 0, temporary_bytes: 0, temporary_objects: 0 });
     return per.get(id);
   };
   for (const [id, period, bytes, objects] of b.born) {
@@ -168,6 +172,7 @@ async function main() {
   document.title = "heapreplay: " + timeline.title;
   $("covers").textContent = timeline.covers || "";
   drawTimeline();
+  following();
   $("value").addEventListener("change", render);
   $("find").addEventListener("input", find);
   $("moment-form").addEventListener("submit", (e) => {
@@ -247,6 +252,34 @@ function drawTimeline() {
   el.addEventListener("keydown", stepped);
 }
 
+/** A trace still being written: says so, and asks for its timeline
+ * every three seconds until it is finished, redrawing the chart as it
+ * grows. */
+function following() {
+  $("live").textContent = timeline.live ? timeline.live + " The chart follows it as it grows." : "";
+  if (!timeline.live || report || following.timer) return;
+  following.timer = setInterval(async () => {
+    let t;
+    try {
+      t = await get("api/timeline");
+    } catch (e) {
+      return;
+    }
+    if (t.end_ns === timeline.end_ns && t.live === timeline.live) return;
+    const series = plot.series.length - 1;
+    timeline = t;
+    const data = [t.points.map((p) => p[0] / 1e9), t.points.map((p) => p[1])];
+    if (series > 1) data.push(t.mapped || t.points.map(() => null));
+    plot.setData(data);
+    $("timeline").setAttribute("aria-valuemax", String(t.end_ns / 1e9));
+    $("live").textContent = t.live ? t.live + " The chart follows it as it grows." : "The trace is finished.";
+    if (!t.live) {
+      clearInterval(following.timer);
+      following.timer = null;
+    }
+  }, 3000);
+}
+
 /** Keyboard on the chart: arrows move the moment by a hundredth of the
  * run (a tenth with Shift; in a report, to the next moment it holds, or
  * the tenth), Home and End go to either end, P to the peak. */
@@ -256,7 +289,7 @@ function stepped(e) {
   let step = Math.max(1, Math.round(end / (e.shiftKey ? 10 : 100)));
   if (report) {
     // A report's moments one by one (ten with Shift).
-    const times = [...new Set(report.moments.map((m) => m.ns))];
+    const times = [...new Set(report.moments.map((m) => m.ns))].sort((a, b) => a - b);
     const here = Math.max(0, times.findLastIndex((ns) => ns <= now));
     const by = e.shiftKey ? 10 : 1;
     const to = { ArrowLeft: times[Math.max(0, here - by)], ArrowRight: times[Math.min(times.length - 1, here + by)] }[e.key];
@@ -377,7 +410,8 @@ function renderMoment() {
   tables([
     {
       id: "top",
-      caption: `${heading}: top ${Math.min(ROWS, rows.length)} of ${rows.length} stacks`,
+      // In a report, the count is of every stack, listed whole or not.
+      caption: `${heading}: top ${Math.min(ROWS, rows.length)} of ${moment.count === undefined ? rows.length : moment.count} stacks`,
       columns: [column, "share", otherColumn],
       rows: rows.slice(0, ROWS).map((s) => ({ frames: s.frames, cells: [grouped(s[field]), share(s[field], t[field]), grouped(s[other])] })),
     },
@@ -388,11 +422,14 @@ function renderMoment() {
 function renderWindow() {
   const span = view.span;
   // As leaks lists them: every stack with a block live (even of 0 bytes).
-  const live = largest(span.stacks, (s) => s.live_bytes, (s) => s.live_objects);
-  const temporary = largest(span.stacks, (s) => s.temporary_bytes);
+  const liveAll = largest(span.stacks, (s) => s.live_bytes, (s) => s.live_objects);
+  const temporaryAll = largest(span.stacks, (s) => s.temporary_bytes);
+  // A report's [other stacks]: in the totals and the flame graph only.
+  const live = liveAll.filter((s) => !s.other);
+  const temporary = temporaryAll.filter((s) => !s.other);
   const sum = (rows, f) => rows.reduce((acc, s) => acc + s[f], 0);
-  const [liveBytes, liveObjects] = [sum(live, "live_bytes"), sum(live, "live_objects")];
-  const [tempBytes, tempObjects] = [sum(temporary, "temporary_bytes"), sum(temporary, "temporary_objects")];
+  const [liveBytes, liveObjects] = [sum(liveAll, "live_bytes"), sum(liveAll, "live_objects")];
+  const [tempBytes, tempObjects] = [sum(temporaryAll, "temporary_bytes"), sum(temporaryAll, "temporary_objects")];
   $("view-heading").textContent = "What a window of the run allocated";
   $("summary").textContent =
     `From ${when(span.from)} to ${when(span.to)}: ${grouped(liveBytes)} bytes in ${grouped(liveObjects)} objects ` +
@@ -412,7 +449,7 @@ function renderWindow() {
       rows: temporary.slice(0, ROWS).map((s) => ({ frames: s.frames, cells: [grouped(s.temporary_bytes), share(s.temporary_bytes, tempBytes), grouped(s.temporary_objects)] })),
     },
   ]);
-  drawFlame(live.map((s) => ({ frames: s.frames, value: s.live_bytes })));
+  drawFlame(liveAll.map((s) => ({ frames: s.frames, value: s.live_bytes })));
 }
 
 /** What changed per stack from `before` to `after`, in the order
@@ -424,7 +461,7 @@ function changes(before, after) {
   for (const [side, m] of [["before", before], ["after", after]]) {
     for (const s of m.stacks) {
       const key = JSON.stringify(s.frames);
-      if (!byKey.has(key)) byKey.set(key, { frames: s.frames, before: zero(), after: zero() });
+      if (!byKey.has(key)) byKey.set(key, { frames: s.frames, other: !!s.other, before: zero(), after: zero() });
       const c = byKey.get(key)[side];
       for (const f of Object.keys(c)) c[f] += s[f];
     }
@@ -446,8 +483,8 @@ function renderCompare() {
     `From ${when(view.before)} to ${when(view.after)}: in use ${signed(total("inuse_bytes"))} bytes (${signedCounted(total("inuse_objects"), "object")}); ` +
     `allocated ${signed(total("alloc_bytes"))} bytes (${signedCounted(total("allocs"), "object")}) in between. ` +
     "In the flame graph, widths are the later moment's; red grew, blue shrank, orange is new.";
-  const grew = all.filter((c) => c.delta.inuse_bytes > 0);
-  const shrank = all.filter((c) => c.delta.inuse_bytes < 0).reverse();
+  const grew = all.filter((c) => c.delta.inuse_bytes > 0 && !c.other);
+  const shrank = all.filter((c) => c.delta.inuse_bytes < 0 && !c.other).reverse();
   const row = (c) => ({ frames: c.frames, cells: [signed(c.delta.inuse_bytes), signed(c.delta.inuse_objects), signed(c.delta.alloc_bytes)] });
   const columns = ["in use bytes", "objects", "allocated"];
   tables([

@@ -85,9 +85,10 @@ Writes the page `heapreplay serve` serves as one file that needs no network
 and no server: open it in a browser, attach it to a bug report. The heap is
 precomputed at --moments moments evenly spread over the run, and at the
 peak and the end; a click picks the nearest moment at or before it. A
-window or two moments compare those moments. Each moment lists its biggest
-stacks whole and the rest as one; the file is at most 10 MB whatever the
-trace's length.
+window or two moments compare those moments. The file lists the stacks
+that held or allocated the most whole, the same in every moment, and the
+rest as one; it is at most 10 MB whatever the trace's length (fewer stacks
+are listed whole to stay under, and at most 2,000 markers are drawn).
 
   heapreplay report trace.zst -o report.html")]
 pub struct ReportArgs {
@@ -99,8 +100,8 @@ pub struct ReportArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// How many moments, evenly spread, besides the peak and the end (2 to 500).
-    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=500))]
+    /// How many moments, evenly spread, besides the peak and the end (2 to 200).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(2..=200))]
     pub moments: u32,
 
     #[command(flatten)]

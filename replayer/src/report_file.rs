@@ -59,18 +59,29 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, String> {
     let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
     let quiet = args.common.quiet;
     let timeline = crate::serve::timeline(&trace, pipeline, quiet)?;
-    // The last time a replay reaches (its clock's last sample).
-    let end_ns = trace.clock.iter().map(|c| c.ns).max().unwrap_or(0);
+    // From the start (of the part a folded trace keeps) to the last time a
+    // replay reaches (its clock's last sample).
+    let start_ns = trace.fold().map_or(0, |f| f.info.ns);
+    let end_ns = trace
+        .clock
+        .iter()
+        .map(|c| c.ns)
+        .max()
+        .unwrap_or(0)
+        .max(start_ns);
     // The start, the moments between, the end, and the peak if any.
     let n = u64::from(args.moments);
-    let mut times: Vec<u64> = (0..n).map(|k| end_ns * k / n).collect();
+    let mut times: Vec<u64> = (0..n)
+        .map(|k| start_ns + (end_ns - start_ns) * k / n)
+        .collect();
     times.dedup();
     let mut points: Vec<Point> = times
         .into_iter()
         .map(|ns| Point::Time(TimePoint::Offset(ns)))
         .collect();
     points.push(Point::End);
-    if !timeline["peak"].is_null() {
+    // A peak of some bytes in use (a trace of frees alone has none).
+    if timeline["peak"]["bytes"].as_u64().is_some_and(|b| b > 0) {
         points.push(Point::Peak);
     }
     let periods = RefCell::new(Periods::default());
@@ -120,14 +131,14 @@ pub fn run(args: &ReportArgs) -> Result<ExitCode, String> {
     let shown = path.display();
     if page.len() > MAX_BYTES {
         return Err(format!(
-            "{shown}: the report would take {} bytes, over its 10 MB; ask for fewer --moments",
+            "{shown}: the report would take {} bytes, over its 10 MB, even with 3 stacks listed whole; ask for fewer --moments",
             page.len()
         ));
     }
     std::fs::write(&path, &page).map_err(|e| format!("{shown}: cannot write: {}", io_text(&e)))?;
     if !quiet {
         eprintln!(
-            "heapreplay: wrote {shown} ({} moments, {} KB; the biggest {keep} stacks of each listed whole)",
+            "heapreplay: wrote {shown} ({} moments, {} KB; the {keep} stacks that held the most and the {keep} that allocated the most listed whole)",
             moments.len(),
             page.len().div_ceil(1000)
         );

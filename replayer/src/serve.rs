@@ -110,7 +110,8 @@ fn window(
     }
 }
 
-/// The whole run's timeline, as the page's chart shows it.
+/// The whole run's timeline, as the page's chart shows it; for a trace
+/// still being written, with what `live_note` says of it.
 pub fn timeline(trace: &Trace, pipeline: bool, quiet: bool) -> Result<serde_json::Value, String> {
     let end_ns = crate::timeline::end_ns(trace);
     let (timeline, _) = crate::timeline::collect(
@@ -123,28 +124,52 @@ pub fn timeline(trace: &Trace, pipeline: bool, quiet: bool) -> Result<serde_json
         false,
     )?;
     let covers = crate::attached::since(trace).map(|s| format!("Allocations {s} only."));
-    Ok(web::timeline(&timeline, &title(trace), covers.as_deref()))
+    let live = pass::live_note(trace).map(|note| format!("The trace is {note}."));
+    Ok(web::timeline(
+        &timeline,
+        &title(trace),
+        covers.as_deref(),
+        live.as_deref(),
+    ))
 }
 
-/// Serves the page until interrupted.
-pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
-    let (trace, pipeline) = pass::open(&args.trace, &args.common)?;
-    let timeline = timeline(&trace, pipeline, args.common.quiet)?;
-    let mut stacks = pass::stacks(&trace, &args.common);
-    // The first screen: the peak (or the end), in the page itself.
+/// The page, with its first screen: the timeline and the heap at the peak
+/// (or the end).
+fn page(
+    trace: &Trace,
+    pipeline: bool,
+    timeline: &serde_json::Value,
+    stacks: &mut SymbolizedStacks<'_>,
+) -> Result<String, String> {
     let first = if timeline["peak"].is_null() {
         Point::End
     } else {
         Point::Peak
     };
-    let (snapshots, _) = pass::capture(&trace, std::slice::from_ref(&first), pipeline, true)?;
-    let moment_json = web::moment(
-        &snapshots[0],
-        &first.describe_at(snapshots[0].ns),
-        &mut stacks,
-    );
-    let page = web::page_with(&serde_json::json!({"timeline": &timeline, "moment": moment_json}));
-    let timeline = timeline.to_string();
+    let (snapshots, _) = pass::capture(trace, std::slice::from_ref(&first), pipeline, true)?;
+    let moment = web::moment(&snapshots[0], &first.describe_at(snapshots[0].ns), stacks);
+    Ok(web::page_with(
+        &serde_json::json!({"timeline": timeline, "moment": moment}),
+    ))
+}
+
+/// The size of the file at `path` (0 if it cannot be read).
+fn size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Serves the page until interrupted. A trace still being written is
+/// opened again when the page asks for the timeline and the file has
+/// grown, so that the page follows it.
+pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
+    let (mut trace, pipeline) = pass::open(&args.trace, &args.common)?;
+    let quiet = args.common.quiet;
+    let mut opened_at = size(&args.trace);
+    let mut timeline = timeline(&trace, pipeline, quiet)?;
+    let mut page = {
+        let mut stacks = pass::stacks(&trace, &args.common);
+        Some(self::page(&trace, pipeline, &timeline, &mut stacks)?)
+    };
     let server = tiny_http::Server::http(("127.0.0.1", args.port))
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
     let port = server.server_addr().to_ip().map_or(args.port, |a| a.port());
@@ -152,18 +177,66 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
         "heapreplay: serving {} at http://127.0.0.1:{port}/ (Ctrl-C stops)",
         trace.path.display()
     );
-    for request in server.incoming_requests() {
-        let url = request.url().to_string();
-        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        let path = path.trim_start_matches('/');
-        let response = match path {
-            "api/timeline" => respond(200, "application/json", timeline.clone().into_bytes()),
-            "api/moment" => moment(&trace, pipeline, query, &mut stacks),
-            "api/window" => window(&trace, pipeline, query, &mut stacks),
-            "" => respond(200, "text/html; charset=utf-8", page.clone().into_bytes()),
-            _ => error(404, "not found"),
+    let mut waiting: Option<tiny_http::Request> = None;
+    loop {
+        let mut stacks = pass::stacks(&trace, &args.common);
+        let text = timeline.to_string();
+        // Requests until the page asks for the timeline of a trace grown
+        // since it was opened.
+        let grown = loop {
+            // The request that made the trace be opened again is answered
+            // from it, however much the file has grown since.
+            let (request, reopened) = match waiting.take() {
+                Some(r) => (r, true),
+                None => match server.recv() {
+                    Ok(r) => (r, false),
+                    Err(_) => return Ok(ExitCode::SUCCESS),
+                },
+            };
+            let url = request.url().to_string();
+            let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+            let response = match path.trim_start_matches('/') {
+                "api/timeline"
+                    if !reopened && trace.live.is_some() && size(&args.trace) != opened_at =>
+                {
+                    break request;
+                }
+                "api/timeline" => respond(200, "application/json", text.clone().into_bytes()),
+                "api/moment" => moment(&trace, pipeline, query, &mut stacks),
+                "api/window" => window(&trace, pipeline, query, &mut stacks),
+                "" => {
+                    let made = match page.take() {
+                        Some(p) => Ok(p),
+                        None => self::page(&trace, pipeline, &timeline, &mut stacks),
+                    };
+                    match made {
+                        Ok(p) => {
+                            let response =
+                                respond(200, "text/html; charset=utf-8", p.clone().into_bytes());
+                            page = Some(p);
+                            response
+                        }
+                        Err(e) => error(500, &e),
+                    }
+                }
+                _ => error(404, "not found"),
+            };
+            let _ = request.respond(response);
         };
-        let _ = request.respond(response);
+        drop(stacks);
+        opened_at = size(&args.trace);
+        let reopened = pass::open_trace(&args.trace)
+            .and_then(|t| Ok((self::timeline(&t, pipeline, true)?, t)));
+        match reopened {
+            Ok((t, reopened)) => {
+                trace = reopened;
+                timeline = t;
+                page = None;
+                waiting = Some(grown);
+            }
+            Err(e) => {
+                let _ = grown.respond(error(500, &e));
+            }
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -384,3 +384,47 @@ fn what_cannot_be_kept_is_refused_in_one_line() {
     assert_eq!(compact.code, 1);
     assert!(compact.stderr.contains("is folded"), "{}", compact.stderr);
 }
+
+#[test]
+fn a_folded_trace_gives_windows_and_a_report_from_its_fold() {
+    let work = Work::new("keep_window");
+    let program = work.compile("longrun.c", "longrun", &[]);
+    assert_eq!(work.record(&program, &["120", "0"], "trace.zst").code, 0);
+    work.heapreplay_ok(&["keep", "--max-size", "1MB", "trace.zst"]);
+    let info = work.heapreplay_ok(&["info", "trace.zst"]).stdout;
+    assert!(info.contains("kept:"), "not folded: {info}");
+    // A window with no start begins at the fold: what it left live is
+    // part of what the end holds.
+    let window = work
+        .heapreplay_ok(&["leaks", "--to", "end", "trace.zst"])
+        .stdout;
+    assert!(window.starts_with("trace.zst from "), "{window}");
+    let live = |text: &str| -> u64 {
+        let first = text.lines().next().unwrap();
+        first
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap()
+    };
+    let at_end = work.heapreplay_ok(&["leaks", "trace.zst"]).stdout;
+    assert!(live(&window) <= live(&at_end), "{window}\n{at_end}");
+    // The start itself is before what the trace keeps: refused, in one line.
+    let before = work.heapreplay(&["leaks", "--from", "start", "trace.zst"]);
+    assert_ne!(before.code, 0);
+    assert!(
+        before
+            .stderr
+            .contains("before the part of the run the trace keeps"),
+        "{}",
+        before.stderr
+    );
+    // A report spreads its moments over the part kept.
+    let made = work.heapreplay_ok(&["report", "--moments", "10", "-o", "r.html", "trace.zst"]);
+    assert!(made.stderr.contains("wrote r.html (1"), "{}", made.stderr);
+}
