@@ -74,10 +74,12 @@ for n in $sizes; do
         sed -n 's/^recorded: .* for \([0-9.]*\) s.*/\1/p' | awk '{ printf "%d", $1 * 1e9 }')
     "$bin/heapreplay" serve --port 0 "$trace" 2>"$work/serve.err" &
     server=$!
+    # Its address, once it has replayed the timeline (minutes for 2B events).
     url=""
-    for ((i = 0; i < 600 && -z "$url"; i++)); do
+    for ((i = 0; i < 1200; i++)); do
         sleep 1
         url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$work/serve.err" || true)
+        [ -z "$url" ] || break
     done
     [ -n "$url" ] || { cat "$work/serve.err" >&2; exit 1; }
     for at in 0.1 0.5 0.9 peak end; do

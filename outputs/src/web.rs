@@ -158,7 +158,8 @@ pub struct Moment<'a> {
 }
 
 /// The data of a self-contained report: every stack it names, once
-/// (`stacks`: frames), and per moment its totals, its stack count, its
+/// (`stacks`: frames), and per moment its totals, its stacks counted per
+/// value (`count`), its
 /// stacks as rows `[stack, inuse_bytes, inuse_objects, alloc_bytes,
 /// allocs]` and its live blocks by period as rows `[stack, period, bytes,
 /// objects]`. The file names the `keep` stacks that held the most bytes at
@@ -211,7 +212,14 @@ pub fn report(moments: &[Moment<'_>], stacks: &mut SymbolizedStacks<'_>, keep: u
     };
     let mut out = Vec::new();
     for (m, per_name) in moments.iter().zip(per_moment) {
-        let count = per_name.values().filter(|c| c.allocs > 0).count();
+        let count =
+            |value: fn(&Counters) -> u64| per_name.values().filter(|c| value(c) > 0).count();
+        let count = json!({
+            "inuse_bytes": count(Counters::inuse_bytes),
+            "inuse_objects": count(Counters::inuse_objects),
+            "alloc_bytes": count(|c| c.alloc_bytes),
+            "allocs": count(|c| c.allocs),
+        });
         let mut rows: Vec<(usize, Counters)> = Vec::new();
         let mut rest = Counters::default();
         for (name, c) in per_name {
@@ -317,15 +325,10 @@ fn shown_markers(timeline: &Timeline) -> impl Iterator<Item = &crate::timeline::
 }
 
 /// The whole run, for the page's chart: `title`, what the trace covers if
-/// not the whole run (`covers`), whether it is still being written
-/// (`live`: what to say of it), in-use bytes over time, the memory mapped
-/// at the same times if any, the markers and the peak.
-pub fn timeline(
-    timeline: &Timeline,
-    title: &str,
-    covers: Option<&str>,
-    live: Option<&str>,
-) -> Value {
+/// not the whole run (`covers`), in-use bytes over time, the memory mapped
+/// at the same times if any, the markers and the peak (if any byte was in
+/// use).
+pub fn timeline(timeline: &Timeline, title: &str, covers: Option<&str>) -> Value {
     let points = timeline.points();
     let mapped = timeline.mapped().map(|m| {
         let curve = m.points();
@@ -344,12 +347,11 @@ pub fn timeline(
     json!({
         "title": title,
         "covers": covers,
-        "live": live,
         "points": points.iter().map(|&(ns, bytes)| [ns, bytes]).collect::<Vec<_>>(),
         "mapped": mapped,
         "markers": shown_markers(timeline).map(|m| json!({"ns": m.ns, "label": m.label})).collect::<Vec<_>>(),
         "markers_total": timeline.markers().len(),
-        "peak": timeline.peak().map(|(ns, bytes)| json!({"ns": ns, "bytes": bytes})),
+        "peak": timeline.peak().filter(|p| p.1 > 0).map(|(ns, bytes)| json!({"ns": ns, "bytes": bytes})),
         "end_ns": timeline.end_ns(),
     })
 }

@@ -253,31 +253,43 @@ function drawTimeline() {
 }
 
 /** A trace still being written: says so, and asks for its timeline
- * every three seconds until it is finished, redrawing the chart as it
- * grows. */
+ * again three seconds after each answer until the recording ends,
+ * redrawing the chart as it grows. A new recording at the same path is
+ * another run: the page starts again. */
 function following() {
-  $("live").textContent = timeline.live ? timeline.live + " The chart follows it as it grows." : "";
-  if (!timeline.live || report || following.timer) return;
-  following.timer = setInterval(async () => {
-    let t;
+  const say = () => {
+    $("live").textContent = timeline.live ? timeline.state + " The chart follows it as it grows." : following.seen ? timeline.state : "";
+  };
+  if (report) {
+    $("live").textContent = timeline.live ? "The trace was still being written when this file was made." : "";
+    return;
+  }
+  say();
+  if (!timeline.live) return;
+  following.seen = true;
+  const poll = async () => {
+    let t = null;
     try {
       t = await get("api/timeline");
     } catch (e) {
+      $("live").textContent = "The server does not answer: " + e.message;
+    }
+    if (t && t.run !== timeline.run) {
+      location.reload();
       return;
     }
-    if (t.end_ns === timeline.end_ns && t.live === timeline.live) return;
-    const series = plot.series.length - 1;
-    timeline = t;
-    const data = [t.points.map((p) => p[0] / 1e9), t.points.map((p) => p[1])];
-    if (series > 1) data.push(t.mapped || t.points.map(() => null));
-    plot.setData(data);
-    $("timeline").setAttribute("aria-valuemax", String(t.end_ns / 1e9));
-    $("live").textContent = t.live ? t.live + " The chart follows it as it grows." : "The trace is finished.";
-    if (!t.live) {
-      clearInterval(following.timer);
-      following.timer = null;
+    if (t && (t.end_ns !== timeline.end_ns || t.live !== timeline.live || t.markers.length !== timeline.markers.length)) {
+      const series = plot.series.length - 1;
+      timeline = t;
+      const data = [t.points.map((p) => p[0] / 1e9), t.points.map((p) => p[1])];
+      if (series > 1) data.push(t.mapped || t.points.map(() => null));
+      plot.setData(data);
+      $("timeline").setAttribute("aria-valuemax", String(t.end_ns / 1e9));
     }
-  }, 3000);
+    say();
+    if (!t || t.live) setTimeout(poll, 3000);
+  };
+  setTimeout(poll, 3000);
 }
 
 /** Keyboard on the chart: arrows move the moment by a hundredth of the
@@ -411,7 +423,7 @@ function renderMoment() {
     {
       id: "top",
       // In a report, the count is of every stack, listed whole or not.
-      caption: `${heading}: top ${Math.min(ROWS, rows.length)} of ${moment.count === undefined ? rows.length : moment.count} stacks`,
+      caption: `${heading}: top ${Math.min(ROWS, rows.length)} of ${moment.count === undefined ? rows.length : moment.count[field]} stacks`,
       columns: [column, "share", otherColumn],
       rows: rows.slice(0, ROWS).map((s) => ({ frames: s.frames, cells: [grouped(s[field]), share(s[field], t[field]), grouped(s[other])] })),
     },

@@ -124,13 +124,33 @@ pub fn timeline(trace: &Trace, pipeline: bool, quiet: bool) -> Result<serde_json
         false,
     )?;
     let covers = crate::attached::since(trace).map(|s| format!("Allocations {s} only."));
-    let live = pass::live_note(trace).map(|note| format!("The trace is {note}."));
-    Ok(web::timeline(
-        &timeline,
-        &title(trace),
-        covers.as_deref(),
-        live.as_deref(),
-    ))
+    let state = match pass::live_note(trace) {
+        Some(note) => format!("The trace is {note}."),
+        None if trace.end.is_none() => {
+            "The recording stopped without its end (the process was killed or crashed).".into()
+        }
+        None => "The trace is finished.".into(),
+    };
+    let mut json = web::timeline(&timeline, &title(trace), covers.as_deref());
+    json["live"] = serde_json::json!(trace.live.is_some());
+    json["state"] = serde_json::json!(state);
+    // Which recording: a new one at the same path is another run.
+    json["run"] = serde_json::json!(format!("{}@{}", trace.info.pid, trace.info.start_unix_ns));
+    Ok(json)
+}
+
+/// True while the recording of a live trace may still go on: its process
+/// is there (a killed recorder leaves its file unchanged).
+fn recording(trace: &Trace) -> bool {
+    let Some(live) = trace.live else {
+        return false;
+    };
+    let Ok(pid) = libc::pid_t::try_from(live.pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// The page, with its first screen: the timeline and the heap at the peak
@@ -162,9 +182,14 @@ fn size(path: &std::path::Path) -> u64 {
 /// opened again when the page asks for the timeline and the file has
 /// grown, so that the page follows it.
 pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
+    let mut opened_at = size(&args.trace);
     let (mut trace, pipeline) = pass::open(&args.trace, &args.common)?;
     let quiet = args.common.quiet;
-    let mut opened_at = size(&args.trace);
+    // When the trace was last opened again, and how long that took: it is
+    // opened again at most once per four times that (a replay of the whole
+    // timeline), and never more often than every 3 s.
+    let mut reopened_at = std::time::Instant::now();
+    let mut reopen_cost = std::time::Duration::ZERO;
     let mut timeline = timeline(&trace, pipeline, quiet)?;
     let mut page = {
         let mut stacks = pass::stacks(&trace, &args.common);
@@ -197,7 +222,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
             let (path, query) = url.split_once('?').unwrap_or((&url, ""));
             let response = match path.trim_start_matches('/') {
                 "api/timeline"
-                    if !reopened && trace.live.is_some() && size(&args.trace) != opened_at =>
+                    if !reopened
+                        && trace.live.is_some()
+                        && reopened_at.elapsed()
+                            >= (reopen_cost * 4).max(std::time::Duration::from_secs(3))
+                        && (size(&args.trace) != opened_at || !recording(&trace)) =>
                 {
                     break request;
                 }
@@ -224,9 +253,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
             let _ = request.respond(response);
         };
         drop(stacks);
+        reopened_at = std::time::Instant::now();
         opened_at = size(&args.trace);
         let reopened = pass::open_trace(&args.trace)
             .and_then(|t| Ok((self::timeline(&t, pipeline, true)?, t)));
+        reopen_cost = reopened_at.elapsed();
         match reopened {
             Ok((t, reopened)) => {
                 trace = reopened;
