@@ -68,7 +68,8 @@ echo "|---:|---:|---:|---:|---:|---:|"
 for n in $sizes; do
     trace="$work/synth-$n.zst"
     [ -s "$trace" ] || "$bin/heapreplay-synth" "$trace" "$n" 4 2000 20000 2>/dev/null
-    # The index, built once (a full pass).
+    # The index, built anew (a full pass) with this build's spacing.
+    rm -f "$trace.idx"
     "$bin/heapreplay" info "$trace" >/dev/null 2>&1
     len_ns=$(HEAPREPLAY_INDEX=off "$bin/heapreplay" info "$trace" |
         sed -n 's/^recorded: .* for \([0-9.]*\) s.*/\1/p' | awk '{ printf "%d", $1 * 1e9 }')

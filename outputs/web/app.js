@@ -286,7 +286,7 @@ function following() {
       plot.setData(data);
       $("timeline").setAttribute("aria-valuemax", String(t.end_ns / 1e9));
     }
-    say();
+    if (t) say();
     if (!t || t.live) setTimeout(poll, 3000);
   };
   setTimeout(poll, 3000);

@@ -6,6 +6,7 @@
 use crate::cli::ServeArgs;
 use crate::pass;
 use heapreplay_engine::plan::{Plan, Point, TimePoint};
+use heapreplay_engine::trace::being_recorded;
 use heapreplay_engine::Trace;
 use heapreplay_outputs::profile::SymbolizedStacks;
 use heapreplay_outputs::web;
@@ -139,20 +140,6 @@ pub fn timeline(trace: &Trace, pipeline: bool, quiet: bool) -> Result<serde_json
     Ok(json)
 }
 
-/// True while the recording of a live trace may still go on: its process
-/// is there (a killed recorder leaves its file unchanged).
-fn recording(trace: &Trace) -> bool {
-    let Some(live) = trace.live else {
-        return false;
-    };
-    let Ok(pid) = libc::pid_t::try_from(live.pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 /// The page, with its first screen: the timeline and the heap at the peak
 /// (or the end).
 fn page(
@@ -179,8 +166,8 @@ fn size(path: &std::path::Path) -> u64 {
 }
 
 /// Serves the page until interrupted. A trace still being written is
-/// opened again when the page asks for the timeline and the file has
-/// grown, so that the page follows it.
+/// opened again when the page asks for the timeline and the file has grown
+/// or its recorder has let go of it, so that the page follows it.
 pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
     let mut opened_at = size(&args.trace);
     let (mut trace, pipeline) = pass::open(&args.trace, &args.common)?;
@@ -189,8 +176,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
     // opened again at most once per four times that (a replay of the whole
     // timeline), and never more often than every 3 s.
     let mut reopened_at = std::time::Instant::now();
-    let mut reopen_cost = std::time::Duration::ZERO;
     let mut timeline = timeline(&trace, pipeline, quiet)?;
+    let mut reopen_cost = reopened_at.elapsed();
     let mut page = {
         let mut stacks = pass::stacks(&trace, &args.common);
         Some(self::page(&trace, pipeline, &timeline, &mut stacks)?)
@@ -226,7 +213,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, String> {
                         && trace.live.is_some()
                         && reopened_at.elapsed()
                             >= (reopen_cost * 4).max(std::time::Duration::from_secs(3))
-                        && (size(&args.trace) != opened_at || !recording(&trace)) =>
+                        && (size(&args.trace) != opened_at || !being_recorded(&args.trace)) =>
                 {
                     break request;
                 }

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 /// answered within 0.3 s (`benches/serve.sh`).
 pub const DEFAULT_SPACING: u64 = 1 << 21;
 
-/// The index takes at most 1/this of the trace's size: a checkpoint
+/// The index's checkpoints take at most about 1/this of the trace's size
+/// (its table and scan cache come on top): a checkpoint
 /// whose state is large is followed by one only this many times its size
 /// further into the trace.
 const SIZE_RATIO: u64 = 20;

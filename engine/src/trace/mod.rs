@@ -19,7 +19,7 @@ mod release;
 mod summary;
 
 pub use fold::Fold;
-pub use open::io_text;
+pub use open::{being_recorded, io_text};
 pub use pass::{Carry, Pass, TakeRun};
 pub(crate) use pass::{Tally, Watcher};
 pub use summary::RunSummary;

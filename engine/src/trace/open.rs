@@ -206,6 +206,12 @@ fn map(path: &Path) -> Result<(memmap2::Mmap, bool), String> {
     Ok((bytes, held_by_recorder(&file)))
 }
 
+/// True if a recorder still holds the trace at `path` (its exclusive
+/// lock): it is being written. Whatever its pid now names.
+pub fn being_recorded(path: &std::path::Path) -> bool {
+    std::fs::File::open(path).is_ok_and(|f| held_by_recorder(&f))
+}
+
 /// True if another process holds the file's exclusive lock: a recorder
 /// still writing it. The shared lock taken to find out is let go at once,
 /// so a recorder starting on the same path is not turned away.
