@@ -78,6 +78,16 @@ pub fn page_with(initial: &Value) -> String {
     page
 }
 
+/// The four pprof values of `c`, named as the page names them.
+fn values(c: &Counters) -> Value {
+    json!({
+        "inuse_bytes": c.inuse_bytes(),
+        "inuse_objects": c.inuse_objects(),
+        "alloc_bytes": c.alloc_bytes,
+        "allocs": c.allocs,
+    })
+}
+
 fn frame(f: &Frame) -> Value {
     json!({ "function": f.function, "place": f.place })
 }
@@ -91,24 +101,15 @@ pub fn moment(snapshot: &Snapshot, label: &str, stacks: &mut SymbolizedStacks<'_
     let named: Vec<Value> = by_frames(snapshot, stacks)
         .iter()
         .map(|(frames, c)| {
-            json!({
-                "frames": frames.iter().map(frame).collect::<Vec<_>>(),
-                "inuse_bytes": c.inuse_bytes(),
-                "inuse_objects": c.inuse_objects(),
-                "alloc_bytes": c.alloc_bytes,
-                "allocs": c.allocs,
-            })
+            let mut row = values(c);
+            row["frames"] = frames.iter().map(frame).collect();
+            row
         })
         .collect();
     json!({
         "label": label,
         "ns": snapshot.ns,
-        "totals": {
-            "inuse_bytes": t.inuse_bytes(),
-            "inuse_objects": t.inuse_objects(),
-            "alloc_bytes": t.alloc_bytes,
-            "allocs": t.allocs,
-        },
+        "totals": values(t),
         "unseen_frees": snapshot.unseen_frees,
         "stacks": named,
     })
@@ -252,12 +253,7 @@ pub fn report(moments: &[Moment<'_>], stacks: &mut SymbolizedStacks<'_>, keep: u
         out.push(json!({
             "label": m.label,
             "ns": m.snapshot.ns,
-            "totals": {
-                "inuse_bytes": t.inuse_bytes(),
-                "inuse_objects": t.inuse_objects(),
-                "alloc_bytes": t.alloc_bytes,
-                "allocs": t.allocs,
-            },
+            "totals": values(t),
             "unseen_frees": m.snapshot.unseen_frees,
             "count": count,
             "rows": rows.iter().map(|(row, c)| [*row as u64, c.inuse_bytes(), c.inuse_objects(), c.alloc_bytes, c.allocs]).collect::<Vec<_>>(),

@@ -359,3 +359,41 @@ pub fn assert_cum(report: &HashMap<String, Row>, function: &str, expected: f64, 
         .unwrap_or_else(|| panic!("{what}: no row for {function} in {report:#?}"));
     assert_eq!(row.cum, expected, "{what}: cumulative value of {function}");
 }
+
+/// The rows of a table `top`, `leaks --from --to` or `diff` prints under
+/// the heading that starts with `heading`, down to its `all stacks` line
+/// or the first blank line: its three numbers and the stack.
+pub fn report_rows(text: &str, heading: &str) -> Vec<[String; 4]> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(heading))
+        .skip(2)
+        .take_while(|l| !l.is_empty() && !l.ends_with("all stacks"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let mut stack = l.trim_start();
+            for _ in 0..3 {
+                stack = stack[stack.find(' ').unwrap_or(stack.len())..].trim_start();
+            }
+            [
+                f[0].to_string(),
+                f[1].to_string(),
+                f[2].to_string(),
+                stack.to_string(),
+            ]
+        })
+        .collect()
+}
+
+/// (bytes, objects, allocating function) of each stack `leaks` lists whole.
+pub fn leaked_stacks(text: &str) -> Vec<(String, String, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].ends_with("allocated at:"))
+        .map(|w| {
+            let f: Vec<&str> = w[0].split_whitespace().collect();
+            let function = w[1].split_whitespace().nth(1).unwrap_or("").to_string();
+            (f[0].to_string(), f[3].to_string(), function)
+        })
+        .collect()
+}

@@ -107,29 +107,21 @@ fn the_check_agrees_with_gperftools_heapcheck_on_the_same_program() {
 /// (bytes, objects, allocating function).
 type Row = (String, String, String);
 
+/// (bytes, objects, allocating function) of each row of a report's table
+/// under `heading`.
+fn table(text: &str, heading: &str) -> Vec<Row> {
+    report_rows(text, heading)
+        .into_iter()
+        .map(|[bytes, _, objects, stack]| {
+            let function = stack.split(' ').next().unwrap_or("").to_string();
+            (bytes, objects, function)
+        })
+        .collect()
+}
+
 /// The rows of each stack a leak report lists, and of its temporary table.
 fn window_rows(text: &str) -> (Vec<Row>, Vec<Row>) {
-    let lines: Vec<&str> = text.lines().collect();
-    let live = lines
-        .windows(2)
-        .filter(|w| w[0].ends_with("allocated at:"))
-        .map(|w| {
-            let f: Vec<&str> = w[0].split_whitespace().collect();
-            let function = w[1].split_whitespace().nth(1).unwrap_or("").to_string();
-            (f[0].to_string(), f[3].to_string(), function)
-        })
-        .collect();
-    let temporary = lines
-        .iter()
-        .skip_while(|l| !l.starts_with("Temporary"))
-        .skip(2)
-        .take_while(|l| !l.ends_with("all stacks"))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[2].to_string(), f[3].to_string())
-        })
-        .collect();
-    (live, temporary)
+    (leaked_stacks(text), table(text, "Temporary"))
 }
 
 fn row(bytes: &str, objects: &str, function: &str) -> Row {
@@ -204,16 +196,7 @@ fn a_window_lists_what_it_allocated_and_left_live_and_what_it_freed() {
         ],
         "{to}"
     );
-    let in_use: Vec<Row> = top
-        .lines()
-        .skip_while(|l| !l.starts_with("In use:"))
-        .skip(2)
-        .take_while(|l| !l.ends_with("all stacks"))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].to_string(), f[2].to_string(), f[3].to_string())
-        })
-        .collect();
+    let in_use = table(&top, "In use:");
     assert_eq!(live, in_use, "{top}");
     // A time and a marker with no event between them: the marker is
     // placed first, yet the window is there, and empty.

@@ -86,44 +86,6 @@ fn numbers(rows: &[Vec<String>]) -> Vec<[String; 4]> {
         .collect()
 }
 
-/// The rows of the CLI's table under the heading that starts with
-/// `heading`, down to its `all stacks` line or the first blank line: three
-/// numbers and the stack.
-fn cli_rows(text: &str, heading: &str) -> Vec<[String; 4]> {
-    text.lines()
-        .skip_while(|l| !l.starts_with(heading))
-        .skip(2)
-        .take_while(|l| !l.is_empty() && !l.ends_with("all stacks"))
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let mut stack = l.trim_start();
-            for _ in 0..3 {
-                stack = stack[stack.find(' ').unwrap_or(stack.len())..].trim_start();
-            }
-            [
-                f[0].to_string(),
-                f[1].to_string(),
-                f[2].to_string(),
-                stack.to_string(),
-            ]
-        })
-        .collect()
-}
-
-/// (bytes, objects, allocating function) of each stack `leaks` lists.
-fn leaks_rows(text: &str) -> Vec<(String, String, String)> {
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .windows(2)
-        .filter(|w| w[0].ends_with("allocated at:"))
-        .map(|w| {
-            let f: Vec<&str> = w[0].split_whitespace().collect();
-            let function = w[1].split_whitespace().nth(1).unwrap_or("").to_string();
-            (f[0].to_string(), f[3].to_string(), function)
-        })
-        .collect()
-}
-
 /// The page's x (CSS pixels) for `seconds` into the run, and the y of
 /// the chart's middle.
 fn chart_at(browser: &mut Browser, seconds: f64) -> (f64, f64) {
@@ -150,7 +112,7 @@ fn the_page_opens_at_the_peak_with_the_numbers_top_prints() {
         .heapreplay_ok(&["top", "--at", "peak", "-n", "20", "trace.zst"])
         .stdout;
     let page = numbers(&table(&mut browser, "top"));
-    let cli = cli_rows(&top, "In use:");
+    let cli = report_rows(&top, "In use:");
     assert!(!cli.is_empty(), "{top}");
     assert_eq!(page, cli, "top:\n{top}");
     // Its heading says which moment, with the totals top prints in bytes.
@@ -242,7 +204,7 @@ fn the_report_file_shows_the_same_views_offline_and_stays_small() {
         .stdout;
     assert_eq!(
         numbers(&table(&mut browser, "top")),
-        cli_rows(&top, "In use:"),
+        report_rows(&top, "In use:"),
         "{top}"
     );
     views_match_the_cli(&work, &mut browser, false);
@@ -269,8 +231,11 @@ fn views_match_the_cli(work: &Work, browser: &mut Browser, exact: bool) {
     let top = work
         .heapreplay_ok(&["top", "--at", &at, "-n", "20", "trace.zst"])
         .stdout;
-    assert_eq!(numbers(&table(browser, "top")), cli_rows(&top, "In use:"));
-    let rows = cli_rows(&top, "In use:");
+    assert_eq!(
+        numbers(&table(browser, "top")),
+        report_rows(&top, "In use:")
+    );
+    let rows = report_rows(&top, "In use:");
     assert_eq!(rows.len(), 1, "{top}");
     assert_eq!(rows[0][..3], ["100,000", "100.0%", "100"], "{top}");
     assert!(top.contains("keep_early"), "{top}");
@@ -331,7 +296,7 @@ fn views_match_the_cli(work: &Work, browser: &mut Browser, exact: bool) {
         ])
         .stdout;
     let suspects = table(browser, "suspects");
-    let cli = leaks_rows(&leaks);
+    let cli = leaked_stacks(&leaks);
     assert_eq!(
         cli,
         vec![("90,000".into(), "30".into(), "keep_mid".into())],
@@ -343,7 +308,7 @@ fn views_match_the_cli(work: &Work, browser: &mut Browser, exact: bool) {
         assert!(row[3].starts_with(function.as_str()), "{row:?}");
     }
     let temporaries = numbers(&table(browser, "temporaries"));
-    assert_eq!(temporaries, cli_rows(&leaks, "Temporary"), "{leaks}");
+    assert_eq!(temporaries, report_rows(&leaks, "Temporary"), "{leaks}");
     assert_eq!(temporaries[0][0], "20,000");
     assert_eq!(temporaries[0][2], "40");
     if exact {
@@ -377,12 +342,12 @@ fn views_match_the_cli(work: &Work, browser: &mut Browser, exact: bool) {
         .stdout;
     assert_eq!(
         numbers(&table(browser, "grew")),
-        cli_rows(&diff, "Grew"),
+        report_rows(&diff, "Grew"),
         "{diff}"
     );
     assert_eq!(
         numbers(&table(browser, "shrank")),
-        cli_rows(&diff, "Shrank"),
+        report_rows(&diff, "Shrank"),
         "{diff}"
     );
     assert!(diff.contains("+90,000"), "{diff}");
@@ -438,7 +403,10 @@ fn views_match_the_cli(work: &Work, browser: &mut Browser, exact: bool) {
             "trace.zst",
         ])
         .stdout;
-    assert_eq!(numbers(&table(browser, "top")), cli_rows(&top, "In use:"));
+    assert_eq!(
+        numbers(&table(browser, "top")),
+        report_rows(&top, "In use:")
+    );
 }
 
 #[test]
@@ -519,7 +487,7 @@ fn a_report_of_a_python_run_with_many_moments_stays_under_ten_megabytes() {
         .stdout;
     assert_eq!(
         numbers(&table(&mut browser, "top")),
-        cli_rows(&top, "In use:"),
+        report_rows(&top, "In use:"),
         "{top}"
     );
 }
@@ -571,7 +539,7 @@ fn the_page_follows_a_trace_still_being_written() {
     assert!(top.contains("grow (service.c"), "{top}");
     assert_eq!(
         numbers(&table(&mut browser, "top")),
-        cli_rows(&top, "In use:"),
+        report_rows(&top, "In use:"),
         "{top}"
     );
 }
